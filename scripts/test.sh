@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# The one command that tests everything: ./scripts/test.sh
+#
+# 1. installs the external tools the integration tests drive (Dovecot, POP3
+#    clients, fail2ban, ...) if any is missing, with one apt-get update and one
+#    apt-get install;
+# 2. prints their versions;
+# 3. runs gofmt, go vet and the race-enabled test suite;
+# 4. runs every fuzz target (func Fuzz... in *_test.go) for a short time.
+#
+# Knobs:
+#   POPBRIDGE_SKIP_INSTALL=1   skip step 1
+#   POPBRIDGE_FUZZTIME=30s     time per fuzz target (default 10s; 0 skips fuzzing)
+#   CI=true                    tests that lack a tool fail instead of skipping
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+# Dovecot lives in /usr/sbin, which a non-root PATH may lack.
+export PATH="$PATH:/usr/sbin:/sbin"
+
+fuzztime="${POPBRIDGE_FUZZTIME:-10s}"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# have CHECK: CHECK is a command name, or a path when it starts with '/'.
+have() {
+	case "$1" in
+	/*) [[ -e "$1" ]] ;;
+	*) command -v "$1" >/dev/null 2>&1 || [[ -x "/usr/sbin/$1" || -x "/sbin/$1" ]] ;;
+	esac
+}
+
+install_missing() {
+	# Each entry: "check package"; the check is a command or a path.
+	local -a wanted=(
+		"dovecot dovecot-imapd"
+		"/usr/lib/dovecot/imap dovecot-imapd"
+		"/usr/lib/dovecot/pop3 dovecot-pop3d"
+		"curl curl"
+		"fetchmail fetchmail"
+		"mpop mpop"
+		"getmail getmail6"
+		"procmail procmail"
+		"python3 python3"
+		"fail2ban-regex fail2ban"
+		"/etc/ssl/certs/ca-certificates.crt ca-certificates"
+		"gcc gcc" # go test -race needs cgo
+		"/usr/include/stdio.h libc6-dev"
+	)
+	local -a missing=()
+	local entry check pkg
+	for entry in "${wanted[@]}"; do
+		read -r check pkg <<<"$entry"
+		if ! have "$check" && [[ " ${missing[*]-} " != *" $pkg "* ]]; then
+			missing+=("$pkg")
+		fi
+	done
+	if ((${#missing[@]} == 0)); then
+		echo "all tools present"
+		return
+	fi
+	echo "installing: ${missing[*]}"
+
+	local -a sudo=()
+	if ((EUID != 0)); then
+		if command -v sudo >/dev/null 2>&1; then
+			sudo=(sudo)
+		else
+			echo "not root and no sudo: install ${missing[*]} yourself, or set POPBRIDGE_SKIP_INSTALL=1" >&2
+			exit 1
+		fi
+	fi
+	if ! command -v apt-get >/dev/null 2>&1; then
+		echo "no apt-get: install ${missing[*]} yourself, or set POPBRIDGE_SKIP_INSTALL=1" >&2
+		exit 1
+	fi
+
+	# Keep the packages' init scripts from starting a system-wide Dovecot or
+	# fail2ban: the tests start their own instances on free loopback ports.
+	local policy=/usr/sbin/policy-rc.d added_policy=
+	if [[ ! -e "$policy" ]]; then
+		printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
+		"${sudo[@]}" chmod 755 "$policy"
+		added_policy=1
+	fi
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+	if [[ -n "$added_policy" ]]; then
+		"${sudo[@]}" rm -f "$policy"
+	fi
+}
+
+# version NAME CMD...: print the first line of CMD's output, never fail.
+version() {
+	local name="$1" out
+	shift
+	if ! command -v "$1" >/dev/null 2>&1; then
+		printf '%-15s %s\n' "$name" "(not found)"
+		return
+	fi
+	# The first line with a digit: fetchmail starts with a warning for root.
+	out="$("$@" 2>&1 </dev/null | grep -m1 '[0-9]')" || true
+	printf '%-15s %s\n' "$name" "$out"
+}
+
+if [[ "${POPBRIDGE_SKIP_INSTALL:-}" != 1 ]]; then
+	step "install missing tools"
+	install_missing
+fi
+
+step "versions"
+version go go version
+version dovecot dovecot --version
+version curl curl --version
+version fetchmail fetchmail --version
+version mpop mpop --version
+version getmail getmail --version
+version procmail procmail -v
+version python3 python3 --version
+version fail2ban-regex fail2ban-regex --version
+echo "CI=${CI:-}  user=$(id -un)  cpus=$(nproc 2>/dev/null || echo ?)"
+
+step "gofmt"
+unformatted="$(gofmt -l .)"
+if [[ -n "$unformatted" ]]; then
+	echo "gofmt -l reports unformatted files (run gofmt -w):" >&2
+	echo "$unformatted" >&2
+	exit 1
+fi
+
+step "go vet"
+go vet ./...
+
+step "go test -race"
+CI="${CI:-}" go test -race -count=1 -timeout 20m ./...
+
+if [[ "$fuzztime" == 0 ]]; then
+	step "fuzzing skipped (POPBRIDGE_FUZZTIME=0)"
+	exit 0
+fi
+step "fuzz (${fuzztime} per target)"
+# Each file's package directory and its Fuzz functions, found afresh every
+# run so new targets are picked up without editing this script.
+fuzzed=0
+while IFS= read -r file; do
+	dir="./$(dirname "${file#./}")"
+	while IFS= read -r name; do
+		echo "--- $name in $dir"
+		CI="${CI:-}" go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" "$dir"
+		fuzzed=$((fuzzed + 1))
+	done < <(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' "$file")
+done < <(find . -name '*_test.go' -not -path '*/testdata/*' -not -path './vendor/*' -not -path './.git/*' -print | sort)
+echo "fuzzed $fuzzed targets"
+
+step "all tests passed"
