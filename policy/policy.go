@@ -88,13 +88,17 @@ func ParseAction(s string) (Action, error) {
 		if strings.TrimSpace(mbox) == "" {
 			return Action{}, fmt.Errorf("delete action %q names no mailbox (want move:MAILBOX)", s)
 		}
-		if strings.ContainsAny(mbox, "\x00\r\n") {
+		// CR/LF would break the IMAP command line; other controls are
+		// never legitimate in a mailbox name an admin types.
+		if strings.ContainsFunc(mbox, isControl) {
 			return Action{}, fmt.Errorf("delete action %q: mailbox name contains a control character", s)
 		}
 		return Action{Kind: Move, Mailbox: mbox}, nil
 	}
 	return Action{}, fmt.Errorf("unknown delete action %q (want expunge, flag or move:MAILBOX)", s)
 }
+
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
 
 // DeletedKeyword is the IMAP keyword the Flag action sets; messages carrying
 // it are hidden from every POP3 session (Dovecot's pop3_deleted_flag).
