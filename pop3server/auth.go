@@ -1,0 +1,277 @@
+package pop3server
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/emersion/go-sasl"
+)
+
+// Credential limits: generous for real users, small enough that nothing a
+// client sends can blow up the upstream command.
+const (
+	maxUsernameLen = 255
+	maxPasswordLen = 512
+)
+
+var (
+	errPlaintextDisallowed = &Error{Code: CodeAuth, Text: "Plaintext authentication disallowed on non-secure (SSL/TLS) connections"}
+	errBadCredentialBytes  = errors.New("credentials contain forbidden octets or are too long")
+	errAuthzid             = errors.New("authorization identity differs from the user")
+)
+
+func (c *conn) handleUser(arg string) (result, error) {
+	if !c.plaintextOK {
+		return c.refusePlaintext()
+	}
+	if arg == "" {
+		return c.writeBad("syntax error: USER name"), nil
+	}
+	c.user = arg
+	return c.writeOK(""), nil
+}
+
+func (c *conn) handlePass(arg string) (result, error) {
+	if !c.plaintextOK {
+		return c.refusePlaintext()
+	}
+	if c.user == "" {
+		return c.writeBad("USER first"), nil
+	}
+	user := c.user
+	c.user = ""
+	return c.login(user, arg)
+}
+
+func (c *conn) refusePlaintext() (result, error) {
+	c.writeErr(errPlaintextDisallowed)
+	return resBad, nil
+}
+
+func (c *conn) handleAuth(arg string) (result, error) {
+	args, ok := splitArgs(arg)
+	if !ok || len(args) > 2 {
+		return c.writeBad("syntax error: AUTH mechanism [initial-response]"), nil
+	}
+	if len(args) == 0 {
+		// Outlook sends a bare AUTH to list the mechanisms.
+		c.writeOK("")
+		if c.plaintextOK {
+			c.w.WriteString("PLAIN\r\nLOGIN\r\n")
+		}
+		c.w.WriteString(".\r\n")
+		return resOK, nil
+	}
+	var user, pass string
+	var srv sasl.Server
+	switch strings.ToUpper(args[0]) {
+	case sasl.Plain:
+		srv = sasl.NewPlainServer(func(identity, username, password string) error {
+			if identity != "" && identity != username {
+				return errAuthzid
+			}
+			user, pass = username, password
+			return nil
+		})
+	case sasl.Login:
+		srv = &loginServer{done: func(username, password string) { user, pass = username, password }}
+	default:
+		return c.writeBad("unsupported authentication mechanism"), nil
+	}
+	if !c.plaintextOK {
+		return c.refusePlaintext()
+	}
+
+	var resp []byte
+	if len(args) == 2 {
+		var ok bool
+		if resp, ok = decodeSASL(args[1]); !ok {
+			return c.writeBad("invalid base64"), nil
+		}
+	}
+	for {
+		challenge, done, err := srv.Next(resp)
+		if err != nil {
+			return c.loginFailed("", err)
+		}
+		if done {
+			break
+		}
+		c.w.WriteString("+ " + base64.StdEncoding.EncodeToString(challenge) + "\r\n")
+		if err := c.w.Flush(); err != nil {
+			return resErr, err
+		}
+		line, err := c.readLine()
+		if err != nil {
+			c.endOnReadError(err)
+			return resErr, errClose
+		}
+		if line == "*" {
+			return c.writeErr(&Error{Text: "authentication cancelled"}), nil
+		}
+		var ok bool
+		if resp, ok = decodeSASL(line); !ok {
+			return c.writeBad("invalid base64"), nil
+		}
+	}
+	return c.login(user, pass)
+}
+
+// decodeSASL decodes a client response: strict base64, "=" for empty.
+func decodeSASL(s string) ([]byte, bool) {
+	if s == "=" {
+		return []byte{}, true
+	}
+	b, err := base64.StdEncoding.Strict().DecodeString(s)
+	if err != nil || len(b) == 0 {
+		return nil, false
+	}
+	return b, true
+}
+
+// loginServer is the server side of the LOGIN mechanism
+// (draft-murchison-sasl-login), which go-sasl only has as a client.
+type loginServer struct {
+	step     int
+	username string
+	done     func(username, password string)
+}
+
+func (l *loginServer) Next(response []byte) (challenge []byte, done bool, err error) {
+	switch l.step {
+	case 0:
+		l.step = 1
+		if response == nil {
+			return []byte("Username:"), false, nil
+		}
+		fallthrough // the initial response is the username
+	case 1:
+		l.username = string(response)
+		l.step = 2
+		return []byte("Password:"), false, nil
+	case 2:
+		l.step = 3
+		l.done(l.username, string(response))
+		return nil, true, nil
+	}
+	return nil, false, sasl.ErrUnexpectedClientResponse
+}
+
+// validCredential refuses what must never reach the upstream: empty or
+// over-long values and control octets (NUL, CR, LF and the rest).
+func validCredential(s string, maxLen int) bool {
+	if s == "" || len(s) > maxLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// login passes the credentials to the backend and enters TRANSACTION.
+func (c *conn) login(user, pass string) (result, error) {
+	c.stats.Username = user
+	if !validCredential(user, maxUsernameLen) || !validCredential(pass, maxPasswordLen) ||
+		!utf8.ValidString(user) {
+		return c.loginFailed(user, errBadCredentialBytes)
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, c.srv.opts.LoginTimeout)
+	mbox, err := c.srv.backend.Login(ctx, c.info, user, pass)
+	cancel()
+	if err != nil {
+		if e := clientError(err); e.Code != CodeAuth {
+			// The upstream is unreachable or failing: not the client's
+			// fault, so no failure is counted and no delay applied.
+			c.srv.opts.Observer.LoginAttempted(c.info, user, err)
+			c.srv.opts.Logger.Warn().Err(err).Str("session", c.info.SessionID).Msg("login failed upstream")
+			return c.writeErr(e), nil
+		}
+		return c.loginFailed(user, err)
+	}
+	if c.srv.opts.LockSession {
+		unlock, ok := c.srv.lockUser(user)
+		if !ok {
+			mbox.Close()
+			c.srv.opts.Observer.LoginAttempted(c.info, user, ErrInUse)
+			return c.writeErr(ErrInUse), nil
+		}
+		c.unlock = unlock
+	}
+	c.srv.opts.Observer.LoginAttempted(c.info, user, nil)
+	c.mbox = mbox
+	c.msgs = mbox.Messages()
+	c.deleted = make([]bool, len(c.msgs))
+	c.retrieved = make([]bool, len(c.msgs))
+	c.state = stateTransaction
+	c.badCommands = 0
+	c.stats.LoggedIn = true
+	c.stats.Messages, c.stats.MaildropSz = c.liveTotals()
+	return c.writeOK("Logged in."), nil
+}
+
+// loginFailed answers a refused login after the failure delay, the same
+// way whatever the reason, and closes after too many failures.
+func (c *conn) loginFailed(user string, cause error) (result, error) {
+	if !errors.Is(cause, ErrAuthFailed) {
+		cause = ErrAuthFailed.Wrap(cause)
+	}
+	c.srv.opts.Observer.LoginAttempted(c.info, user, cause)
+	delay := c.srv.penalties.fail(c.info.RemoteAddr.Addr())
+	if delay > 0 {
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-c.ctx.Done():
+			t.Stop()
+		}
+	}
+	c.writeErr(ErrAuthFailed)
+	c.loginFailures++
+	if max := c.srv.opts.MaxLoginFailures; max > 0 && c.loginFailures >= max {
+		c.stats.Result = "limit"
+		c.w.Flush()
+		return resErr, errClose
+	}
+	return resErr, nil
+}
+
+func (c *conn) handleStls(arg string) (result, error) {
+	cfg := c.srv.opts.TLSConfig
+	if cfg == nil {
+		return c.writeBad("unknown command"), nil
+	}
+	if c.info.TLS {
+		return c.writeBad("TLS already active"), nil
+	}
+	if arg != "" {
+		return c.writeBad("STLS takes no argument"), nil
+	}
+	c.writeOK("Begin TLS negotiation now.")
+	if err := c.w.Flush(); err != nil {
+		return resErr, err
+	}
+	// Whatever the client pipelined after STLS was sent in clear and may
+	// have been injected; it is dropped, never executed (CVE-2011-0411).
+	c.r.Discard(c.r.Buffered())
+	tc := tls.Server(c.raw, cfg)
+	c.raw.SetDeadline(c.preLoginDeadline(c.srv.opts.PreLoginIdleTimeout))
+	if err := tc.HandshakeContext(c.ctx); err != nil {
+		c.stats.Result = "tls-error"
+		return resErr, errClose
+	}
+	c.raw.SetDeadline(time.Time{})
+	c.nc = tc
+	c.r.Reset(tc)
+	c.info.TLS = true
+	c.plaintextOK = true
+	c.user = "" // a USER given in clear is forgotten
+	return resOK, nil
+}

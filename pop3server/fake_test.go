@@ -1,0 +1,249 @@
+package pop3server
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeBackend is an in-memory Backend recording what sessions did.
+type fakeBackend struct {
+	mu       sync.Mutex
+	password string
+	msgs     [][]byte
+	loginErr error // returned by Login when set
+	updates  []Marks
+	closes   int
+	logins   []string
+	// retrieveErr, when set, is returned by Retrieve.
+	retrieveErr error
+	// bodyReader, when set, wraps each body (to inject failures).
+	bodyReader func(context.Context, io.Reader) io.Reader
+	updateErr  error
+}
+
+func (b *fakeBackend) Login(ctx context.Context, conn ConnInfo, user, pass string) (Mailbox, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.logins = append(b.logins, user)
+	if b.loginErr != nil {
+		return nil, b.loginErr
+	}
+	if pass != b.password {
+		return nil, ErrAuthFailed.Wrap(errors.New("NO [AUTHENTICATIONFAILED] upstream said so"))
+	}
+	return &fakeMailbox{b: b}, nil
+}
+
+func (b *fakeBackend) snapshot() (updates []Marks, closes int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]Marks(nil), b.updates...), b.closes
+}
+
+type fakeMailbox struct {
+	b      *fakeBackend
+	closed bool
+}
+
+func (m *fakeMailbox) Messages() []MessageInfo {
+	var out []MessageInfo
+	for i, msg := range m.b.msgs {
+		out = append(out, MessageInfo{Size: int64(len(msg)), UIDL: fmt.Sprintf("uid%d", i+1)})
+	}
+	return out
+}
+
+type fakeBody struct {
+	io.Reader
+	closed bool
+}
+
+func (b *fakeBody) Close() error { b.closed = true; return nil }
+
+func (m *fakeMailbox) Retrieve(ctx context.Context, n int) (Body, error) {
+	if m.b.retrieveErr != nil {
+		return nil, m.b.retrieveErr
+	}
+	var r io.Reader = bytes.NewReader(m.b.msgs[n-1])
+	if m.b.bodyReader != nil {
+		r = m.b.bodyReader(ctx, r)
+	}
+	return &fakeBody{Reader: r}, nil
+}
+
+func (m *fakeMailbox) Top(ctx context.Context, n int, lines int) (Body, error) {
+	msg := m.b.msgs[n-1]
+	hdrEnd := bytes.Index(msg, []byte("\r\n\r\n"))
+	if hdrEnd < 0 {
+		return &fakeBody{Reader: bytes.NewReader(msg)}, nil
+	}
+	out := msg[:hdrEnd+4]
+	rest := msg[hdrEnd+4:]
+	for i := 0; i < lines && len(rest) > 0; i++ {
+		j := bytes.IndexByte(rest, '\n')
+		if j < 0 {
+			j = len(rest) - 1
+		}
+		out = msg[:len(out)+j+1]
+		rest = rest[j+1:]
+	}
+	return &fakeBody{Reader: bytes.NewReader(out)}, nil
+}
+
+func (m *fakeMailbox) Update(ctx context.Context, marks Marks) error {
+	m.b.mu.Lock()
+	defer m.b.mu.Unlock()
+	m.b.updates = append(m.b.updates, marks)
+	return m.b.updateErr
+}
+
+func (m *fakeMailbox) Close() error {
+	m.b.mu.Lock()
+	defer m.b.mu.Unlock()
+	if m.closed {
+		panic("mailbox closed twice")
+	}
+	m.closed = true
+	m.b.closes++
+	return nil
+}
+
+var sampleMsgs = [][]byte{
+	[]byte("From: a@example.org\r\nSubject: one\r\n\r\nHello\r\n.dot line\r\n.\r\nend\r\n"),
+	[]byte("From: b@example.org\r\nSubject: two\r\n\r\nline1\r\nline2\r\nline3\r\n"),
+	[]byte("Subject: three\r\n\r\nbare\nlf\nno final newline"),
+}
+
+// startServer runs a Server with the fake backend on a loopback port.
+func startServer(t *testing.T, b *fakeBackend, opts Options) (*Server, string) {
+	t.Helper()
+	if opts.AuthFailDelay == 0 {
+		opts.AuthFailDelay = time.Millisecond
+	}
+	srv := NewServer(b, opts)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		srv.Serve(l)
+	}()
+	t.Cleanup(func() {
+		srv.Close()
+		<-done
+	})
+	return srv, l.Addr().String()
+}
+
+// client is a line-oriented test client.
+type client struct {
+	t  *testing.T
+	nc net.Conn
+	r  *bufio.Reader
+}
+
+func dial(t *testing.T, addr string) *client {
+	t.Helper()
+	c := dialRaw(t, addr)
+	c.expect("+OK popbridge ready.")
+	return c
+}
+
+// dialRaw connects without reading the greeting.
+func dialRaw(t *testing.T, addr string) *client {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	nc.SetDeadline(time.Now().Add(10 * time.Second))
+	return &client{t: t, nc: nc, r: bufio.NewReader(nc)}
+}
+
+func (c *client) send(line string) {
+	c.t.Helper()
+	if _, err := io.WriteString(c.nc, line+"\r\n"); err != nil {
+		c.t.Fatalf("send %q: %v", line, err)
+	}
+}
+
+func (c *client) readLine() string {
+	c.t.Helper()
+	line, err := c.r.ReadString('\n')
+	if err != nil {
+		c.t.Fatalf("read: %v (got %q)", err, line)
+	}
+	if !strings.HasSuffix(line, "\r\n") {
+		c.t.Fatalf("line without CRLF: %q", line)
+	}
+	return strings.TrimSuffix(line, "\r\n")
+}
+
+// expect reads one line per pattern; a pattern ending in "*" matches a
+// prefix.
+func (c *client) expect(patterns ...string) {
+	c.t.Helper()
+	for _, p := range patterns {
+		got := c.readLine()
+		if prefix, ok := strings.CutSuffix(p, "*"); ok {
+			if !strings.HasPrefix(got, prefix) {
+				c.t.Fatalf("got %q, want prefix %q", got, prefix)
+			}
+		} else if got != p {
+			c.t.Fatalf("got %q, want %q", got, p)
+		}
+	}
+}
+
+// multiline reads a multi-line body up to the terminating dot, un-stuffed.
+func (c *client) multiline() []byte {
+	c.t.Helper()
+	var buf bytes.Buffer
+	for {
+		line, err := c.r.ReadString('\n')
+		if err != nil {
+			c.t.Fatalf("multiline: %v", err)
+		}
+		if line == ".\r\n" {
+			return buf.Bytes()
+		}
+		buf.WriteString(strings.TrimPrefix(line, "."))
+	}
+}
+
+// expectClosed asserts the server closes the connection.
+func (c *client) expectClosed() {
+	c.t.Helper()
+	c.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	rest, err := io.ReadAll(c.r)
+	if err != nil {
+		c.t.Fatalf("want close, got %v after %q", err, rest)
+	}
+	if len(rest) > 0 {
+		c.t.Fatalf("unexpected data before close: %q", rest)
+	}
+}
+
+func (c *client) login() {
+	c.t.Helper()
+	c.send("USER alice")
+	c.expect("+OK")
+	c.send("PASS secret")
+	c.expect("+OK Logged in.")
+}
+
+func newFake() *fakeBackend {
+	return &fakeBackend{password: "secret", msgs: sampleMsgs}
+}
