@@ -1,0 +1,14 @@
+// Package e2e holds popbridge's end-to-end tests: the real popbridge binary,
+// built from ./cmd/popbridge once per test run, in front of a real Dovecot
+// (internal/testenv), driven by real POP3 clients (curl, fetchmail, mpop,
+// getmail6, Python's poplib) and by a raw POP3 client for the safety rules of
+// SPEC §3.
+//
+// Every delivered message is compared byte for byte (SHA-256) with the
+// upstream BODY[] as Dovecot serves it. Where a client changes what it
+// delivers (a header it prepends, CRLF turned into LF), the test undoes
+// exactly that documented change and nothing else; see each client's test.
+//
+// The package has no non-test code: run it with go test ./e2e (the external
+// tools come from ./scripts/test.sh; with CI=true a missing tool fails).
+package e2e
