@@ -1,0 +1,194 @@
+// Package upstream implements pop3server.Backend on an IMAP server, with the
+// go-imap v2 client: each POP3 session logs in upstream with the client's
+// credentials, takes a snapshot of one mailbox at login, streams bodies
+// with BODY.PEEK, and applies the delete policy at QUIT (SPEC §1-§4).
+package upstream
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/popbridge/popbridge/cache"
+	"github.com/popbridge/popbridge/policy"
+	"github.com/popbridge/popbridge/pop3server"
+)
+
+// Defaults for the zero values of Options (SPEC §1 limits).
+const (
+	DefaultDialTimeout    = 10 * time.Second
+	DefaultLoginTimeout   = 30 * time.Second
+	DefaultCommandTimeout = 60 * time.Second
+	DefaultMailbox        = "INBOX"
+	// logoutTimeout bounds the LOGOUT that Close sends.
+	logoutTimeout = 5 * time.Second
+)
+
+// Options configures a Backend. URL (or a Resolver whose settings name an
+// upstream) is required; every other zero value means the default.
+type Options struct {
+	// URL is the upstream (see ParseURL). A Resolver may override it per
+	// user; it may be nil only when every user resolves to an upstream.
+	URL *URL
+	// TLSConfig is used for imaps:// and imap:// (STARTTLS); RootCAs comes
+	// from --upstream-ca. nil means the system roots. ServerName, when
+	// empty, is the URL's host. Certificates are always verified unless
+	// the caller sets InsecureSkipVerify itself.
+	TLSConfig *tls.Config
+	// Mailbox is the IMAP mailbox served as the maildrop; default INBOX.
+	Mailbox string
+	// UIDLFormat is --uidl-format (see ValidateUIDLFormat); default
+	// DefaultUIDLFormat.
+	UIDLFormat string
+	// Policy is the server-wide delete policy, used when Resolver is nil.
+	// Its zero value is honor/expunge without mark-seen; policy.Default is
+	// SPEC §1's default.
+	Policy policy.Policy
+	// Resolver, when set, gives each user's upstream, mailbox and policy;
+	// its Default should carry the server-wide values. Empty Upstream or
+	// Mailbox fall back to URL and Mailbox.
+	Resolver *policy.Resolver
+	// DialTimeout bounds the TCP connect (default 10 s); LoginTimeout the
+	// whole login: connect, TLS, greeting, LOGIN, SELECT and the listing
+	// (default 30 s); CommandTimeout is how long any later upstream
+	// command may go without progress (default 60 s).
+	DialTimeout, LoginTimeout, CommandTimeout time.Duration
+	// SendID sends IMAP ID with x-originating-ip/-port and
+	// x-connected-ip/-port before LOGIN when the server offers ID.
+	SendID bool
+	// Cache, when set, keeps listings between sessions (SPEC §5). Not
+	// used yet: every login lists the mailbox.
+	Cache *cache.Listings
+	// Logger receives debug and warning events; it never sees passwords.
+	Logger zerolog.Logger
+	// Metrics, when set, observes upstream commands and updates.
+	Metrics Metrics
+}
+
+// Metrics observes the upstream side; implementations must be cheap and
+// safe for concurrent use.
+type Metrics interface {
+	// ObserveCommand is called after each upstream exchange: "connect"
+	// (TCP, TLS, greeting, CAPABILITY, ID), "login", "select", "list",
+	// "fetch", "update", "logout". err is nil on success; a NO counts as
+	// an error.
+	ObserveCommand(name string, d time.Duration, err error)
+	// UpdateApplied is called after a successful QUIT update with what was
+	// done: "seen", "expunge", "flag" or "move", and how many messages.
+	UpdateApplied(action string, n int)
+}
+
+// Backend is the IMAP implementation of pop3server.Backend. It is safe for
+// concurrent use; each Login opens its own upstream connection.
+type Backend struct {
+	opts Options
+	uidl uidlFormat
+}
+
+var _ pop3server.Backend = (*Backend)(nil)
+
+// New checks opts and returns a Backend. It does not contact the upstream.
+func New(opts Options) (*Backend, error) {
+	if opts.URL == nil && (opts.Resolver == nil || opts.Resolver.Default.Upstream == "") {
+		return nil, errors.New("upstream: no upstream URL")
+	}
+	if opts.Mailbox == "" {
+		opts.Mailbox = DefaultMailbox
+	}
+	if opts.UIDLFormat == "" {
+		opts.UIDLFormat = DefaultUIDLFormat
+	}
+	f, err := parseUIDLFormat(opts.UIDLFormat)
+	if err != nil {
+		return nil, fmt.Errorf("upstream: %w", err)
+	}
+	if opts.DialTimeout <= 0 {
+		opts.DialTimeout = DefaultDialTimeout
+	}
+	if opts.LoginTimeout <= 0 {
+		opts.LoginTimeout = DefaultLoginTimeout
+	}
+	if opts.CommandTimeout <= 0 {
+		opts.CommandTimeout = DefaultCommandTimeout
+	}
+	return &Backend{opts: opts, uidl: f}, nil
+}
+
+var errLoginTimeout = errors.New("upstream login timed out")
+
+// Login logs in upstream as username and returns the maildrop snapshot.
+// Bad credentials give pop3server.ErrAuthFailed; an unreachable, slow or
+// failing upstream gives pop3server.ErrTemporary, never [AUTH].
+func (b *Backend) Login(ctx context.Context, conn pop3server.ConnInfo, username, password string) (pop3server.Mailbox, error) {
+	s := b.settings(username)
+	log := b.opts.Logger.With().Str("session", conn.SessionID).Str("user", username).Logger()
+	u := b.opts.URL
+	if s.Upstream != "" && (u == nil || s.Upstream != u.String()) {
+		var err error
+		if u, err = ParseURL(s.Upstream); err != nil {
+			return nil, errConfig.Wrap(err)
+		}
+	}
+	if u == nil {
+		return nil, errConfig.Wrap(errors.New("no upstream for this user"))
+	}
+
+	ctx, cancel := context.WithTimeoutCause(ctx, b.opts.LoginTimeout, errLoginTimeout)
+	defer cancel()
+	cfg := dialConfig{
+		url:            u,
+		tls:            b.opts.TLSConfig,
+		dialTimeout:    b.opts.DialTimeout,
+		commandTimeout: b.opts.CommandTimeout,
+	}
+	if b.opts.SendID {
+		cfg.id = &idParams{remote: conn.RemoteAddr, local: conn.LocalAddr}
+	}
+	start := time.Now()
+	l, err := dial(ctx, cfg)
+	b.observe("connect", start, err)
+	if err != nil {
+		log.Debug().Err(err).Msg("upstream connect failed")
+		return nil, pop3server.ErrTemporary.Wrap(err)
+	}
+	m := &maildrop{b: b, l: l, log: log, mailbox: s.Mailbox, policy: s.Policy}
+	if err := m.open(ctx, username, password); err != nil {
+		m.Close()
+		return nil, err
+	}
+	return m, nil
+}
+
+// settings resolves the user's upstream, mailbox and policy.
+func (b *Backend) settings(username string) policy.Settings {
+	s := policy.Settings{Mailbox: b.opts.Mailbox, Policy: b.opts.Policy}
+	if b.opts.Resolver != nil {
+		s = b.opts.Resolver.Resolve(username)
+	}
+	if s.Mailbox == "" {
+		s.Mailbox = b.opts.Mailbox
+	}
+	if strings.EqualFold(s.Mailbox, "INBOX") {
+		// INBOX is case-insensitive; go-imap reports it upper-case, and
+		// STATUS responses are matched by name.
+		s.Mailbox = "INBOX"
+	}
+	return s
+}
+
+func (b *Backend) observe(name string, start time.Time, err error) {
+	if b.opts.Metrics != nil {
+		b.opts.Metrics.ObserveCommand(name, time.Since(start), err)
+	}
+}
+
+func (b *Backend) applied(action string, n int) {
+	if b.opts.Metrics != nil && n > 0 {
+		b.opts.Metrics.UpdateApplied(action, n)
+	}
+}

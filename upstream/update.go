@@ -1,0 +1,257 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/emersion/go-imap/v2"
+
+	"github.com/popbridge/popbridge/policy"
+	"github.com/popbridge/popbridge/pop3server"
+)
+
+// maxSetLen bounds the text of one UID set in a command: Dovecot refuses
+// command lines over imap_max_line_length (64 KiB by default), and a
+// left-on-server mailbox can have many scattered UIDs.
+const maxSetLen = 8000
+
+var (
+	errUIDValidity    = errors.New("UIDVALIDITY changed during the session; nothing applied")
+	errForeignDeleted = errors.New("other messages carry \\Deleted and the server lacks UIDPLUS; nothing expunged")
+	errNoKeywords     = errors.New("mailbox does not store the $POP3Deleted keyword")
+)
+
+// Update applies the session's deletes and downloads according to the
+// user's policy. It never touches a UID outside the snapshot.
+func (m *maildrop) Update(ctx context.Context, marks pop3server.Marks) error {
+	if m.body != nil {
+		m.body.abort()
+	}
+	plan := policy.MakePlan(m.policy, m.uids(marks.Deleted), m.uids(marks.Retrieved))
+	if plan.Empty() {
+		return nil
+	}
+	if err := m.usable(); err != nil {
+		return pop3server.ErrUpdateFailed.Wrap(err)
+	}
+	err := m.exchange(ctx, "update", func() error { return m.apply(plan) })
+	if err != nil {
+		m.log.Warn().Err(err).Str("action", plan.Action.String()).Int("messages", len(plan.Apply)).
+			Msg("upstream update failed")
+		return pop3server.ErrUpdateFailed.Wrap(err)
+	}
+	m.b.applied("seen", len(plan.Seen))
+	m.b.applied(actionName(plan.Action), len(plan.Apply))
+	return nil
+}
+
+func actionName(a policy.Action) string {
+	switch a.Kind {
+	case policy.Expunge:
+		return "expunge"
+	case policy.Flag:
+		return "flag"
+	case policy.Move:
+		return "move"
+	}
+	return a.String()
+}
+
+// uids maps message numbers to UIDs, ignoring numbers out of range.
+func (m *maildrop) uids(nums []int) []uint32 {
+	out := make([]uint32, 0, len(nums))
+	for _, n := range nums {
+		if msg, err := m.message(n); err == nil {
+			out = append(out, uint32(msg.uid))
+		}
+	}
+	return out
+}
+
+func (m *maildrop) apply(plan policy.Plan) error {
+	if plan.Action.Kind == policy.Flag && len(plan.Apply) > 0 && !m.keepsKeyword() {
+		return errNoKeywords
+	}
+	st, err := m.l.client.Status(m.mailbox, &imap.StatusOptions{UIDValidity: true}).Wait()
+	if err != nil {
+		return fmt.Errorf("STATUS %q: %w", m.mailbox, err)
+	}
+	if st.UIDValidity != m.uidValidity {
+		return fmt.Errorf("%w (%d at login, now %d)", errUIDValidity, m.uidValidity, st.UIDValidity)
+	}
+	if err := m.store(plan.Seen, imap.StoreFlagsAdd, imap.FlagSeen); err != nil {
+		return err
+	}
+	if len(plan.Apply) == 0 {
+		return nil
+	}
+	switch plan.Action.Kind {
+	case policy.Expunge:
+		return m.expunge(plan.Apply)
+	case policy.Flag:
+		return m.store(plan.Apply, imap.StoreFlagsAdd, imap.FlagSeen, imap.Flag(policy.DeletedKeyword))
+	case policy.Move:
+		return m.move(plan.Apply, plan.Action.Mailbox)
+	}
+	return fmt.Errorf("unknown action %v", plan.Action)
+}
+
+// keepsKeyword reports whether PERMANENTFLAGS lets $POP3Deleted stick.
+// Without PERMANENTFLAGS all flags are permanent (RFC 3501 7.1).
+func (m *maildrop) keepsKeyword() bool {
+	if m.permanentFlags == nil {
+		return true
+	}
+	for _, f := range m.permanentFlags {
+		if f == imap.FlagWildcard || strings.EqualFold(string(f), policy.DeletedKeyword) {
+			return true
+		}
+	}
+	return false
+}
+
+// store sends UID STORE uids ±FLAGS.SILENT (flags).
+func (m *maildrop) store(uids []uint32, op imap.StoreFlagsOp, flags ...imap.Flag) error {
+	for _, set := range uidSets(uids) {
+		cmd := m.l.client.Store(set, &imap.StoreFlags{Op: op, Silent: true, Flags: flags}, nil)
+		if err := cmd.Close(); err != nil {
+			return fmt.Errorf("UID STORE %s %v: %w", storeOp(op), flags, err)
+		}
+	}
+	return nil
+}
+
+func storeOp(op imap.StoreFlagsOp) string {
+	switch op {
+	case imap.StoreFlagsAdd:
+		return "+FLAGS"
+	case imap.StoreFlagsDel:
+		return "-FLAGS"
+	}
+	return "FLAGS"
+}
+
+// expunge removes exactly uids. go-imap's helpers are not used: without
+// UIDPLUS they end in a plain EXPUNGE, which would also remove messages
+// other clients flagged \Deleted.
+func (m *maildrop) expunge(uids []uint32) error {
+	if err := m.store(uids, imap.StoreFlagsAdd, imap.FlagDeleted); err != nil {
+		return err
+	}
+	if m.caps.Has(imap.CapUIDPlus) { // IMAP4rev2 implies it
+		for _, set := range uidSets(uids) {
+			if err := m.l.client.UIDExpunge(set).Close(); err != nil {
+				return fmt.Errorf("UID EXPUNGE: %w", err)
+			}
+		}
+		return nil
+	}
+	found, err := m.l.client.UIDSearch(&imap.SearchCriteria{Flag: []imap.Flag{imap.FlagDeleted}}, nil).Wait()
+	if err != nil {
+		return fmt.Errorf("UID SEARCH DELETED: %w", err)
+	}
+	foreign := slices.ContainsFunc(found.AllUIDs(), func(uid imap.UID) bool {
+		_, ok := slices.BinarySearch(uids, uint32(uid))
+		return !ok
+	})
+	if !foreign {
+		// Another client may flag a message between the SEARCH and the
+		// EXPUNGE; without UIDPLUS no server offers anything tighter.
+		if err := m.l.client.Expunge().Close(); err != nil {
+			return fmt.Errorf("EXPUNGE: %w", err)
+		}
+		return nil
+	}
+	// Back out, sparing messages that were \Deleted before we came.
+	var ours []uint32
+	for _, uid := range uids {
+		if !m.deletedAtLogin(uid) {
+			ours = append(ours, uid)
+		}
+	}
+	if err := m.store(ours, imap.StoreFlagsDel, imap.FlagDeleted); err != nil {
+		return fmt.Errorf("%w; removing our \\Deleted again: %w", errForeignDeleted, err)
+	}
+	return errForeignDeleted
+}
+
+func (m *maildrop) deletedAtLogin(uid uint32) bool {
+	i, ok := slices.BinarySearchFunc(m.msgs, imap.UID(uid), func(msg message, uid imap.UID) int {
+		return cmpUID(msg.uid, uid)
+	})
+	return ok && m.msgs[i].deleted
+}
+
+// move moves uids into mailbox, creating it when the server says it does
+// not exist. Without MOVE: UID COPY, then the expunge sequence only once
+// every copy succeeded.
+func (m *maildrop) move(uids []uint32, mailbox string) error {
+	created := false
+	retry := func(name string, f func() error) error {
+		err := f()
+		if err != nil && !created && hasCode(err, imap.ResponseCodeTryCreate, imap.ResponseCodeNonExistent) {
+			created = true
+			if cerr := m.l.client.Create(mailbox, nil).Wait(); cerr != nil && !hasCode(cerr, imap.ResponseCodeAlreadyExists) {
+				return fmt.Errorf("CREATE %q: %w (after %s: %w)", mailbox, cerr, name, err)
+			}
+			err = f()
+		}
+		if err != nil {
+			return fmt.Errorf("%s %q: %w", name, mailbox, err)
+		}
+		return nil
+	}
+	sets := uidSets(uids)
+	if m.caps.Has(imap.CapMove) { // IMAP4rev2 implies it
+		// With MOVE in the capabilities Client.Move sends UID MOVE, never
+		// its COPY/EXPUNGE fallback.
+		for _, set := range sets {
+			if err := retry("UID MOVE", func() error { _, err := m.l.client.Move(set, mailbox).Wait(); return err }); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for _, set := range sets {
+		if err := retry("UID COPY", func() error { _, err := m.l.client.Copy(set, mailbox).Wait(); return err }); err != nil {
+			return err
+		}
+	}
+	return m.expunge(uids)
+}
+
+// uidSets packs sorted, unique UIDs into ranges, split so that no set's
+// text exceeds maxSetLen.
+func uidSets(uids []uint32) []imap.UIDSet {
+	var (
+		sets []imap.UIDSet
+		cur  imap.UIDSet
+		n    int
+	)
+	for i := 0; i < len(uids); {
+		j := i
+		for j+1 < len(uids) && uids[j+1] == uids[j]+1 {
+			j++
+		}
+		r := imap.UIDRange{Start: imap.UID(uids[i]), Stop: imap.UID(uids[j])}
+		l := len(strconv.FormatUint(uint64(uids[i]), 10)) + 1
+		if j > i {
+			l += len(strconv.FormatUint(uint64(uids[j]), 10)) + 1
+		}
+		if n+l > maxSetLen && len(cur) > 0 {
+			sets = append(sets, cur)
+			cur, n = nil, 0
+		}
+		cur = append(cur, r)
+		n += l
+		i = j + 1
+	}
+	if len(cur) > 0 {
+		sets = append(sets, cur)
+	}
+	return sets
+}

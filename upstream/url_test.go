@@ -1,0 +1,38 @@
+package upstream
+
+import "testing"
+
+func TestParseURL(t *testing.T) {
+	good := []struct{ in, scheme, host string }{
+		{"imaps://mail.example.com", SchemeIMAPS, "mail.example.com:993"},
+		{"imaps://mail.example.com:10993", SchemeIMAPS, "mail.example.com:10993"},
+		{"imaps://mail.example.com/", SchemeIMAPS, "mail.example.com:993"},
+		{"IMAPS://Mail.Example.com", SchemeIMAPS, "Mail.Example.com:993"},
+		{"imap://mail.example.com", SchemeIMAP, "mail.example.com:143"},
+		{"imap+insecure://127.0.0.1", SchemeInsecure, "127.0.0.1:143"},
+		{"imap+insecure://127.0.0.1:1143", SchemeInsecure, "127.0.0.1:1143"},
+		{"imaps://[::1]:993", SchemeIMAPS, "[::1]:993"},
+		{"imaps://[::1]", SchemeIMAPS, "[::1]:993"},
+	}
+	for _, tt := range good {
+		u, err := ParseURL(tt.in)
+		if err != nil {
+			t.Errorf("ParseURL(%q): %v", tt.in, err)
+			continue
+		}
+		if u.Scheme != tt.scheme || u.Host != tt.host {
+			t.Errorf("ParseURL(%q) = %s %s, want %s %s", tt.in, u.Scheme, u.Host, tt.scheme, tt.host)
+		}
+	}
+	bad := []string{
+		"", "mail.example.com", "mail.example.com:993", "pop3://h", "imapx://h", "http://h",
+		"imaps://", "imaps://user@h", "imaps://user:pw@h", "imaps://h/INBOX", "imaps://h?x=1",
+		"imaps://h#f", "imaps://h:0", "imaps://h:65536", "imaps://h:abc", "imaps://h:",
+		"imaps:h", "imaps://h?",
+	}
+	for _, s := range bad {
+		if u, err := ParseURL(s); err == nil {
+			t.Errorf("ParseURL(%q) = %v, want error", s, u)
+		}
+	}
+}
