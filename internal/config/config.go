@@ -1,0 +1,179 @@
+// Package config is popbridge's whole configuration (SPEC §1): the
+// command-line flags, their POPBRIDGE_* environment variables and the YAML
+// config file with its per-domain and per-user overrides. It validates
+// everything up front so that cmd/popbridge can print one line and exit 2
+// before anything listens.
+//
+// Precedence is flag > environment > file > default. Each key has one name,
+// used as the flag (--max-line-length), as the YAML key (max-line-length:)
+// and, upper-cased with '-' → '_', as the variable (POPBRIDGE_MAX_LINE_LENGTH).
+// An empty variable counts as unset. Every value given is validated, even
+// one a higher source overrides, so a broken file is reported now and not
+// on the day the overriding flag is dropped.
+//
+//	key                        default          Config field
+//	--listen                   127.0.0.1:1110   Listen ("" disables)
+//	--listen-tls               ""               ListenTLS
+//	--tls-cert, --tls-key      ""               TLSCert, TLSKey (paths; both or neither)
+//	--plaintext-auth           local            PlaintextAuth (local|always|never)
+//	--upstream                 required*        Upstream (canonical scheme://host:port)
+//	--upstream-ca              ""               UpstreamCA (path)
+//	--mailbox                  INBOX            Mailbox
+//	--delete-policy            honor            DeletePolicy
+//	--delete-action            expunge          DeleteAction
+//	--mark-seen                true             MarkSeen
+//	--uidl-format              %08Xu%08Xv       UIDLFormat
+//	--lock-session             false            LockSession
+//	--client-workarounds       ""               ClientWorkarounds (outlook-no-nuls, oe-ns-eoh)
+//	--proxy-protocol           ""               ProxyProtocol (CIDRs or addresses)
+//	--upstream-send-id         false            UpstreamSendID
+//	--config                   ""               ConfigFile (flag or env only)
+//	--admin-listen             ""               AdminListen
+//	--drain-timeout            30s              DrainTimeout
+//	--log-format               json             LogFormat (json|console)
+//	--log-level                info             LogLevel (trace … panic, disabled)
+//	--demo                     false            Demo (* --upstream not required)
+//	--max-line-length          1024             MaxLineLength (≥ 255, CRLF excluded)
+//	--prelogin-idle-timeout    60s              PreLoginIdleTimeout
+//	--prelogin-timeout         180s             PreLoginTimeout
+//	--idle-timeout             10m              IdleTimeout
+//	--write-timeout            120s             WriteTimeout
+//	--max-bad-commands-prelogin 3               MaxBadCommandsPreLogin
+//	--max-bad-commands         20               MaxBadCommandsPostLogin
+//	--max-login-failures       3                MaxLoginFailures
+//	--auth-fail-delay          2s               AuthFailDelay
+//	--auth-penalty-max         15s              AuthPenaltyMax
+//	--max-conns-per-ip         10               MaxConnsPerIP
+//	--max-sessions             5000             MaxSessions
+//	--upstream-dial-timeout    10s              UpstreamDialTimeout
+//	--upstream-login-timeout   30s              UpstreamLoginTimeout
+//	--upstream-command-timeout 60s              UpstreamCommandTimeout
+//	--cache-entries            10000            CacheEntries (0 disables)
+//	--cache-max-age            0s               CacheMaxAge (0: no limit)
+//	--body-cache-bytes         33554432         BodyCacheBytes (0 disables)
+//	--body-cache-max-body      65536            BodyCacheMaxBody
+//
+// Durations are Go durations ("90s", "10m"); booleans are true or false
+// (a bare --flag means true); lists are comma-separated, or YAML
+// sequences in the file. Counts are at least 1 and durations positive
+// unless noted: no limit can be switched off, only raised.
+//
+// The file may also hold "domains:" and "users:" maps whose entries set
+// only upstream, mailbox, delete-policy, delete-action and mark-seen; see
+// Config.Resolver and deploy/popbridge.example.yaml.
+//
+// Secrets: the bridge holds no upstream credentials (each POP3 login is
+// passed through), so the only secret is the TLS key, which is always
+// given as a path (--tls-key), never inline.
+package config
+
+import (
+	"maps"
+	"net/netip"
+	"time"
+
+	"github.com/popbridge/popbridge/policy"
+)
+
+// PlaintextAuth values: where cleartext logins are allowed without TLS.
+const (
+	PlaintextLocal  = "local"  // loopback, private and link-local clients
+	PlaintextAlways = "always" // anywhere
+	PlaintextNever  = "never"  // nowhere
+)
+
+// Client workaround names for --client-workarounds.
+const (
+	WorkaroundOutlookNoNULs = "outlook-no-nuls" // NUL → 0x80 in bodies
+	WorkaroundOENSEOH       = "oe-ns-eoh"       // add a missing end-of-header blank line
+)
+
+// Config is the validated configuration. Load returns it; nothing in it
+// needs further checking except what needs I/O (certificates, CA bundle,
+// UIDL format expansion, which cmd checks with upstream.ValidateUIDLFormat).
+type Config struct {
+	Listen        string // plain POP3 (STLS when TLS is configured); "" disables
+	ListenTLS     string // implicit-TLS POP3S; "" disables
+	TLSCert       string // path, PEM
+	TLSKey        string // path, PEM
+	PlaintextAuth string // PlaintextLocal, PlaintextAlways or PlaintextNever
+
+	Upstream       string // canonical "imaps://host:993"; "" only with Demo
+	UpstreamCA     string // path of extra CA bundle; "" = system roots
+	UpstreamSendID bool
+
+	Mailbox      string
+	DeletePolicy policy.DeletePolicy
+	DeleteAction policy.Action
+	MarkSeen     bool
+	UIDLFormat   string
+	LockSession  bool
+
+	ClientWorkarounds []string       // deduplicated, in the order given
+	ProxyProtocol     []netip.Prefix // masked; a bare address is a /32 or /128
+
+	ConfigFile   string
+	AdminListen  string
+	DrainTimeout time.Duration
+	LogFormat    string // "json" or "console"
+	LogLevel     string // a zerolog.ParseLevel name, lower case
+	Demo         bool
+
+	// Limits; names match pop3server.Options where they go there.
+	MaxLineLength           int
+	PreLoginIdleTimeout     time.Duration
+	PreLoginTimeout         time.Duration
+	IdleTimeout             time.Duration
+	WriteTimeout            time.Duration
+	MaxBadCommandsPreLogin  int
+	MaxBadCommandsPostLogin int
+	MaxLoginFailures        int
+	AuthFailDelay           time.Duration
+	AuthPenaltyMax          time.Duration
+	MaxConnsPerIP           int
+	MaxSessions             int
+	UpstreamDialTimeout     time.Duration
+	UpstreamLoginTimeout    time.Duration
+	UpstreamCommandTimeout  time.Duration
+
+	CacheEntries     int           // listing LRU size; 0 disables the cache
+	CacheMaxAge      time.Duration // cache.Listings.MaxAge; 0 = no limit
+	BodyCacheBytes   int           // body cache bound; 0 disables it
+	BodyCacheMaxBody int           // largest body cached
+
+	// Domains and Users are the file's overrides, keyed by
+	// policy.NormalizeName of the domain or login name.
+	Domains map[string]policy.Override
+	Users   map[string]policy.Override
+
+	// where maps a key (or an override path) to the source that set it,
+	// formatted as an error prefix.
+	where map[string]string
+}
+
+// Policy is the server-wide delete policy.
+func (c *Config) Policy() policy.Policy {
+	return policy.Policy{Delete: c.DeletePolicy, Action: c.DeleteAction, MarkSeen: c.MarkSeen}
+}
+
+// Resolver returns the per-user settings resolver: the server default from
+// Upstream, Mailbox and Policy, then the file's domain and user overrides.
+// With --demo, set Upstream to the demo server's URL before calling it.
+func (c *Config) Resolver() *policy.Resolver {
+	return &policy.Resolver{
+		Default: policy.Settings{Upstream: c.Upstream, Mailbox: c.Mailbox, Policy: c.Policy()},
+		Domains: maps.Clone(c.Domains),
+		Users:   maps.Clone(c.Users),
+	}
+}
+
+// Where names the source of a key's value the way Load's errors do:
+// "--tls-cert", "POPBRIDGE_TLS_CERT" or "config /etc/popbridge.yaml:7:
+// tls-cert" (and "--tls-cert" for a default). cmd uses it for the errors
+// it finds itself, such as an unreadable certificate.
+func (c *Config) Where(key string) string {
+	if w, ok := c.where[key]; ok {
+		return w
+	}
+	return "--" + key
+}

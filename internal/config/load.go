@@ -1,0 +1,147 @@
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// rawFlag records a flag's text; parsing happens later, with the other
+// sources, so that every error has the same shape.
+type rawFlag struct {
+	s     *setting
+	value string
+	set   bool
+}
+
+func (f *rawFlag) String() string   { return f.value }
+func (f *rawFlag) IsBoolFlag() bool { return f.s.isBool() }
+func (f *rawFlag) Set(v string) error {
+	f.value, f.set = v, true
+	return nil
+}
+
+// Load builds the configuration from the command line (args, without the
+// program name), the environment (getenv, usually os.Getenv) and the file
+// named by --config or POPBRIDGE_CONFIG. -h or --help returns flag.ErrHelp;
+// print Usage() then. Any other error is one line naming the key and
+// where it was set.
+func Load(args []string, getenv func(string) string) (*Config, error) {
+	fs := flag.NewFlagSet("popbridge", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	flags := make([]*rawFlag, len(settings))
+	for i := range settings {
+		flags[i] = &rawFlag{s: &settings[i]}
+		fs.Var(flags[i], settings[i].name, settings[i].usage)
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, flag.ErrHelp
+		}
+		return nil, flagError(err)
+	}
+	if fs.NArg() > 0 {
+		if _, err := parseBool(fs.Arg(0)); err == nil {
+			// "--mark-seen false": the flag package ends a boolean at the space.
+			return nil, fmt.Errorf("command line: unexpected argument %q (write a boolean as --flag=%s)", fs.Arg(0), fs.Arg(0))
+		}
+		return nil, fmt.Errorf("command line: unexpected argument %q (flags only)", fs.Arg(0))
+	}
+	if getenv == nil {
+		getenv = func(string) string { return "" }
+	}
+
+	c := &Config{where: map[string]string{}}
+	for i := range settings {
+		if err := settings[i].set(c, settings[i].def); err != nil {
+			panic(fmt.Sprintf("config: default of %s: %v", settings[i].name, err))
+		}
+	}
+
+	// The file is named by the flag or the variable, never by itself.
+	path := getenv(envName("config"))
+	if f := flags[indexOf("config")]; f.set {
+		path = f.value
+	}
+	if path != "" {
+		if err := loadFile(c, path); err != nil {
+			return nil, err
+		}
+	}
+	for i := range settings {
+		s := &settings[i]
+		if v := getenv(envName(s.name)); v != "" {
+			if err := c.apply(s, v, envName(s.name)); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for _, f := range flags {
+		if f.set {
+			if err := c.apply(f.s, f.value, "--"+f.s.name); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// apply sets one key from one source and records the source.
+func (c *Config) apply(s *setting, v, where string) error {
+	if err := s.set(c, v); err != nil {
+		return fmt.Errorf("%s: %w", where, err)
+	}
+	c.where[s.name] = where
+	return nil
+}
+
+func indexOf(name string) int {
+	for i := range settings {
+		if settings[i].name == name {
+			return i
+		}
+	}
+	panic("config: no setting " + name)
+}
+
+// Usage is the --help text: every flag with its variable and default.
+func Usage() string {
+	var b strings.Builder
+	b.WriteString("Usage: popbridge [flags]\n\n" +
+		"popbridge serves an IMAP mailbox to POP3 clients.\n" +
+		"Every flag can also be set as POPBRIDGE_<FLAG> (upper case, - becomes _)\n" +
+		"or as a key of the --config YAML file. Precedence: flag > environment > file > default.\n\n")
+	for _, s := range settings {
+		name := "--" + s.name
+		if !s.isBool() {
+			name += " " + s.arg
+		}
+		def := ""
+		if s.def != "" {
+			def = ", default " + s.def
+		}
+		fmt.Fprintf(&b, "  %s  (%s%s)\n      %s\n", name, envName(s.name), def, s.usage)
+	}
+	return b.String()
+}
+
+// flagError rewords the flag package's errors into the "--key: problem"
+// shape of every other error.
+func flagError(err error) error {
+	msg := err.Error()
+	for prefix, problem := range map[string]string{
+		"flag provided but not defined: -": "unknown flag",
+		"flag needs an argument: -":        "needs a value",
+	} {
+		if name, ok := strings.CutPrefix(msg, prefix); ok {
+			return fmt.Errorf("--%s: %s", strings.TrimPrefix(name, "-"), problem)
+		}
+	}
+	return fmt.Errorf("command line: %s", msg)
+}

@@ -1,0 +1,180 @@
+package config
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/popbridge/popbridge/policy"
+)
+
+// setting is one key: its flag, variable and YAML names derive from name.
+type setting struct {
+	name  string
+	arg   string // placeholder in Usage; "" for booleans
+	def   string // default, as text in any source would give it
+	usage string
+	list  bool // the file may give a YAML sequence
+	set   func(c *Config, v string) error
+}
+
+func (s setting) isBool() bool { return s.arg == "" }
+
+// envName is the environment variable for a key.
+func envName(key string) string {
+	return "POPBRIDGE_" + strings.ToUpper(strings.ReplaceAll(key, "-", "_"))
+}
+
+// settings is every key, in Usage order. The defaults are SPEC §1's.
+var settings = []setting{
+	str("listen", "ADDR", "127.0.0.1:1110", "plain POP3 listener (STLS when TLS is configured); empty disables", func(c *Config) *string { return &c.Listen }, checkAddr),
+	str("listen-tls", "ADDR", "", "implicit-TLS POP3S listener (RFC 8314)", func(c *Config) *string { return &c.ListenTLS }, checkAddr),
+	str("tls-cert", "FILE", "", "server certificate chain, PEM; reloaded on SIGHUP", func(c *Config) *string { return &c.TLSCert }, nil),
+	str("tls-key", "FILE", "", "server private key, PEM (a path: the secret stays in its file)", func(c *Config) *string { return &c.TLSKey }, nil),
+	oneOf("plaintext-auth", "local", "where cleartext logins are allowed without TLS", func(c *Config) *string { return &c.PlaintextAuth }, PlaintextLocal, PlaintextAlways, PlaintextNever),
+	{name: "upstream", arg: "URL", usage: "imaps://host[:993], imap://host[:143] (STARTTLS) or imap+insecure://host[:143]; required unless --demo",
+		set: func(c *Config, v string) (err error) {
+			if v == "" {
+				c.Upstream = ""
+				return nil
+			}
+			c.Upstream, err = ParseUpstream(v)
+			return err
+		}},
+	str("upstream-ca", "FILE", "", "extra CA bundle for the upstream (default: system roots)", func(c *Config) *string { return &c.UpstreamCA }, nil),
+	str("mailbox", "NAME", "INBOX", "IMAP mailbox served as the POP3 maildrop", func(c *Config) *string { return &c.Mailbox }, checkMailbox),
+	{name: "delete-policy", arg: "honor|leave|on-download", def: "honor", usage: "what DELE and a full RETR do at QUIT",
+		set: func(c *Config, v string) (err error) { c.DeletePolicy, err = policy.ParseDeletePolicy(v); return err }},
+	{name: "delete-action", arg: "expunge|flag|move:MAILBOX", def: "expunge", usage: "what applying a delete means upstream",
+		set: func(c *Config, v string) (err error) { c.DeleteAction, err = policy.ParseAction(v); return err }},
+	boolean("mark-seen", true, "set \\Seen upstream on messages RETR'd in full", func(c *Config) *bool { return &c.MarkSeen }),
+	str("uidl-format", "FORMAT", "%08Xu%08Xv", "UIDL format with Dovecot's %u (UID) and %v (UIDVALIDITY)", func(c *Config) *string { return &c.UIDLFormat }, checkUIDLFormat),
+	boolean("lock-session", false, "one POP3 session per user at a time", func(c *Config) *bool { return &c.LockSession }),
+	{name: "client-workarounds", arg: "LIST", usage: "outlook-no-nuls, oe-ns-eoh", list: true, set: setWorkarounds},
+	{name: "proxy-protocol", arg: "CIDRS", usage: "accept PROXY v1/v2 headers from these networks only", list: true, set: setProxyProtocol},
+	boolean("upstream-send-id", false, "send IMAP ID with the client's address before login", func(c *Config) *bool { return &c.UpstreamSendID }),
+	str("config", "FILE", "", "YAML config file", func(c *Config) *string { return &c.ConfigFile }, nil),
+	str("admin-listen", "ADDR", "", "HTTP /metrics, /livez, /readyz", func(c *Config) *string { return &c.AdminListen }, checkAddr),
+	duration("drain-timeout", 30*time.Second, "how long busy sessions may finish at shutdown", func(c *Config) *time.Duration { return &c.DrainTimeout }),
+	oneOf("log-format", "json", "log format", func(c *Config) *string { return &c.LogFormat }, "json", "console"),
+	{name: "log-level", arg: "LEVEL", def: "info", usage: "trace, debug, info, warn, error, fatal, panic or disabled",
+		set: func(c *Config, v string) error {
+			l := strings.ToLower(v)
+			switch l {
+			case "trace", "debug", "info", "warn", "error", "fatal", "panic", "disabled":
+				c.LogLevel = l
+				return nil
+			}
+			return fmt.Errorf("unknown log level %q (want trace, debug, info, warn, error, fatal, panic or disabled)", v)
+		}},
+	boolean("demo", false, "serve an embedded demo IMAP server (user demo, password demo)", func(c *Config) *bool { return &c.Demo }),
+
+	integer("max-line-length", 1024, 255, "longest command line in octets, CRLF excluded", func(c *Config) *int { return &c.MaxLineLength }),
+	duration("prelogin-idle-timeout", 60*time.Second, "idle time allowed before login", func(c *Config) *time.Duration { return &c.PreLoginIdleTimeout }),
+	duration("prelogin-timeout", 180*time.Second, "whole pre-login phase, TLS handshake included", func(c *Config) *time.Duration { return &c.PreLoginTimeout }),
+	duration("idle-timeout", 600*time.Second, "idle time allowed after login (RFC 1939: at least 10m)", func(c *Config) *time.Duration { return &c.IdleTimeout }),
+	duration("write-timeout", 120*time.Second, "a write to a client that makes no progress", func(c *Config) *time.Duration { return &c.WriteTimeout }),
+	integer("max-bad-commands-prelogin", 3, 1, "bad commands before login, then close", func(c *Config) *int { return &c.MaxBadCommandsPreLogin }),
+	integer("max-bad-commands", 20, 1, "bad commands after login, then close", func(c *Config) *int { return &c.MaxBadCommandsPostLogin }),
+	integer("max-login-failures", 3, 1, "failed logins per connection, then close", func(c *Config) *int { return &c.MaxLoginFailures }),
+	duration("auth-fail-delay", 2*time.Second, "delay of a failed login, doubled per client IP", func(c *Config) *time.Duration { return &c.AuthFailDelay }),
+	duration("auth-penalty-max", 15*time.Second, "longest failed-login delay", func(c *Config) *time.Duration { return &c.AuthPenaltyMax }),
+	integer("max-conns-per-ip", 10, 1, "concurrent connections per client IP", func(c *Config) *int { return &c.MaxConnsPerIP }),
+	integer("max-sessions", 5000, 1, "concurrent sessions in all", func(c *Config) *int { return &c.MaxSessions }),
+	duration("upstream-dial-timeout", 10*time.Second, "upstream connect and TLS handshake", func(c *Config) *time.Duration { return &c.UpstreamDialTimeout }),
+	duration("upstream-login-timeout", 30*time.Second, "upstream login", func(c *Config) *time.Duration { return &c.UpstreamLoginTimeout }),
+	duration("upstream-command-timeout", 60*time.Second, "an upstream command that makes no progress", func(c *Config) *time.Duration { return &c.UpstreamCommandTimeout }),
+	integer("cache-entries", 10000, 0, "mailbox listings cached; 0 disables", func(c *Config) *int { return &c.CacheEntries }),
+	durationMin("cache-max-age", 0, 0, "full re-listing after this age (finds flag changes without CONDSTORE); 0 never", func(c *Config) *time.Duration { return &c.CacheMaxAge }),
+	integer("body-cache-bytes", 32<<20, 0, "bytes of small bodies cached for TOP-then-RETR; 0 disables", func(c *Config) *int { return &c.BodyCacheBytes }),
+	integer("body-cache-max-body", 64<<10, 1, "largest body the body cache keeps", func(c *Config) *int { return &c.BodyCacheMaxBody }),
+}
+
+// settingsByName indexes settings.
+var settingsByName = func() map[string]*setting {
+	m := make(map[string]*setting, len(settings))
+	for i := range settings {
+		m[settings[i].name] = &settings[i]
+	}
+	return m
+}()
+
+func str(name, arg, def, usage string, field func(*Config) *string, check func(string) error) setting {
+	return setting{name: name, arg: arg, def: def, usage: usage, set: func(c *Config, v string) error {
+		if check != nil {
+			if err := check(v); err != nil {
+				return err
+			}
+		}
+		*field(c) = v
+		return nil
+	}}
+}
+
+func oneOf(name, def, usage string, field func(*Config) *string, values ...string) setting {
+	want := strings.Join(values, "|")
+	return setting{name: name, arg: want, def: def, usage: usage, set: func(c *Config, v string) error {
+		for _, ok := range values {
+			if v == ok {
+				*field(c) = v
+				return nil
+			}
+		}
+		return fmt.Errorf("unknown value %q (want %s)", v, strings.Join(values, ", "))
+	}}
+}
+
+func boolean(name string, def bool, usage string, field func(*Config) *bool) setting {
+	return setting{name: name, def: strconv.FormatBool(def), usage: usage, set: func(c *Config, v string) (err error) {
+		*field(c), err = parseBool(v)
+		return err
+	}}
+}
+
+// parseBool accepts only true and false (any case): "1", "t" or "yes"
+// in a file are more likely typos than intent.
+func parseBool(v string) (bool, error) {
+	switch strings.ToLower(v) {
+	case "true":
+		return true, nil
+	case "false":
+		return false, nil
+	}
+	return false, fmt.Errorf("invalid boolean %q (want true or false)", v)
+}
+
+func integer(name string, def, min int, usage string, field func(*Config) *int) setting {
+	return setting{name: name, arg: "N", def: strconv.Itoa(def), usage: usage, set: func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return fmt.Errorf("invalid number %q", v)
+		}
+		if n < min {
+			return fmt.Errorf("%d is below the minimum %d", n, min)
+		}
+		*field(c) = n
+		return nil
+	}}
+}
+
+func duration(name string, def time.Duration, usage string, field func(*Config) *time.Duration) setting {
+	return durationMin(name, def, time.Nanosecond, usage, field)
+}
+
+func durationMin(name string, def, min time.Duration, usage string, field func(*Config) *time.Duration) setting {
+	return setting{name: name, arg: "DURATION", def: def.String(), usage: usage, set: func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return fmt.Errorf("invalid duration %q (want e.g. 90s or 10m)", v)
+		}
+		if d < min {
+			if min == time.Nanosecond {
+				return fmt.Errorf("duration %q must be positive", v)
+			}
+			return fmt.Errorf("duration %q is below %v", v, min)
+		}
+		*field(c) = d
+		return nil
+	}}
+}

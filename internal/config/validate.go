@@ -1,0 +1,111 @@
+package config
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/popbridge/popbridge/policy"
+)
+
+// rfc1939MinIdle is RFC 1939's minimum autologout timer.
+const rfc1939MinIdle = 10 * time.Minute
+
+// validate checks what no single key can check alone.
+func (c *Config) validate() error {
+	if c.Upstream == "" && !c.Demo {
+		return fmt.Errorf("--upstream: required unless --demo (e.g. --upstream imaps://imap.example.com)")
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		if c.TLSCert == "" {
+			return fmt.Errorf("%s: set without tls-cert (give both or neither)", c.Where("tls-key"))
+		}
+		return fmt.Errorf("%s: set without tls-key (give both or neither)", c.Where("tls-cert"))
+	}
+	tls := c.TLSCert != ""
+	if c.ListenTLS != "" && !tls {
+		return fmt.Errorf("%s: needs tls-cert and tls-key", c.Where("listen-tls"))
+	}
+	if c.Listen == "" && c.ListenTLS == "" {
+		return fmt.Errorf("%s: empty and no listen-tls: nothing to serve", c.Where("listen"))
+	}
+	if c.PlaintextAuth == PlaintextNever && !tls {
+		return fmt.Errorf("%s: never, but no tls-cert is configured, so no client could log in", c.Where("plaintext-auth"))
+	}
+	if c.AuthPenaltyMax < c.AuthFailDelay {
+		return fmt.Errorf("%s: %v is below auth-fail-delay %v", c.Where("auth-penalty-max"), c.AuthPenaltyMax, c.AuthFailDelay)
+	}
+	return c.checkMoveTargets()
+}
+
+// checkMoveTargets rejects a move: action into the served mailbox, for the
+// default and for every override, as each resolves: moving a message into
+// the maildrop it came from would serve it again under a new UID forever.
+func (c *Config) checkMoveTargets() error {
+	r := c.Resolver()
+	check := func(s policy.Settings, where string) error {
+		if a := s.Policy.Action; a.Kind == policy.Move && sameMailbox(a.Mailbox, s.Mailbox) {
+			return fmt.Errorf("%s: delete-action %v moves into the served mailbox %q", where, a, s.Mailbox)
+		}
+		return nil
+	}
+	if err := check(r.Default, c.Where("delete-action")); err != nil {
+		return err
+	}
+	for _, d := range slices.Sorted(maps.Keys(c.Domains)) {
+		// "@domain" resolves the domain override alone: no user key may
+		// start with '@'.
+		if err := check(r.Resolve("@"+d), c.where["domains."+d]); err != nil {
+			return err
+		}
+	}
+	for _, u := range slices.Sorted(maps.Keys(c.Users)) {
+		if err := check(r.Resolve(u), c.where["users."+u]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sameMailbox compares IMAP mailbox names: INBOX is case-insensitive
+// (RFC 3501 §5.1), every other name is not.
+func sameMailbox(a, b string) bool {
+	if strings.EqualFold(a, "INBOX") && strings.EqualFold(b, "INBOX") {
+		return true
+	}
+	return a == b
+}
+
+// Warnings lists settings that are valid but probably unwanted, for cmd to
+// log at startup.
+func (c *Config) Warnings() []string {
+	var w []string
+	if c.IdleTimeout < rfc1939MinIdle {
+		w = append(w, fmt.Sprintf("%s: %v is below RFC 1939's 10-minute autologout minimum", c.Where("idle-timeout"), c.IdleTimeout))
+	}
+	if c.PreLoginIdleTimeout > c.PreLoginTimeout {
+		w = append(w, fmt.Sprintf("%s: %v exceeds prelogin-timeout %v and never fires", c.Where("prelogin-idle-timeout"), c.PreLoginIdleTimeout, c.PreLoginTimeout))
+	}
+	if c.PlaintextAuth == PlaintextAlways {
+		w = append(w, fmt.Sprintf("%s: always: passwords may cross the network in clear", c.Where("plaintext-auth")))
+	}
+	if c.Demo && c.Upstream != "" {
+		w = append(w, fmt.Sprintf("%s: ignored with --demo", c.Where("upstream")))
+	}
+	if !c.Demo && upstreamInsecure(c.Upstream) {
+		w = append(w, fmt.Sprintf("%s: %s sends passwords without TLS to a non-loopback host", c.Where("upstream"), c.Upstream))
+	}
+	for _, sec := range []struct {
+		name string
+		m    map[string]policy.Override
+	}{{"domains", c.Domains}, {"users", c.Users}} {
+		for _, k := range slices.Sorted(maps.Keys(sec.m)) {
+			if u := sec.m[k].Upstream; u != nil && upstreamInsecure(*u) {
+				w = append(w, fmt.Sprintf("%s: %s sends passwords without TLS to a non-loopback host", c.where[sec.name+"."+k], *u))
+			}
+		}
+	}
+	return w
+}
