@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -67,20 +68,8 @@ func (c *conn) handleAuth(arg string) (result, error) {
 		c.w.WriteString(".\r\n")
 		return resOK, nil
 	}
-	var user, pass string
-	var srv sasl.Server
-	switch strings.ToUpper(args[0]) {
-	case sasl.Plain:
-		srv = sasl.NewPlainServer(func(identity, username, password string) error {
-			if identity != "" && identity != username {
-				return errAuthzid
-			}
-			user, pass = username, password
-			return nil
-		})
-	case sasl.Login:
-		srv = &loginServer{done: func(username, password string) { user, pass = username, password }}
-	default:
+	srv, creds := newSASLServer(args[0])
+	if srv == nil {
 		return c.writeBad("unsupported authentication mechanism"), nil
 	}
 	if !c.plaintextOK {
@@ -119,19 +108,59 @@ func (c *conn) handleAuth(arg string) (result, error) {
 			return c.writeBad("invalid base64"), nil
 		}
 	}
-	return c.login(user, pass)
+	return c.login(creds.user, creds.pass)
 }
 
-// decodeSASL decodes a client response: strict base64, "=" for empty.
+// saslCredentials is what a finished SASL exchange yields.
+type saslCredentials struct{ user, pass string }
+
+// newSASLServer returns the server side of mechanism mech (any case) and
+// where it leaves the credentials once Next reports done; srv is nil for
+// a mechanism we do not offer.
+func newSASLServer(mech string) (srv sasl.Server, creds *saslCredentials) {
+	creds = new(saslCredentials)
+	switch strings.ToUpper(mech) {
+	case sasl.Plain:
+		srv = sasl.NewPlainServer(func(identity, username, password string) error {
+			// No proxy authorization: the bridge logs in as the user.
+			if identity != "" && identity != username {
+				return errAuthzid
+			}
+			creds.user, creds.pass = username, password
+			return nil
+		})
+	case sasl.Login:
+		srv = &loginServer{done: func(username, password string) { creds.user, creds.pass = username, password }}
+	default:
+		return nil, nil
+	}
+	return srv, creds
+}
+
+// decodeSASL decodes a client response: strict base64 (RFC 4648 alphabet,
+// canonical padding, nothing else), "=" for empty.
 func decodeSASL(s string) ([]byte, bool) {
 	if s == "=" {
 		return []byte{}, true
+	}
+	// encoding/base64 skips CR and LF anywhere, even in Strict mode: a
+	// response is one line, so those are refused here with everything else
+	// outside the alphabet.
+	for i := 0; i < len(s); i++ {
+		if !isBase64Char(s[i]) {
+			return nil, false
+		}
 	}
 	b, err := base64.StdEncoding.Strict().DecodeString(s)
 	if err != nil || len(b) == 0 {
 		return nil, false
 	}
 	return b, true
+}
+
+func isBase64Char(c byte) bool {
+	return 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' ||
+		c == '+' || c == '/' || c == '='
 }
 
 // loginServer is the server side of the LOGIN mechanism
@@ -163,7 +192,9 @@ func (l *loginServer) Next(response []byte) (challenge []byte, done bool, err er
 }
 
 // validCredential refuses what must never reach the upstream: empty or
-// over-long values and control octets (NUL, CR, LF and the rest).
+// over-long values and control octets (NUL, CR, LF and the rest of C0,
+// and DEL). Other octets pass: a legacy client may send a password in
+// Latin-1, and the upstream sends it as a literal.
 func validCredential(s string, maxLen int) bool {
 	if s == "" || len(s) > maxLen {
 		return false
@@ -176,12 +207,49 @@ func validCredential(s string, maxLen int) bool {
 	return true
 }
 
+// validUsername is validCredential for the username, which also ends up in
+// logs and IMAP commands as text: it must be UTF-8 without C1 controls
+// (U+0080..U+009F, which some terminals take as escape sequences).
+func validUsername(s string) bool {
+	if !validCredential(s, maxUsernameLen) || !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if r >= 0x80 && r <= 0x9f {
+			return false
+		}
+	}
+	return true
+}
+
+// checkCredentials is the gate before Backend.Login.
+func checkCredentials(user, pass string) error {
+	if !validUsername(user) || !validCredential(pass, maxPasswordLen) {
+		return errBadCredentialBytes
+	}
+	return nil
+}
+
+// logUsername is the username as reported to the Observer: as typed when
+// it is valid, and otherwise an ASCII-quoted, truncated form, so that a
+// refused username cannot carry control sequences or megabytes into a log
+// line whatever the log format.
+func logUsername(s string) string {
+	if s == "" || validUsername(s) {
+		return s
+	}
+	const max = 64
+	if len(s) > max {
+		s = s[:max]
+	}
+	return strconv.QuoteToASCII(s)
+}
+
 // login passes the credentials to the backend and enters TRANSACTION.
 func (c *conn) login(user, pass string) (result, error) {
-	c.stats.Username = user
-	if !validCredential(user, maxUsernameLen) || !validCredential(pass, maxPasswordLen) ||
-		!utf8.ValidString(user) {
-		return c.loginFailed(user, errBadCredentialBytes)
+	c.stats.Username = logUsername(user)
+	if err := checkCredentials(user, pass); err != nil {
+		return c.loginFailed(user, err)
 	}
 	ctx, cancel := context.WithTimeout(c.ctx, c.srv.opts.LoginTimeout)
 	mbox, err := c.srv.backend.Login(ctx, c.info, user, pass)
@@ -223,7 +291,7 @@ func (c *conn) loginFailed(user string, cause error) (result, error) {
 	if !errors.Is(cause, ErrAuthFailed) {
 		cause = ErrAuthFailed.Wrap(cause)
 	}
-	c.srv.opts.Observer.LoginAttempted(c.info, user, cause)
+	c.srv.opts.Observer.LoginAttempted(c.info, logUsername(user), cause)
 	delay := c.srv.penalties.fail(c.info.RemoteAddr.Addr())
 	if delay > 0 {
 		t := time.NewTimer(delay)

@@ -129,7 +129,6 @@ func TestTranscripts(t *testing.T) {
 	}
 }
 
-
 func TestRetrAndTopBodies(t *testing.T) {
 	b := newFake()
 	_, addr := startServer(t, b, Options{})

@@ -23,6 +23,9 @@ type fakeBackend struct {
 	updates  []Marks
 	closes   int
 	logins   []string
+	// passwords[i] is the password of logins[i], to prove credentials
+	// reach the backend unchanged.
+	passwords []string
 	// retrieveErr, when set, is returned by Retrieve.
 	retrieveErr error
 	// bodyReader, when set, wraps each body (to inject failures).
@@ -34,6 +37,7 @@ func (b *fakeBackend) Login(ctx context.Context, conn ConnInfo, user, pass strin
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.logins = append(b.logins, user)
+	b.passwords = append(b.passwords, pass)
 	if b.loginErr != nil {
 		return nil, b.loginErr
 	}
@@ -130,9 +134,20 @@ func startServer(t *testing.T, b *fakeBackend, opts Options) (*Server, string) {
 		opts.AuthFailDelay = time.Millisecond
 	}
 	srv := NewServer(b, opts)
+	return srv, serveOn(t, srv, nil)
+}
+
+// serveOn serves srv on a new loopback listener, wrapped by wrap when not
+// nil, and returns the address to dial.
+func serveOn(t *testing.T, srv *Server, wrap func(net.Listener) net.Listener) string {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	if wrap != nil {
+		l = wrap(l)
 	}
 	done := make(chan struct{})
 	go func() {
@@ -143,7 +158,7 @@ func startServer(t *testing.T, b *fakeBackend, opts Options) (*Server, string) {
 		srv.Close()
 		<-done
 	})
-	return srv, l.Addr().String()
+	return addr
 }
 
 // client is a line-oriented test client.

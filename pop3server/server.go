@@ -28,6 +28,7 @@ type Server struct {
 	listeners map[net.Listener]struct{}
 	conns     map[*conn]struct{}
 	perIP     map[netip.Addr]int
+	admitted  int // connections holding an admit slot
 	locks     map[string]struct{}
 	connsDone sync.WaitGroup
 
@@ -188,16 +189,21 @@ func (s *Server) admit(addr netip.Addr) (release func(), reason string, ok bool)
 	key := clientKey(addr)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.opts.MaxSessions > 0 && len(s.conns) > s.opts.MaxSessions {
+	// Counted by admitted slots, not by len(s.conns): connections that are
+	// accepted but not yet admitted (or being refused) must not make a
+	// burst refuse each other.
+	if s.opts.MaxSessions > 0 && s.admitted >= s.opts.MaxSessions {
 		return nil, "too many connections", false
 	}
 	if s.opts.MaxConnsPerIP > 0 && s.perIP[key] >= s.opts.MaxConnsPerIP {
 		return nil, "too many connections from your address", false
 	}
 	s.perIP[key]++
+	s.admitted++
 	return func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
+		s.admitted--
 		if s.perIP[key]--; s.perIP[key] <= 0 {
 			delete(s.perIP, key)
 		}
