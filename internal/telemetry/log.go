@@ -4,8 +4,6 @@
 package telemetry
 
 import (
-	"errors"
-
 	"github.com/rs/zerolog"
 
 	"github.com/popbridge/popbridge/pop3server"
@@ -28,28 +26,29 @@ func (o LogObserver) ConnectionOpened(c pop3server.ConnInfo) {
 
 // LoginAttempted logs every refused login with the client address, and
 // successful ones at debug level.
+//
+// Only a refusal of the credentials is logged as event "login_failed" (the
+// line deploy/fail2ban matches); a login that failed because the upstream
+// is unreachable or the maildrop is locked is not the client's doing and
+// gets another event name, so it can never get a client banned.
 func (o LogObserver) LoginAttempted(c pop3server.ConnInfo, user string, err error) {
-	if err == nil {
+	var ev *zerolog.Event
+	var event, reason string
+	switch LoginResult(err) {
+	case LoginOK:
 		o.Log.Debug().Str("session", c.SessionID).Str("client_ip", c.RemoteAddr.Addr().String()).
 			Str("user", user).Msg("login")
 		return
+	case LoginAuthFailed:
+		ev, event, reason = o.Log.Warn(), "login_failed", "authentication failed"
+	case LoginInUse:
+		ev, event, reason = o.Log.Info(), "login_in_use", "maildrop in use"
+	default:
+		ev, event, reason = o.Log.Error(), "login_temp_failure", "temporary failure"
 	}
-	reason := "temporary failure"
-	var pe *pop3server.Error
-	if errors.As(err, &pe) {
-		switch pe.Code {
-		case pop3server.CodeAuth:
-			reason = "authentication failed"
-		case pop3server.CodeInUse:
-			reason = "maildrop in use"
-		}
-	}
-	ev := o.Log.Warn()
-	if reason == "temporary failure" {
-		// Not the client's doing: no fail2ban event.
-		ev = o.Log.Error()
-	}
-	ev.Str("event", "login_failed").Str("client_ip", c.RemoteAddr.Addr().String()).
+	// client_ip right after event: fail2ban's filter relies on this order,
+	// and nothing the client controls (user) comes before it.
+	ev.Str("event", event).Str("client_ip", c.RemoteAddr.Addr().String()).
 		Uint16("client_port", c.RemoteAddr.Port()).Str("session", c.SessionID).
 		Str("user", user).Str("reason", reason).Bool("tls", c.TLS).Msg("login failed")
 }

@@ -1,0 +1,203 @@
+package telemetry
+
+import (
+	"errors"
+	"runtime"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/popbridge/popbridge/pop3server"
+)
+
+// Login results, the values of popbridge_logins_total's result label.
+const (
+	LoginOK          = "ok"
+	LoginAuthFailed  = "auth_failed"  // credentials refused: the client's doing
+	LoginTempFailure = "temp_failure" // upstream unreachable, slow or failing, or misconfigured
+	LoginInUse       = "in_use"       // maildrop locked (--lock-session or upstream [INUSE])
+)
+
+// Metrics is popbridge's Prometheus instrumentation on a registry of its
+// own (no global state, so tests and several instances never collide). It
+// is a pop3server.Observer for the POP3 side and implements
+// upstream.Metrics for the IMAP side; all methods are safe for concurrent
+// use.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	sessionsTotal     prometheus.Counter
+	sessionsEnded     *prometheus.CounterVec
+	logins            *prometheus.CounterVec
+	commands          *prometheus.CounterVec
+	sentBytes         prometheus.Counter
+	upstreamDuration  *prometheus.HistogramVec
+	upstreamErrors    *prometheus.CounterVec
+	updatesApplied    *prometheus.CounterVec
+	connectFailStreak atomic.Int64
+}
+
+var _ pop3server.Observer = (*Metrics)(nil)
+
+// upstreamBuckets span a LAN round trip to a slow FETCH of a large body's
+// first bytes or a big mailbox listing.
+var upstreamBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
+
+// NewMetrics registers every popbridge metric, the Go runtime and process
+// collectors and popbridge_build_info{version,goversion} on a new registry.
+func NewMetrics(version string) *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		sessionsTotal: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "popbridge_sessions_total",
+			Help: "POP3 connections greeted since start.",
+		}),
+		sessionsEnded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "popbridge_sessions_ended_total",
+			Help: "POP3 connections ended, by how they ended (quit, update-failed, disconnected, timeout, shutdown, limit, error, tls-error).",
+		}, []string{"result"}),
+		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "popbridge_logins_total",
+			Help: "Login attempts by result: ok, auth_failed, temp_failure, in_use.",
+		}, []string{"result"}),
+		commands: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "popbridge_commands_total",
+			Help: "POP3 commands by verb (UNKNOWN for unknown ones) and result (ok for +OK, err for -ERR).",
+		}, []string{"verb", "result"}),
+		sentBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "popbridge_sent_bytes_total",
+			Help: "Octets written to POP3 clients, counted when each session ends.",
+		}),
+		upstreamDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "popbridge_upstream_command_duration_seconds",
+			Help:    "Duration of upstream IMAP exchanges (connect, login, select, list, fetch, update, logout), failed ones included.",
+			Buckets: upstreamBuckets,
+		}, []string{"command"}),
+		upstreamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "popbridge_upstream_errors_total",
+			Help: "Failed upstream IMAP exchanges by the exchange that failed; refused credentials are not counted.",
+		}, []string{"kind"}),
+		updatesApplied: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "popbridge_updates_applied_total",
+			Help: "Messages changed upstream by QUIT updates, by action (seen, expunge, flag, move).",
+		}, []string{"action"}),
+	}
+	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "popbridge_build_info",
+		Help: "Always 1; the labels tell the running build.",
+	}, []string{"version", "goversion"})
+	buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
+
+	m.reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		buildInfo,
+		m.sessionsTotal, m.sessionsEnded, m.logins, m.commands, m.sentBytes,
+		m.upstreamDuration, m.upstreamErrors, m.updatesApplied,
+	)
+	// Known label values exist from the start, so rate() and absent-series
+	// alerts work before the first event.
+	for _, r := range []string{LoginOK, LoginAuthFailed, LoginTempFailure, LoginInUse} {
+		m.logins.WithLabelValues(r)
+	}
+	m.upstreamErrors.WithLabelValues("connect")
+	return m
+}
+
+// Registry is where the metrics live, for the /metrics handler.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// WatchSessions exports popbridge_sessions_active from the server's own
+// count of open connections, which (unlike a gauge moved by events) cannot
+// drift when a connection is refused before its greeting.
+func (m *Metrics) WatchSessions(active func() int) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "popbridge_sessions_active",
+		Help: "POP3 connections open now.",
+	}, func() float64 { return float64(active()) }))
+}
+
+// WatchCache exports a listing cache's counters as
+// popbridge_cache_hits_total and popbridge_cache_misses_total; stats is
+// cache.Listings.Stats.
+func (m *Metrics) WatchCache(stats func() (hits, misses uint64)) {
+	m.reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "popbridge_cache_hits_total",
+			Help: "Logins whose mailbox listing came from the cache.",
+		}, func() float64 { h, _ := stats(); return float64(h) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "popbridge_cache_misses_total",
+			Help: "Logins whose mailbox listing had to be fetched.",
+		}, func() float64 { _, mi := stats(); return float64(mi) }),
+	)
+}
+
+// ConnectFailureStreak is the number of upstream connection attempts that
+// failed in a row; any successful connect resets it. /readyz uses it.
+func (m *Metrics) ConnectFailureStreak() int { return int(m.connectFailStreak.Load()) }
+
+// ConnectionOpened counts a greeted connection.
+func (m *Metrics) ConnectionOpened(pop3server.ConnInfo) { m.sessionsTotal.Inc() }
+
+// LoginAttempted counts a login by result.
+func (m *Metrics) LoginAttempted(_ pop3server.ConnInfo, _ string, err error) {
+	m.logins.WithLabelValues(LoginResult(err)).Inc()
+}
+
+// CommandDone counts a command; verbs come from pop3server's fixed table
+// (or "UNKNOWN"), so the label set stays small.
+func (m *Metrics) CommandDone(verb string, ok bool) {
+	result := "err"
+	if ok {
+		result = "ok"
+	}
+	m.commands.WithLabelValues(verb, result).Inc()
+}
+
+// SessionClosed adds the session's output and its ending.
+func (m *Metrics) SessionClosed(_ pop3server.ConnInfo, s pop3server.SessionStats) {
+	m.sentBytes.Add(float64(s.BytesSent))
+	m.sessionsEnded.WithLabelValues(s.Result).Inc()
+}
+
+// ObserveCommand records an upstream exchange (upstream.Metrics). A login
+// refused for bad credentials is the client's error, not the upstream's.
+func (m *Metrics) ObserveCommand(name string, d time.Duration, err error) {
+	m.upstreamDuration.WithLabelValues(name).Observe(d.Seconds())
+	if name == "connect" {
+		if err != nil {
+			m.connectFailStreak.Add(1)
+		} else {
+			m.connectFailStreak.Store(0)
+		}
+	}
+	if err != nil && LoginResult(err) != LoginAuthFailed {
+		m.upstreamErrors.WithLabelValues(name).Inc()
+	}
+}
+
+// UpdateApplied counts messages changed by a QUIT update (upstream.Metrics).
+func (m *Metrics) UpdateApplied(action string, n int) {
+	m.updatesApplied.WithLabelValues(action).Add(float64(n))
+}
+
+// LoginResult classifies a login error as the logins_total result label:
+// only an [AUTH] refusal is the client's fault (and a fail2ban event).
+func LoginResult(err error) string {
+	if err == nil {
+		return LoginOK
+	}
+	var pe *pop3server.Error
+	if errors.As(err, &pe) {
+		switch pe.Code {
+		case pop3server.CodeAuth:
+			return LoginAuthFailed
+		case pop3server.CodeInUse:
+			return LoginInUse
+		}
+	}
+	return LoginTempFailure
+}
