@@ -54,6 +54,10 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 		return 2
 	}
 
+	for _, w := range cfg.Warnings() {
+		log.Warn().Msg(w)
+	}
+
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
@@ -161,9 +165,8 @@ func build(cfg *config.Config, log zerolog.Logger) (b *bridge, err error) {
 		}
 		b.demo = d
 		b.closers = append(b.closers, func() { d.Close() })
-		if cfg.Upstream == "" {
-			cfg.Upstream = "imap+insecure://" + d.Addr
-		}
+		// SPEC §6: the demo always points the bridge at its own server.
+		cfg.Upstream = "imap+insecure://" + d.Addr
 	}
 	upURL, err := upstream.ParseURL(cfg.Upstream)
 	if err != nil {
