@@ -262,3 +262,35 @@ func (c *client) login() {
 func newFake() *fakeBackend {
 	return &fakeBackend{password: "secret", msgs: sampleMsgs}
 }
+
+// recorder is an Observer keeping every event, for tests.
+type recorder struct {
+	mu       sync.Mutex
+	logins   []loginEvent
+	sessions []SessionStats
+}
+
+type loginEvent struct {
+	conn ConnInfo
+	user string
+	err  error
+}
+
+func (r *recorder) ConnectionOpened(ConnInfo) {}
+func (r *recorder) LoginAttempted(c ConnInfo, user string, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.logins = append(r.logins, loginEvent{c, user, err})
+}
+func (r *recorder) CommandDone(string, bool) {}
+func (r *recorder) SessionClosed(_ ConnInfo, s SessionStats) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.sessions = append(r.sessions, s)
+}
+
+func (r *recorder) ended() []SessionStats {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]SessionStats(nil), r.sessions...)
+}

@@ -1,0 +1,221 @@
+package pop3server
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+// healthy is a logged-in session that must keep working while another
+// session hits a limit.
+func healthy(t *testing.T, addr string) *client {
+	c := dial(t, addr)
+	c.login()
+	return c
+}
+
+// stillWorks checks a healthy session after the limit fired elsewhere.
+func (c *client) stillWorks() {
+	c.t.Helper()
+	c.send("STAT")
+	c.expect("+OK 3 *")
+	c.send("RETR 2")
+	c.expect("+OK*")
+	if got := c.multiline(); !bytes.Equal(got, sampleMsgs[1]) {
+		c.t.Fatalf("RETR 2 = %q", got)
+	}
+	c.send("QUIT")
+	c.expect("+OK popbridge signing off")
+}
+
+// Every limit ends only the session that exceeds it, with -ERR or a clean
+// close.
+func TestLimits(t *testing.T) {
+	t.Run("line length before login", func(t *testing.T) {
+		_, addr := startServer(t, newFake(), Options{MaxLineLength: 255})
+		h := healthy(t, addr)
+		c := dial(t, addr)
+		c.send("USER " + strings.Repeat("a", 300))
+		c.expect("-ERR line too long")
+		c.expectClosed()
+		h.stillWorks()
+	})
+	t.Run("line length after login", func(t *testing.T) {
+		_, addr := startServer(t, newFake(), Options{MaxLineLength: 255})
+		h := healthy(t, addr)
+		c := healthy(t, addr)
+		// A megabyte without a line end: the server must not buffer it.
+		io.WriteString(c.nc, strings.Repeat("x", 1<<20))
+		c.expect("-ERR line too long")
+		c.expectClosedOrReset()
+		h.stillWorks()
+	})
+	t.Run("pre-login idle", func(t *testing.T) {
+		_, addr := startServer(t, newFake(), Options{PreLoginIdleTimeout: 150 * time.Millisecond})
+		h := healthy(t, addr)
+		c := dial(t, addr)
+		c.expect("-ERR Disconnected for inactivity.")
+		c.expectClosed()
+		h.stillWorks()
+	})
+	t.Run("pre-login idle in a SASL exchange", func(t *testing.T) {
+		_, addr := startServer(t, newFake(), Options{PreLoginIdleTimeout: 150 * time.Millisecond})
+		c := dial(t, addr)
+		c.send("AUTH PLAIN")
+		c.expect("+ ")
+		c.expect("-ERR Disconnected for inactivity.")
+		c.expectClosed()
+	})
+	t.Run("post-login idle", func(t *testing.T) {
+		_, addr := startServer(t, newFake(), Options{IdleTimeout: 200 * time.Millisecond})
+		h := healthy(t, addr)
+		c := healthy(t, addr)
+		// The healthy session keeps talking past the idle timeout.
+		for i := 0; i < 8; i++ {
+			time.Sleep(50 * time.Millisecond)
+			h.send("NOOP")
+			h.expect("+OK")
+		}
+		c.expect("-ERR Disconnected for inactivity.")
+		c.expectClosed()
+		h.stillWorks()
+	})
+	t.Run("bad commands before login", func(t *testing.T) {
+		_, addr := startServer(t, newFake(), Options{})
+		h := healthy(t, addr)
+		c := dial(t, addr)
+		for i := 0; i < 2; i++ {
+			c.send("STAT")
+			c.expect("-ERR command not valid in this state")
+		}
+		c.send("XYZZY")
+		c.expect("-ERR unknown command", "-ERR too many bad commands, closing connection")
+		c.expectClosed()
+		h.stillWorks()
+	})
+	t.Run("bad commands after login", func(t *testing.T) {
+		_, addr := startServer(t, newFake(), Options{})
+		h := healthy(t, addr)
+		c := healthy(t, addr)
+		for i := 0; i < 19; i++ {
+			c.send("RETR x")
+			c.expect("-ERR invalid message number")
+		}
+		c.send("USER bob")
+		c.expect("-ERR command not valid in this state", "-ERR too many bad commands, closing connection")
+		c.expectClosed()
+		h.stillWorks()
+	})
+	t.Run("connections per address", func(t *testing.T) {
+		srv := NewServer(newFake(), Options{MaxConnsPerIP: 2, AuthFailDelay: time.Millisecond, PlaintextAuth: PlaintextAlways})
+		addr := serveOn(t, srv, fromAddr("203.0.113.5:1"))
+		other := serveOn(t, srv, nil)
+		h := healthy(t, other)
+		dial(t, addr)
+		c2 := dial(t, addr)
+		c := dialRaw(t, addr)
+		c.expect("-ERR [SYS/TEMP] too many connections from your address")
+		c.expectClosed()
+		h.stillWorks()
+		c2.send("QUIT")
+		c2.expect("+OK*")
+		c2.expectClosed()
+		waitFor(t, func() bool { return srv.ActiveSessions() == 1 })
+		dial(t, addr)
+	})
+	t.Run("sessions in all", func(t *testing.T) {
+		srv := NewServer(newFake(), Options{MaxSessions: 3, AuthFailDelay: time.Millisecond, PlaintextAuth: PlaintextAlways})
+		addrA := serveOn(t, srv, fromAddr("203.0.113.5:1"))
+		addrB := serveOn(t, srv, fromAddr("198.51.100.5:1"))
+		h := healthy(t, addrA)
+		dial(t, addrA)
+		c3 := dial(t, addrB)
+		c := dialRaw(t, addrB)
+		c.expect("-ERR [SYS/TEMP] too many connections")
+		c.expectClosed()
+		h.stillWorks()
+		c3.nc.Close()
+		waitFor(t, func() bool { return srv.ActiveSessions() == 1 })
+		dial(t, addrB).login()
+	})
+}
+
+// expectClosedOrReset accepts a close after unread input, which the
+// kernel may turn into a reset.
+func (c *client) expectClosedOrReset() {
+	c.t.Helper()
+	c.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	rest, err := io.ReadAll(c.r)
+	if err != nil && strings.Contains(err.Error(), "timeout") {
+		c.t.Fatalf("want close, got %v", err)
+	}
+	if len(rest) > 0 {
+		c.t.Fatalf("unexpected data before close: %q", rest)
+	}
+}
+
+// lineGen is an endless message body: 78-octet lines.
+type lineGen struct{ off int }
+
+func (g *lineGen) Read(p []byte) (int, error) {
+	const line = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcd\r\n"
+	for i := range p {
+		p[i] = line[g.off]
+		g.off = (g.off + 1) % len(line)
+	}
+	return len(p), nil
+}
+
+// A client that stops reading mid-RETR cannot pin memory or the session:
+// the write that makes no progress for WriteTimeout ends it, and the heap
+// does not grow with the 20 MiB message.
+func TestWriteStall(t *testing.T) {
+	const size = 20 << 20
+	b := newFake()
+	b.bodyReader = func(ctx context.Context, _ io.Reader) io.Reader {
+		return io.LimitReader(&lineGen{}, size)
+	}
+	rec := &recorder{}
+	_, addr := startServer(t, b, Options{WriteTimeout: 300 * time.Millisecond, Observer: rec})
+	h := healthy(t, addr)
+	c := healthy(t, addr)
+	if tc, ok := c.nc.(interface{ SetReadBuffer(int) error }); ok {
+		tc.SetReadBuffer(4096)
+	}
+
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	baseline, peak := ms.HeapInuse, ms.HeapInuse
+	c.send("RETR 1")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		runtime.ReadMemStats(&ms)
+		peak = max(peak, ms.HeapInuse)
+		if len(rec.ended()) == 1 {
+			break // the stalled session ended
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("stalled session still open after 10s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if grew := int64(peak) - int64(baseline); grew > 8<<20 {
+		t.Errorf("heap grew by %d KiB during a stalled %d MiB RETR", grew>>10, size>>20)
+	}
+	st := rec.ended()
+	if len(st) != 1 || st[0].Result != "error" || st[0].Retr != 0 {
+		t.Fatalf("session end = %+v, want one failed RETR", st)
+	}
+	t.Logf("heap in use: baseline %d KiB, peak %d KiB; %d KiB reached the socket before the stall",
+		baseline>>10, peak>>10, st[0].BytesSent>>10)
+	if updates, _ := b.snapshot(); len(updates) != 0 {
+		t.Fatalf("Update called: %+v", updates)
+	}
+	b.bodyReader = nil
+	h.stillWorks()
+}
