@@ -3,6 +3,7 @@ package upstream
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -41,6 +42,17 @@ type memServer struct {
 }
 
 func startMem(t *testing.T, caps imap.CapSet) *memServer {
+	return startMemOpts(t, memOptions{caps: caps, insecureAuth: true})
+}
+
+type memOptions struct {
+	caps         imap.CapSet
+	tls          *tls.Config // offered with STARTTLS, or implicit
+	implicitTLS  bool
+	insecureAuth bool // allow LOGIN without TLS
+}
+
+func startMemOpts(t *testing.T, o memOptions) *memServer {
 	t.Helper()
 	mem := imapmemserver.New()
 	user := imapmemserver.NewUser(testUser, testPass)
@@ -48,17 +60,25 @@ func startMem(t *testing.T, caps imap.CapSet) *memServer {
 		t.Fatal(err)
 	}
 	mem.AddUser(user)
-	srv := imapserver.New(&imapserver.Options{
+	opts := &imapserver.Options{
 		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
 			return mem.NewSession(), nil, nil
 		},
-		Caps:         caps,
-		InsecureAuth: true,
+		Caps:         o.caps,
+		InsecureAuth: o.insecureAuth,
 		Logger:       log.New(io.Discard, "", 0),
-	})
+	}
+	if !o.implicitTLS {
+		opts.TLSConfig = o.tls
+	}
+	srv := imapserver.New(opts)
+	var ln net.Listener
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if o.implicitTLS {
+		ln = tls.NewListener(ln, o.tls)
 	}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
@@ -230,3 +250,5 @@ func clientGoroutines() []string {
 	}
 	return out
 }
+
+func errorsAs(err error, target **pop3server.Error) bool { return errors.As(err, target) }
