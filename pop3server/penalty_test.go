@@ -10,7 +10,7 @@ import (
 // fakeClock is an injectable clock for the penalty tracker.
 type fakeClock struct{ t time.Time }
 
-func (c *fakeClock) now() time.Time           { return c.t }
+func (c *fakeClock) now() time.Time          { return c.t }
 func (c *fakeClock) advance(d time.Duration) { c.t = c.t.Add(d) }
 
 func TestPenaltyGrowth(t *testing.T) {
