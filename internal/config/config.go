@@ -29,6 +29,7 @@
 //	--upstream-send-id         false            UpstreamSendID
 //	--config                   ""               ConfigFile (flag or env only)
 //	--admin-listen             ""               AdminListen
+//	--ready-upstream-failures  0                ReadyUpstreamFailures (0: never)
 //	--drain-timeout            30s              DrainTimeout
 //	--log-format               json             LogFormat (json|console)
 //	--log-level                info             LogLevel (trace … panic, disabled)
@@ -118,6 +119,9 @@ type Config struct {
 	LogFormat    string // "json" or "console"
 	LogLevel     string // a zerolog.ParseLevel name, lower case
 	Demo         bool
+	// ReadyUpstreamFailures > 0 makes /readyz fail after that many
+	// consecutive upstream connection failures.
+	ReadyUpstreamFailures int
 
 	// Limits; names match pop3server.Options where they go there.
 	MaxLineLength           int

@@ -56,6 +56,7 @@ var settings = []setting{
 	boolean("upstream-send-id", false, "send IMAP ID with the client's address before login", func(c *Config) *bool { return &c.UpstreamSendID }),
 	str("config", "FILE", "", "YAML config file", func(c *Config) *string { return &c.ConfigFile }, nil),
 	str("admin-listen", "ADDR", "", "HTTP /metrics, /livez, /readyz", func(c *Config) *string { return &c.AdminListen }, checkAddr),
+	integer("ready-upstream-failures", 0, 0, "/readyz fails after this many upstream connect failures in a row; 0 never", func(c *Config) *int { return &c.ReadyUpstreamFailures }),
 	duration("drain-timeout", 30*time.Second, "how long busy sessions may finish at shutdown", func(c *Config) *time.Duration { return &c.DrainTimeout }),
 	oneOf("log-format", "json", "log format", func(c *Config) *string { return &c.LogFormat }, "json", "console"),
 	{name: "log-level", arg: "LEVEL", def: "info", usage: "trace, debug, info, warn, error, fatal, panic or disabled",
