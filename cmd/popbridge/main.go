@@ -177,12 +177,14 @@ func build(cfg *config.Config, log zerolog.Logger) (b *bridge, err error) {
 		return b, usageError{err}
 	}
 
+	metrics := telemetry.NewMetrics(buildVersion())
 	var listings *cache.Listings
 	if cfg.CacheEntries > 0 {
 		if listings, err = cache.NewListings(cfg.CacheEntries); err != nil {
 			return b, fmt.Errorf("listing cache: %w", err)
 		}
 		listings.MaxAge = cfg.CacheMaxAge
+		metrics.WatchCache(listings.Stats)
 	}
 	backend, err := upstream.New(upstream.Options{
 		URL:            upURL,
@@ -197,12 +199,14 @@ func build(cfg *config.Config, log zerolog.Logger) (b *bridge, err error) {
 		SendID:         cfg.UpstreamSendID,
 		Cache:          listings,
 		Logger:         log.With().Str("component", "upstream").Logger(),
+		Metrics:        metrics,
 	})
 	if err != nil {
 		return b, usageError{fmt.Errorf("upstream: %w", err)}
 	}
 
 	opts := serverOptions(cfg, log)
+	opts.Observer = telemetry.Multi{telemetry.LogObserver{Log: log}, metrics}
 	if cfg.TLSCert != "" {
 		b.certs, err = newCertReloader(cfg.TLSCert, cfg.TLSKey)
 		if err != nil {
@@ -215,9 +219,10 @@ func build(cfg *config.Config, log zerolog.Logger) (b *bridge, err error) {
 	}
 	b.pop3 = pop3server.NewServer(backend, opts)
 	b.closers = append(b.closers, func() { b.pop3.Close() })
+	metrics.WatchSessions(b.pop3.ActiveSessions)
 
 	if cfg.Listen != "" {
-		l, err := listen(cfg, cfg.Listen)
+		l, err := listen(cfg, cfg.Listen, log)
 		if err != nil {
 			return b, fmt.Errorf("%s: %w", cfg.Where("listen"), err)
 		}
@@ -225,7 +230,7 @@ func build(cfg *config.Config, log zerolog.Logger) (b *bridge, err error) {
 		b.serve(l)
 	}
 	if cfg.ListenTLS != "" {
-		l, err := listen(cfg, cfg.ListenTLS)
+		l, err := listen(cfg, cfg.ListenTLS, log)
 		if err != nil {
 			return b, fmt.Errorf("%s: %w", cfg.Where("listen-tls"), err)
 		}
@@ -235,6 +240,11 @@ func build(cfg *config.Config, log zerolog.Logger) (b *bridge, err error) {
 	}
 	if b.addrs.POP3 == "" && b.addrs.POP3S == "" {
 		return b, usageError{errors.New("no listener: set --listen or --listen-tls")}
+	}
+	if cfg.AdminListen != "" {
+		if err := b.startAdmin(cfg, log, metrics); err != nil {
+			return b, fmt.Errorf("%s: %w", cfg.Where("admin-listen"), err)
+		}
 	}
 	return b, nil
 }
@@ -248,12 +258,12 @@ func (b *bridge) serve(l net.Listener) {
 	}()
 }
 
-func listen(cfg *config.Config, addr string) (net.Listener, error) {
+func listen(cfg *config.Config, addr string, log zerolog.Logger) (net.Listener, error) {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	return wrapProxyProtocol(cfg, l), nil
+	return wrapProxyProtocol(cfg, l, log), nil
 }
 
 func serverOptions(cfg *config.Config, log zerolog.Logger) pop3server.Options {
@@ -292,7 +302,6 @@ func serverOptions(cfg *config.Config, log zerolog.Logger) pop3server.Options {
 		LoginTimeout:            cfg.UpstreamLoginTimeout + 5*time.Second,
 		LockSession:             cfg.LockSession,
 		Logger:                  log.With().Str("component", "pop3").Logger(),
-		Observer:                telemetry.LogObserver{Log: log},
 	}
 }
 
