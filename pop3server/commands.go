@@ -34,11 +34,21 @@ var commands = map[string]command{
 // rest of the line (the argument string, which PASS takes verbatim).
 func parseCommand(line string) (verb, arg string) {
 	verb, arg, _ = strings.Cut(line, " ")
-	if len(verb) > 4 {
-		// No POP3 verb is longer; don't upper-case junk.
+	if len(verb) > 4 || !isLetters(verb) {
+		// Every POP3 verb is 3 or 4 ASCII letters; don't upper-case junk
+		// (ToUpper would turn invalid UTF-8 into U+FFFD).
 		return "", arg
 	}
 	return strings.ToUpper(verb), arg
+}
+
+func isLetters(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i] | 0x20; c < 'a' || c > 'z' {
+			return false
+		}
+	}
+	return true
 }
 
 // splitArgs splits space-separated arguments, refusing empty ones.

@@ -3,8 +3,11 @@ package pop3server
 import (
 	"bufio"
 	"bytes"
+	"encoding/base64"
 	"strings"
 	"testing"
+	"unicode"
+	"unicode/utf8"
 )
 
 // FuzzParseCommand: the parser never panics, the verb is at most four
@@ -113,3 +116,126 @@ func crlf(in []byte) []byte {
 type errString string
 
 func (e errString) Error() string { return string(e) }
+
+// FuzzSASL drives the AUTH decoding path: strict base64, then the PLAIN or
+// LOGIN exchange, then the credential gate before Backend.Login.
+// Invariants:
+//   - decodeSASL accepts only canonical base64 (re-encoding gives the
+//     input back) or "=" for empty, and never returns empty otherwise;
+//   - a finished exchange yields exactly the credentials the client
+//     encoded (PLAIN: authzid empty or equal to the user; LOGIN: the two
+//     responses);
+//   - the gate passes exactly the credentials an independent oracle
+//     accepts: user valid UTF-8 without any Unicode control character,
+//     password without C0 controls or DEL, both non-empty and within the
+//     length limits. So nothing that passes can carry NUL, CR or LF into
+//     an IMAP command.
+func FuzzSASL(f *testing.F) {
+	b64 := base64.StdEncoding.EncodeToString
+	for _, s := range [][4]string{
+		{"PLAIN", b64([]byte("\x00alice\x00secret")), "", ""},
+		{"plain", "", b64([]byte("alice\x00alice\x00secret")), ""},
+		{"PLAIN", b64([]byte("bob\x00alice\x00secret")), "", ""},
+		{"PLAIN", "=", "", ""},
+		{"PLAIN", b64([]byte("\x00alice\x00sec\r\nA1 LOGOUT")), "", ""},
+		{"PLAIN", "AGFsaWNlAHNlY3JldB==", "", ""},
+		{"PLAIN", "AGFsaWNl\rAHNlY3JldA==", "", ""},
+		{"LOGIN", "", b64([]byte("alice")), b64([]byte("secret"))},
+		{"LOGIN", b64([]byte("alice")), b64([]byte("secret")), ""},
+		{"LOGIN", "=", "=", ""},
+		{"LOGIN", b64([]byte("al\x00ice")), b64([]byte("x")), ""},
+		{"LOGIN", b64([]byte("j\u00fcrgen\u0085")), b64([]byte("\xff\xfe")), ""},
+		{"CRAM-MD5", "", "", ""},
+	} {
+		f.Add(s[0], s[1], s[2], s[3])
+	}
+	f.Fuzz(func(t *testing.T, mech, ir, r1, r2 string) {
+		for _, s := range []string{ir, r1, r2} {
+			b, ok := decodeSASL(s)
+			switch {
+			case !ok:
+			case s == "=":
+				if len(b) != 0 {
+					t.Fatalf("decodeSASL(=) = %q", b)
+				}
+			case len(b) == 0 || base64.StdEncoding.EncodeToString(b) != s:
+				t.Fatalf("decodeSASL(%q) = %q: not canonical base64", s, b)
+			}
+		}
+
+		srv, creds := newSASLServer(mech)
+		if srv == nil {
+			if m := strings.ToUpper(mech); m == "PLAIN" || m == "LOGIN" {
+				t.Fatalf("mechanism %q not served", mech)
+			}
+			return
+		}
+		// What the server reads, as handleAuth feeds it: no initial
+		// response is nil, then one decoded line per challenge.
+		var decoded [][]byte
+		var resp []byte
+		if ir != "" {
+			var ok bool
+			if resp, ok = decodeSASL(ir); !ok {
+				return
+			}
+		}
+		lines := []string{r1, r2}
+		done := false
+		for step := 0; step < 4 && !done; step++ {
+			if resp != nil {
+				decoded = append(decoded, resp)
+			}
+			var err error
+			_, done, err = srv.Next(resp)
+			if err != nil {
+				return // refused: answered -ERR [AUTH]
+			}
+			if done {
+				break
+			}
+			if len(lines) == 0 {
+				return
+			}
+			var ok bool
+			if resp, ok = decodeSASL(lines[0]); !ok {
+				return
+			}
+			lines = lines[1:]
+		}
+		if !done {
+			return
+		}
+		user, pass := creds.user, creds.pass
+		switch strings.ToUpper(mech) {
+		case "PLAIN":
+			last := string(decoded[len(decoded)-1])
+			if last != "\x00"+user+"\x00"+pass && last != user+"\x00"+user+"\x00"+pass {
+				t.Fatalf("PLAIN %q gave user %q password %q", last, user, pass)
+			}
+		case "LOGIN":
+			if len(decoded) != 2 || string(decoded[0]) != user || string(decoded[1]) != pass {
+				t.Fatalf("LOGIN %q gave user %q password %q", decoded, user, pass)
+			}
+		}
+		gate := checkCredentials(user, pass) == nil
+		oracle := len(user) > 0 && len(user) <= maxUsernameLen && utf8.ValidString(user) &&
+			!strings.ContainsFunc(user, unicode.IsControl) &&
+			len(pass) > 0 && len(pass) <= maxPasswordLen && !strings.ContainsAny(pass, asciiControls)
+		if gate != oracle {
+			t.Fatalf("gate(%q, %q) = %v, oracle says %v", user, pass, gate, oracle)
+		}
+		if gate && strings.ContainsAny(user+pass, "\x00\r\n") {
+			t.Fatalf("gate passed NUL, CR or LF: %q %q", user, pass)
+		}
+	})
+}
+
+// asciiControls is C0 and DEL.
+var asciiControls = func() string {
+	var b []byte
+	for c := byte(0); c < 0x20; c++ {
+		b = append(b, c)
+	}
+	return string(append(b, 0x7f))
+}()
