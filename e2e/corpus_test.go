@@ -128,8 +128,27 @@ func bigMessage() []byte {
 // returns the UIDs Dovecot gave the messages.
 func appendCorpus(t testing.TB, d *testenv.Dovecot, user string) []imap.UID {
 	t.Helper()
-	var uids []imap.UID
+	return appendMessages(t, d, user, corpus())
+}
+
+// smallCorpus is the corpus without the 20 MiB message, for tests about
+// state rather than transfer.
+func smallCorpus() []corpusMessage {
+	var out []corpusMessage
 	for _, m := range corpus() {
+		if m.Name != "big" {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// appendMessages stores msgs in user's INBOX in order and returns their
+// UIDs.
+func appendMessages(t testing.TB, d *testenv.Dovecot, user string, msgs []corpusMessage) []imap.UID {
+	t.Helper()
+	var uids []imap.UID
+	for _, m := range msgs {
 		uids = append(uids, d.Append(t, user, "INBOX", m.Raw))
 	}
 	return uids

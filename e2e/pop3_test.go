@@ -116,6 +116,13 @@ func redact(cmd string) string {
 func (p *pop3Client) multi(cmd string) (string, []byte) {
 	p.t.Helper()
 	status := p.ok(cmd)
+	return status, p.readMulti(cmd)
+}
+
+// readMulti reads the body of a multi-line answer whose status line has
+// been read, as multi does; cmd names it in failures.
+func (p *pop3Client) readMulti(cmd string) []byte {
+	p.t.Helper()
 	var body bytes.Buffer
 	for {
 		_ = p.conn.SetReadDeadline(time.Now().Add(pop3Timeout))
@@ -148,7 +155,7 @@ func (p *pop3Client) multi(cmd string) (string, []byte) {
 			p.t.Fatalf("pop3: %s: line %q does not end in CRLF", cmd, s)
 		}
 		if string(s) == ".\r\n" {
-			return status, body.Bytes()
+			return body.Bytes()
 		}
 		if s[0] == '.' {
 			if len(s) < 2 || s[1] != '.' {
