@@ -24,7 +24,7 @@ const fetchmailNoMail = 1
 //   - no keep (fetchall): everything is delivered and, under the honor
 //     policy, the mailbox is empty upstream afterwards.
 //
-// The bridge here has no TLS, so the rcfile says sslproto '': fetchmail
+// The bridge here has no TLS, so the rcfile says sslproto ”: fetchmail
 // 6.4 otherwise sends STLS even when CAPA does not offer it and gives up
 // when it fails.
 //
