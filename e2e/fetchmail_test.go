@@ -24,9 +24,9 @@ const fetchmailNoMail = 1
 //   - no keep (fetchall): everything is delivered and, under the honor
 //     policy, the mailbox is empty upstream afterwards.
 //
-// The bridge here has no TLS, so the rcfile says sslproto ”: fetchmail
-// 6.4 otherwise sends STLS even when CAPA does not offer it and gives up
-// when it fails.
+// The bridge here has no TLS, so the rcfile sets sslproto to the empty
+// string (no TLS): fetchmail 6.4 otherwise sends STLS even when CAPA does
+// not offer it, and gives up when it fails.
 //
 // What fetchmail changes, and the settings that keep it to that:
 //   - "set invisible" stops the Received field it would prepend;
