@@ -83,6 +83,8 @@ func TestPasswordNotLogged(t *testing.T) {
 		c.send("AUTH PLAIN " + b64("\x00alice\x00"+pass))
 		c.expect(want)
 		if good {
+			c.send("QUIT")
+			c.expect("+OK*")
 			c = dial(t, addr)
 		}
 		c.send("AUTH LOGIN")
@@ -92,6 +94,8 @@ func TestPasswordNotLogged(t *testing.T) {
 		c.send(b64(pass))
 		c.expect(want)
 		if good {
+			c.send("QUIT")
+			c.expect("+OK*")
 			c = dial(t, addr)
 		}
 		// Refused before the backend, and malformed exchanges.
@@ -99,7 +103,7 @@ func TestPasswordNotLogged(t *testing.T) {
 		c.expect("-ERR [AUTH] authentication failed")
 		c.send("AUTH PLAIN " + b64("bob\x00alice\x00"+pass))
 		c.expect("-ERR [AUTH] authentication failed")
-		c.send("AUTH PLAIN " + b64("\x00alice\x00"+pass)[1:])
+		c.send("AUTH PLAIN " + b64("\x00alice\x00" + pass)[1:])
 		c.expect("-ERR invalid base64")
 		c.send("QUIT")
 		c.expect("+OK*")
