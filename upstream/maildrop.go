@@ -294,10 +294,16 @@ func (m *maildrop) exchange(ctx context.Context, name string, f func() error) er
 		}
 	}
 	m.b.observe(name, start, err)
-	if !stopped || (err != nil && !isNo(err)) {
+	if !stopped || (err != nil && !keepsConn(err)) {
 		m.retire(err)
 	}
 	return err
+}
+
+// keepsConn reports whether the connection survives err: the command was
+// answered in full, only not the way we hoped.
+func keepsConn(err error) bool {
+	return isNo(err) || errors.Is(err, pop3server.ErrNoSuchMessage)
 }
 
 // Close logs out without applying anything: LOGOUT (never CLOSE, which

@@ -73,15 +73,21 @@ func (m *maildrop) uids(nums []int) []uint32 {
 }
 
 func (m *maildrop) apply(plan policy.Plan) error {
+	// SELECT again rather than STATUS: Dovecot answers STATUS on the
+	// selected mailbox from the session's own view ([CLIENTBUG]), which
+	// still shows the old UIDVALIDITY after the mailbox was recreated. A
+	// SELECT of the selected mailbox deselects it without expunging
+	// (RFC 3501 6.3.1) and reports the mailbox as it is now.
+	sel, err := m.l.client.Select(m.mailbox, nil).Wait()
+	if err != nil {
+		return fmt.Errorf("SELECT %q again: %w", m.mailbox, err)
+	}
+	if sel.UIDValidity != m.uidValidity {
+		return fmt.Errorf("%w (%d at login, now %d)", errUIDValidity, m.uidValidity, sel.UIDValidity)
+	}
+	m.permanentFlags = sel.PermanentFlags
 	if plan.Action.Kind == policy.Flag && len(plan.Apply) > 0 && !m.keepsKeyword() {
 		return errNoKeywords
-	}
-	st, err := m.l.client.Status(m.mailbox, &imap.StatusOptions{UIDValidity: true}).Wait()
-	if err != nil {
-		return fmt.Errorf("STATUS %q: %w", m.mailbox, err)
-	}
-	if st.UIDValidity != m.uidValidity {
-		return fmt.Errorf("%w (%d at login, now %d)", errUIDValidity, m.uidValidity, st.UIDValidity)
 	}
 	if err := m.store(plan.Seen, imap.StoreFlagsAdd, imap.FlagSeen); err != nil {
 		return err
