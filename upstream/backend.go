@@ -68,6 +68,9 @@ type Options struct {
 	Logger zerolog.Logger
 	// Metrics, when set, observes upstream commands and updates.
 	Metrics Metrics
+	// Breaker makes logins fail fast while the upstream is unreachable
+	// (see BreakerOptions); the zero value is on with the defaults.
+	Breaker BreakerOptions
 }
 
 // Metrics observes the upstream side; implementations must be cheap and
@@ -86,8 +89,9 @@ type Metrics interface {
 // Backend is the IMAP implementation of pop3server.Backend. It is safe for
 // concurrent use; each Login opens its own upstream connection.
 type Backend struct {
-	opts Options
-	uidl uidlFormat
+	opts     Options
+	uidl     uidlFormat
+	breakers breakerSet // one circuit breaker per upstream URL
 }
 
 var _ pop3server.Backend = (*Backend)(nil)
@@ -150,7 +154,7 @@ func (b *Backend) Login(ctx context.Context, conn pop3server.ConnInfo, username,
 		cfg.id = &idParams{remote: conn.RemoteAddr, local: conn.LocalAddr}
 	}
 	start := time.Now()
-	l, err := dial(ctx, cfg)
+	l, err := b.dialGuarded(ctx, cfg)
 	b.observe("connect", start, err)
 	if err != nil {
 		log.Debug().Err(err).Msg("upstream connect failed")

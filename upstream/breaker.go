@@ -169,6 +169,9 @@ func (br *breaker) reportProbe(o outcome) {
 	br.mu.Lock()
 	defer br.mu.Unlock()
 	br.probing = false
+	if !br.open {
+		return // an attempt from before the breaker opened closed it
+	}
 	switch o {
 	case outcomeSuccess:
 		br.closeLocked()

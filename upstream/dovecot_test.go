@@ -72,6 +72,9 @@ func dovecotCorpus() [][]byte {
 		[]byte("Subject: =?UTF-8?Q?gr=C3=BC=C3=9Fe?=\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nGrüße, 日本語, emoji 🎉\r\n"),
 		append(append([]byte("Subject: long line\r\n\r\n"), bytes.Repeat([]byte("x"), 5000)...), "\r\nshort\r\n"...),
 		[]byte("Subject: no final newline\r\n\r\nlast line"),
+		[]byte("Subject: header only\r\n\r\n"),
+		// A text of exactly one TOP chunk.
+		append([]byte("Subject: exact\r\n\r\n"), bytes.Repeat([]byte(strings.Repeat("e", 62)+"\r\n"), minChunk/64)...),
 		big.Bytes(),
 	}
 }
@@ -131,7 +134,7 @@ func TestDovecotSession(t *testing.T) {
 			if got := readAll(t, b); !bytes.Equal(got, msg) {
 				t.Errorf("Retrieve(%d): %d octets differ from the %d appended", n+1, len(got), len(msg))
 			}
-			for _, lines := range []int{0, 1, 2, 3, 1000, 99999999} {
+			for _, lines := range []int{0, 1, 2, 3, 63, 64, 65, 1000, 99999999} {
 				b, err := m.Top(context.Background(), n+1, lines)
 				if err != nil {
 					t.Fatalf("Top(%d, %d): %v", n+1, lines, err)

@@ -7,6 +7,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -143,9 +144,12 @@ func TestTop(t *testing.T) {
 		long.WriteString(strings.Repeat("x", i%300) + "\r\n")
 	}
 	noBody := []byte("Subject: no body\r\n\r\n")
+	// A text of exactly one chunk: the next chunk starts at its end.
+	exact := append([]byte("Subject: exact\r\n\r\n"), bytes.Repeat([]byte(strings.Repeat("e", 62)+"\r\n"), minChunk/64)...)
 	s.append(t, "INBOX", short)
 	s.append(t, "INBOX", long.Bytes())
 	s.append(t, "INBOX", noBody)
+	s.append(t, "INBOX", exact)
 	m := login(t, newBackend(t, s.url()))
 
 	tests := []struct {
@@ -156,6 +160,7 @@ func TestTop(t *testing.T) {
 		{2, 0, long.Bytes()}, {2, 10, long.Bytes()}, {2, 5000, long.Bytes()}, {2, 20000, long.Bytes()},
 		{2, 99999999, long.Bytes()},
 		{3, 0, noBody}, {3, 5, noBody},
+		{4, 63, exact}, {4, 64, exact}, {4, 65, exact}, {4, 200, exact},
 	}
 	for _, tt := range tests {
 		b, err := m.Top(context.Background(), tt.n, tt.lines)
@@ -362,4 +367,72 @@ func subjectsWith(l []stored, flag imap.Flag) []int {
 		}
 	}
 	return subjects(out)
+}
+
+// recorder is a Metrics that remembers what it saw.
+type recorder struct {
+	mu       sync.Mutex
+	commands map[string]int
+	applied  map[string]int
+}
+
+func (r *recorder) ObserveCommand(name string, _ time.Duration, _ error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.commands[name]++
+}
+
+func (r *recorder) UpdateApplied(action string, n int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.applied[action] += n
+}
+
+func TestResolverAndMetrics(t *testing.T) {
+	checkGoroutines(t)
+	s := startMem(t, capsFull)
+	if err := s.user.Create("Other", nil); err != nil {
+		t.Fatal(err)
+	}
+	s.append(t, "INBOX", testMessage("inbox", 1))
+	s.append(t, "Other", testMessage("other1", 1))
+	s.append(t, "Other", testMessage("other2", 1))
+
+	mbox, up := "Other", "imap+insecure://"+s.addr
+	flag := policy.Action{Kind: policy.Flag}
+	rec := &recorder{commands: map[string]int{}, applied: map[string]int{}}
+	b := newBackend(t, nil, func(o *Options) {
+		o.Resolver = &policy.Resolver{
+			Default: policy.Settings{Upstream: "imap+insecure://127.0.0.1:1", Mailbox: "INBOX", Policy: policy.Default},
+			Users:   map[string]policy.Override{testUser: {Upstream: &up, Mailbox: &mbox, Action: &flag}},
+		}
+		o.Metrics = rec
+	})
+	m := login(t, b)
+	if len(m.Messages()) != 2 {
+		t.Fatalf("listed %d messages of Other, want 2", len(m.Messages()))
+	}
+	body, err := m.Retrieve(context.Background(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readAll(t, body)
+	if err := m.Update(context.Background(), pop3server.Marks{Deleted: []int{2}, Retrieved: []int{1}}); err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	other := inspect(t, s.addr, "Other")
+	if len(other) != 2 || !other[0].has(imap.FlagSeen) || !other[1].has(imap.Flag(policy.DeletedKeyword)) {
+		t.Errorf("Other after update: %+v", other)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for _, name := range []string{"connect", "login", "select", "list", "fetch", "update", "logout"} {
+		if rec.commands[name] == 0 {
+			t.Errorf("no %q observed: %v", name, rec.commands)
+		}
+	}
+	if rec.applied["seen"] != 1 || rec.applied["flag"] != 1 {
+		t.Errorf("applied %v", rec.applied)
+	}
 }
