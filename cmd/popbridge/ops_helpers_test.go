@@ -307,8 +307,20 @@ func (c *opsPOP3) ok(line string) string {
 // multi reads a multi-line body up to the terminating dot, un-stuffed.
 func (c *opsPOP3) multi() []byte {
 	c.t.Helper()
+	return c.readBody(-1)
+}
+
+// multiPrefix reads about the first n octets of a multi-line body,
+// un-stuffed, leaving the rest (and the dot) unread.
+func (c *opsPOP3) multiPrefix(n int) []byte {
+	c.t.Helper()
+	return c.readBody(n)
+}
+
+func (c *opsPOP3) readBody(limit int) []byte {
+	c.t.Helper()
 	var buf bytes.Buffer
-	for {
+	for limit < 0 || buf.Len() < limit {
 		c.conn.SetReadDeadline(time.Now().Add(15 * time.Second))
 		s, err := c.r.ReadString('\n')
 		if err != nil {
@@ -319,6 +331,7 @@ func (c *opsPOP3) multi() []byte {
 		}
 		buf.WriteString(strings.TrimPrefix(s, "."))
 	}
+	return buf.Bytes()
 }
 
 // closed reports whether the server closes the connection (EOF or reset)
