@@ -72,6 +72,7 @@ func startBridge(t testing.TB, d *testenv.Dovecot, extra ...string) *Bridge {
 	}()
 	t.Cleanup(func() {
 		b.stop(t)
+		b.checkNoErrors(t)
 		if t.Failed() {
 			t.Logf("popbridge %s\nlog:\n%s", strings.Join(args, " "), b.logText())
 		}
@@ -174,6 +175,25 @@ func (b *Bridge) waitSessionEnd(t testing.TB, clientPort int) map[string]any {
 		t.Fatalf("bridge: no session end logged for client port %d", clientPort)
 	}
 	return e
+}
+
+// checkNoErrors fails the test if the bridge logged anything at level
+// error or above: a recovered panic, a listener failure, an upstream that
+// misbehaved. None of the e2e scenarios should cause one.
+func (b *Bridge) checkNoErrors(t testing.TB) {
+	t.Helper()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, e := range b.entries {
+		switch e["level"] {
+		case "error", "fatal", "panic":
+			t.Errorf("bridge logged at level %v: %v", e["level"], e)
+		case "warn":
+			if testing.Verbose() {
+				t.Logf("bridge warning: %v", e)
+			}
+		}
+	}
 }
 
 // logText returns everything the bridge wrote to stderr.
