@@ -237,8 +237,12 @@ func opsDial(t *testing.T, addr string, prefix []byte) *opsPOP3 {
 		}
 	}
 	c := &opsPOP3{t: t, conn: conn}
-	c.r = bufio.NewReader(readCounter{conn, &c.n})
+	c.r = newCountingReader(conn, &c.n)
 	return c
+}
+
+func newCountingReader(r io.Reader, n *int64) *bufio.Reader {
+	return bufio.NewReader(readCounter{r, n})
 }
 
 type readCounter struct {

@@ -1,0 +1,235 @@
+package main
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pires/go-proxyproto"
+)
+
+func proxyV1(src string, srcPort int) []byte {
+	fam := "TCP4"
+	if strings.Contains(src, ":") {
+		fam = "TCP6"
+	}
+	dst := "192.0.2.1"
+	if fam == "TCP6" {
+		dst = "2001:db8::1"
+	}
+	return []byte("PROXY " + fam + " " + src + " " + dst + " " + strconv.Itoa(srcPort) + " 110\r\n")
+}
+
+func proxyV2(t *testing.T, src string, srcPort int) []byte {
+	t.Helper()
+	ip := net.ParseIP(src)
+	tp, dst := proxyproto.TCPv4, net.ParseIP("192.0.2.1")
+	if ip.To4() == nil {
+		tp, dst = proxyproto.TCPv6, net.ParseIP("2001:db8::1")
+	}
+	h := &proxyproto.Header{
+		Version: 2, Command: proxyproto.PROXY, TransportProtocol: tp,
+		SourceAddr:      &net.TCPAddr{IP: ip, Port: srcPort},
+		DestinationAddr: &net.TCPAddr{IP: dst, Port: 110},
+	}
+	b, err := h.Format()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// capa returns the CAPA listing.
+func (c *opsPOP3) capa() []string {
+	c.t.Helper()
+	c.ok("CAPA")
+	return strings.Split(strings.TrimSpace(string(c.multi())), "\r\n")
+}
+
+func hasCap(caps []string, name string) bool {
+	for _, c := range caps {
+		if c == name || strings.HasPrefix(c, name+" ") {
+			return true
+		}
+	}
+	return false
+}
+
+// TestOpsProxyTrusted: PROXY v1 and v2 headers from a trusted peer carry
+// the real client address into the logs, the plaintext-auth decision and
+// the per-IP limit.
+func TestOpsProxyTrusted(t *testing.T) {
+	cert, key := writeTestCert(t)
+	p := opsStart(t, opsBuild(t), "--demo", "--listen", "127.0.0.1:0", "--listen-tls", "127.0.0.1:0",
+		"--tls-cert", cert, "--tls-key", key,
+		"--proxy-protocol", "127.0.0.1/32,::1/128", "--plaintext-auth", "local",
+		"--max-conns-per-ip", "1", "--prelogin-idle-timeout", "1s")
+
+	for _, tc := range []struct {
+		name   string
+		header []byte
+		ip     string
+		port   int
+	}{
+		{"v1 IPv4", proxyV1("203.0.113.7", 40001), "203.0.113.7", 40001},
+		{"v1 IPv6", proxyV1("2001:db8:1::7", 40002), "2001:db8:1::7", 40002},
+		{"v2 IPv4", proxyV2(t, "203.0.113.8", 40003), "203.0.113.8", 40003},
+		{"v2 IPv6", proxyV2(t, "2001:db8:2::8", 40004), "2001:db8:2::8", 40004},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := opsDial(t, p.POP3, tc.header)
+			c.mustLine("+OK")
+			// The client is public and not on TLS: no cleartext login.
+			if caps := c.capa(); hasCap(caps, "USER") || !hasCap(caps, "STLS") {
+				t.Errorf("CAPA for public %s over plain text = %v, want no USER, with STLS", tc.ip, caps)
+			}
+			if s := c.cmd("USER demo"); !strings.HasPrefix(s, "-ERR") {
+				t.Errorf("USER from public %s without TLS: %s", tc.ip, s)
+			}
+			c.ok("QUIT")
+			p.WaitLog(map[string]string{"event": "session_end", "client_ip": tc.ip, "client_port": strconv.Itoa(tc.port)}, 5*time.Second)
+		})
+	}
+
+	t.Run("private address via header", func(t *testing.T) {
+		c := opsDial(t, p.POP3, proxyV2(t, "10.1.2.3", 40010))
+		c.mustLine("+OK")
+		if caps := c.capa(); !hasCap(caps, "USER") {
+			t.Errorf("CAPA for private 10.1.2.3 = %v, want USER", caps)
+		}
+		c.ok("USER demo")
+		c.ok("PASS demo")
+		c.ok("QUIT")
+		p.WaitLog(map[string]string{"event": "session_end", "client_ip": "10.1.2.3", "user": "demo", "result": "quit"}, 5*time.Second)
+	})
+
+	t.Run("per-IP limit uses the real address", func(t *testing.T) {
+		first := opsDial(t, p.POP3, proxyV1("198.51.100.20", 1000))
+		first.mustLine("+OK")
+		same := opsDial(t, p.POP3, proxyV1("198.51.100.20", 1001))
+		same.mustLine("-ERR [SYS/TEMP]")
+		other := opsDial(t, p.POP3, proxyV1("198.51.100.21", 1002))
+		other.mustLine("+OK")
+		first.ok("QUIT")
+		other.ok("QUIT")
+	})
+
+	t.Run("implicit TLS after a v2 header", func(t *testing.T) {
+		raw, err := net.DialTimeout("tcp", p.POP3S, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer raw.Close()
+		if _, err := raw.Write(proxyV2(t, "203.0.113.9", 40020)); err != nil {
+			t.Fatal(err)
+		}
+		tc := tls.Client(raw, &tls.Config{InsecureSkipVerify: true}) // the test's own throwaway cert
+		c := &opsPOP3{t: t, conn: tc}
+		c.r = newCountingReader(tc, &c.n)
+		c.mustLine("+OK")
+		if caps := c.capa(); !hasCap(caps, "USER") {
+			t.Errorf("CAPA over TLS = %v, want USER", caps)
+		}
+		c.ok("USER demo")
+		c.ok("PASS demo")
+		c.ok("QUIT")
+		p.WaitLog(map[string]string{"event": "session_end", "client_ip": "203.0.113.9", "tls": "true", "result": "quit"}, 5*time.Second)
+	})
+
+	t.Run("trusted peer without a header is refused", func(t *testing.T) {
+		c := opsDial(t, p.POP3, nil)
+		if closed, got := c.closed(); !closed {
+			t.Fatalf("connection without PROXY header from a trusted peer got %q, want a close without greeting", got)
+		}
+		p.WaitLog(map[string]string{"component": "proxy-protocol", "level": "warn"}, 5*time.Second)
+	})
+}
+
+// TestOpsProxyUntrusted: a peer outside --proxy-protocol is served as
+// itself, and a header it sends gets the connection closed.
+func TestOpsProxyUntrusted(t *testing.T) {
+	p := opsStart(t, opsBuild(t), "--demo", "--listen", "127.0.0.1:0",
+		"--proxy-protocol", "192.0.2.0/24", "--plaintext-auth", "local")
+
+	for _, tc := range []struct {
+		name   string
+		header []byte
+	}{
+		{"v1", proxyV1("203.0.113.7", 40001)},
+		{"v2", proxyV2(t, "203.0.113.7", 40001)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := p.CountLog(map[string]string{"component": "proxy-protocol", "client_ip": "127.0.0.1"})
+			c := opsDial(t, p.POP3, append(tc.header, "CAPA\r\n"...))
+			c.mustLine("+OK") // the greeting goes out before the client's first bytes are read
+			if closed, got := c.closed(); !closed {
+				t.Fatalf("header from an untrusted peer: got %q, want the connection closed", got)
+			}
+			waitFor(t, "the rejection log line", func() bool {
+				return p.CountLog(map[string]string{"component": "proxy-protocol", "client_ip": "127.0.0.1"}) > before
+			})
+			if n := p.CountLog(map[string]string{"client_ip": "203.0.113.7"}); n != 0 {
+				t.Fatalf("the forged address reached %d log lines", n)
+			}
+		})
+	}
+
+	t.Run("no header", func(t *testing.T) {
+		c := opsDial(t, p.POP3, nil)
+		c.mustLine("+OK")
+		if caps := c.capa(); !hasCap(caps, "USER") {
+			t.Errorf("CAPA for a loopback client = %v, want USER", caps)
+		}
+		c.ok("USER demo")
+		c.ok("PASS demo")
+		c.ok("QUIT")
+		p.WaitLog(map[string]string{"event": "session_end", "client_ip": "127.0.0.1", "result": "quit"}, 5*time.Second)
+	})
+}
+
+// writeTestCert writes a throwaway self-signed certificate for 127.0.0.1.
+func writeTestCert(t *testing.T) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "popbridge test"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
