@@ -37,8 +37,16 @@ func TestTLSVersionsAndSuites(t *testing.T) {
 		cfg  func() *tls.Config
 		ok   bool
 	}{
-		{"TLS 1.0", func() *tls.Config { c := trusting(cert); c.MinVersion, c.MaxVersion = tls.VersionTLS10, tls.VersionTLS10; return c }, false},
-		{"TLS 1.1", func() *tls.Config { c := trusting(cert); c.MinVersion, c.MaxVersion = tls.VersionTLS11, tls.VersionTLS11; return c }, false},
+		{"TLS 1.0", func() *tls.Config {
+			c := trusting(cert)
+			c.MinVersion, c.MaxVersion = tls.VersionTLS10, tls.VersionTLS10
+			return c
+		}, false},
+		{"TLS 1.1", func() *tls.Config {
+			c := trusting(cert)
+			c.MinVersion, c.MaxVersion = tls.VersionTLS11, tls.VersionTLS11
+			return c
+		}, false},
 		{"TLS 1.2 CBC only", func() *tls.Config {
 			c := trusting(cert)
 			c.MaxVersion = tls.VersionTLS12
