@@ -1,0 +1,91 @@
+package main
+
+import (
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/popbridge/popbridge/internal/testenv"
+)
+
+// TestOpsFail2banFilter feeds real popbridge log output to fail2ban-regex
+// with deploy/fail2ban/filter.d/popbridge.conf: every refused login's
+// client address is found (PROXY-forwarded ones too), and neither a
+// successful login nor a login refused because the upstream is down is.
+func TestOpsFail2banFilter(t *testing.T) {
+	f2b := testenv.RequireTool(t, "fail2ban-regex")
+	bin := opsBuild(t)
+
+	// Bad passwords, behind a load balancer, so the log has public
+	// addresses; plaintext allowed so USER/PASS and AUTH PLAIN reach the
+	// upstream.
+	p := opsStart(t, bin, "--demo", "--listen", "127.0.0.1:0", "--proxy-protocol", "127.0.0.1/32",
+		"--plaintext-auth", "always", "--auth-fail-delay", "1ms", "--auth-penalty-max", "1ms")
+	c := opsDial(t, p.POP3, proxyV1("203.0.113.7", 40001))
+	c.mustLine("+OK")
+	for range 2 {
+		c.ok("USER demo")
+		c.mustLineAfter("PASS guess", "-ERR [AUTH]")
+	}
+	c.ok("QUIT")
+	c = opsDial(t, p.POP3, proxyV2(t, "2001:db8:5::23", 40002))
+	c.mustLine("+OK")
+	c.mustLineAfter("AUTH PLAIN AGRlbW8Ad3Jvbmc=", "-ERR [AUTH]") // \0demo\0wrong
+	c.ok("QUIT")
+	c = opsDial(t, p.POP3, proxyV1("198.51.100.30", 40003)) // a good login: never banned
+	c.mustLine("+OK")
+	c.ok("USER demo")
+	c.ok("PASS demo")
+	c.ok("QUIT")
+	p.WaitLog(map[string]string{"event": "session_end", "client_ip": "198.51.100.30", "result": "quit"}, 5*time.Second)
+
+	// The upstream is down: a temporary failure, not the client's fault.
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := dead.Addr().String()
+	dead.Close() // nothing listens there now: connection refused
+	q := opsStart(t, bin, "--upstream", "imap+insecure://"+deadAddr, "--listen", "127.0.0.1:0",
+		"--proxy-protocol", "127.0.0.1/32", "--plaintext-auth", "always", "--auth-fail-delay", "1ms")
+	c = opsDial(t, q.POP3, proxyV1("192.0.2.50", 40004))
+	c.mustLine("+OK")
+	c.ok("USER demo")
+	c.mustLineAfter("PASS demo", "-ERR [SYS/TEMP]")
+	c.ok("QUIT")
+	q.WaitLog(map[string]string{"event": "login_temp_failure", "client_ip": "192.0.2.50"}, 5*time.Second)
+
+	logFile := filepath.Join(t.TempDir(), "popbridge.log")
+	lines := append(p.Lines(), q.Lines()...)
+	if err := os.WriteFile(logFile, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	filter, err := filepath.Abs("../../deploy/fail2ban/filter.d/popbridge.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(f2b, "--out", "ip", logFile, filter).CombinedOutput()
+	if err != nil {
+		t.Fatalf("fail2ban-regex: %v\n%s", err, out)
+	}
+	got := strings.Fields(string(out))
+	want := []string{"203.0.113.7", "203.0.113.7", "2001:db8:5::23"}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("fail2ban-regex found %q, want %q; log:\n%s", got, want, strings.Join(lines, "\n"))
+	}
+}
+
+// mustLineAfter sends a command and wants its reply to start with prefix.
+func (c *opsPOP3) mustLineAfter(cmd, prefix string) {
+	c.t.Helper()
+	if s := c.cmd(cmd); !strings.HasPrefix(s, prefix) {
+		c.t.Fatalf("%s: %s, want %s", cmd, s, prefix)
+	}
+}
