@@ -162,4 +162,3 @@ func (p *pop3Client) capa() string {
 	_, body := p.multi("CAPA")
 	return "\n" + strings.ReplaceAll(string(body), "\r\n", "\n")
 }
-
