@@ -56,7 +56,7 @@ func (m *maildrop) Top(ctx context.Context, n int, lines int) (pop3server.Body, 
 // lines of the text follow it.
 func (m *maildrop) openBody(ctx context.Context, msg message, first *imap.FetchItemBodySection, lines int) (pop3server.Body, error) {
 	if m.body != nil {
-		// The server closes a body before the next command; if it did
+		// pop3server closes a body before its next command; if it did
 		// not, the connection is in the middle of a literal.
 		m.body.abort()
 	}

@@ -39,8 +39,12 @@ type maildrop struct {
 	caps           imap.CapSet // after login
 	uidValidity    uint32
 	permanentFlags []imap.Flag
-	msgs           []message // message n is msgs[n-1]
-	infos          []pop3server.MessageInfo
+	// uidNext and highestModSeq (0 without CONDSTORE) are SELECT's, kept
+	// for revalidating cached listings (Options.Cache).
+	uidNext       imap.UID
+	highestModSeq uint64
+	msgs          []message // message n is msgs[n-1]
+	infos         []pop3server.MessageInfo
 
 	body   *body // the open Body, if any
 	dead   error // why the connection was retired; nil while usable
@@ -103,6 +107,7 @@ func (m *maildrop) open(ctx context.Context, username, password string) error {
 	}
 	m.uidValidity = sel.UIDValidity
 	m.permanentFlags = sel.PermanentFlags
+	m.uidNext, m.highestModSeq = sel.UIDNext, sel.HighestModSeq
 
 	if sel.NumMessages > 0 {
 		// An empty mailbox is not listed: Dovecot answers a FETCH there
