@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os/exec"
 	"path/filepath"
@@ -194,7 +195,7 @@ func TestDovecotSession(t *testing.T) {
 		checkGoroutines(t)
 		user := e.user(t)
 		e.d.Append(t, user, "INBOX", testMessage(subject(1), 1))
-		e.d.Append(t, user, "INBOX", testMessage(subject(2), 1))
+		e.d.Append(t, user, "INBOX", testMessage(subject(2), 1), imap.FlagDeleted)
 		leave := e.backend(t, func(o *Options) { o.Policy = policy.Policy{Delete: policy.Leave, MarkSeen: false} })
 		m := e.login(t, leave, user)
 		if err := m.Update(context.Background(), pop3server.Marks{Deleted: []int{1, 2}}); err != nil {
@@ -206,6 +207,29 @@ func TestDovecotSession(t *testing.T) {
 		if got := e.d.Messages(t, user, "INBOX"); len(got) != 2 {
 			t.Errorf("%d messages left, want 2", len(got))
 		}
+	})
+
+	t.Run("closing a body early", func(t *testing.T) {
+		checkGoroutines(t)
+		user := e.user(t)
+		corpus := dovecotCorpus()
+		big := corpus[len(corpus)-1]
+		e.d.Append(t, user, "INBOX", big)
+		m := e.login(t, e.backend(t), user)
+		b, err := m.Retrieve(context.Background(), 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(b, make([]byte, 1000)); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		b.Close()
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("Close mid-body took %v", d)
+		}
+		_, err = m.Top(context.Background(), 1, 0)
+		wantCode(t, err, pop3server.ErrTemporary)
 	})
 
 	t.Run("expunged by another client mid-session", func(t *testing.T) {
