@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/emersion/go-imap/v2"
+
 	"github.com/popbridge/popbridge/internal/testenv"
 )
 
@@ -166,4 +168,32 @@ func stateOf(msgs []testenv.StoredMessage) string {
 		fmt.Fprintf(&b, "UID %d %d octets flags (%s)\n", m.UID, m.Size, strings.Join(flags, " "))
 	}
 	return b.String()
+}
+
+// headerSection returns msg up to and including the blank line that ends
+// its header (all of msg if there is no blank line): what TOP n 0 returns.
+func headerSection(msg []byte) []byte {
+	if i := bytes.Index(msg, []byte("\r\n\r\n")); i >= 0 {
+		return msg[:i+4]
+	}
+	return msg
+}
+
+// dovecotUIDL is Dovecot's default pop3_uidl_format %08Xu%08Xv: the UID
+// and the UIDVALIDITY as 8 hex digits each. Dovecot's X modifier prints
+// lower-case hex (var_expand's %x); TestSafety/UIDLStableAndDovecotCompatible
+// checks this against Dovecot's own POP3 server.
+func dovecotUIDL(uid, uidValidity uint32) string {
+	return fmt.Sprintf("%08x%08x", uid, uidValidity)
+}
+
+// hasFlag reports whether flags holds flag (case-insensitively, as IMAP
+// flags compare).
+func hasFlag(flags []imap.Flag, flag imap.Flag) bool {
+	for _, f := range flags {
+		if strings.EqualFold(string(f), string(flag)) {
+			return true
+		}
+	}
+	return false
 }

@@ -8,56 +8,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/emersion/go-imap/v2"
 
 	"github.com/popbridge/popbridge/internal/testenv"
 )
-
-// toolTimeout bounds one run of an external client.
-const toolTimeout = 60 * time.Second
-
-// runTool runs cmd with a timeout and returns its stdout; a non-zero exit
-// fails the test with stderr shown.
-func runTool(t testing.TB, cmd *exec.Cmd) []byte {
-	t.Helper()
-	out, err := runToolStatus(t, cmd)
-	if err != nil {
-		t.Fatalf("%s: %v", cmd, err)
-	}
-	return out
-}
-
-// runToolStatus runs cmd and returns its stdout and the error of Run,
-// which carries stderr and the exit status.
-func runToolStatus(t testing.TB, cmd *exec.Cmd) ([]byte, error) {
-	t.Helper()
-	var stdout, stderr bytes.Buffer
-	if cmd.Stdout == nil {
-		cmd.Stdout = &stdout
-	}
-	cmd.Stderr = &stderr
-	done := make(chan error, 1)
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start: %w", err)
-	}
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			return stdout.Bytes(), fmt.Errorf("%w\nstderr:\n%s", err, stderr.Bytes())
-		}
-		if testing.Verbose() && stderr.Len() > 0 {
-			t.Logf("%s stderr:\n%s", filepath.Base(cmd.Path), stderr.Bytes())
-		}
-		return stdout.Bytes(), nil
-	case <-time.After(toolTimeout):
-		_ = cmd.Process.Kill()
-		<-done
-		return stdout.Bytes(), fmt.Errorf("killed after %v\nstderr:\n%s", toolTimeout, stderr.Bytes())
-	}
-}
 
 // TestCurl fetches the corpus with curl's pop3:// support: the listing
 // (LIST), UIDL and TOP n 0 as custom requests, and every message, which
@@ -121,32 +74,4 @@ func TestCurl(t *testing.T) {
 			t.Errorf("after curl: UID %d flags %v, want UID %d with \\Seen", m.UID, m.Flags, want[i].UID)
 		}
 	}
-}
-
-// headerSection returns msg up to and including the blank line that ends
-// its header (all of msg if there is no blank line): what TOP n 0 returns.
-func headerSection(msg []byte) []byte {
-	if i := bytes.Index(msg, []byte("\r\n\r\n")); i >= 0 {
-		return msg[:i+4]
-	}
-	return msg
-}
-
-// dovecotUIDL is Dovecot's default pop3_uidl_format %08Xu%08Xv: the UID
-// and the UIDVALIDITY as 8 hex digits each. Dovecot's X modifier prints
-// lower-case hex (var_expand's %x); TestUIDLMatchesDovecot checks this
-// against Dovecot's own POP3 server.
-func dovecotUIDL(uid, uidValidity uint32) string {
-	return fmt.Sprintf("%08x%08x", uid, uidValidity)
-}
-
-// hasFlag reports whether flags holds flag (case-insensitively, as IMAP
-// flags compare).
-func hasFlag(flags []imap.Flag, flag imap.Flag) bool {
-	for _, f := range flags {
-		if strings.EqualFold(string(f), string(flag)) {
-			return true
-		}
-	}
-	return false
 }

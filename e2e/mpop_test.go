@@ -76,14 +76,3 @@ delivery maildir %s
 		t.Errorf("upstream after mpop with keep on: %d messages, want %d", len(after), len(all))
 	}
 }
-
-// writeFile writes data to name with mode perm, failing the test on error.
-func writeFile(t testing.TB, name string, perm os.FileMode, data string) {
-	t.Helper()
-	if err := os.WriteFile(name, []byte(data), perm); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(name, perm); err != nil { // WriteFile's perm is masked by umask
-		t.Fatal(err)
-	}
-}
