@@ -9,6 +9,7 @@
 // delivers (a header it prepends, CRLF turned into LF), the test undoes
 // exactly that documented change and nothing else; see each client's test.
 //
-// The package has no non-test code: run it with go test ./e2e (the external
-// tools come from ./scripts/test.sh; with CI=true a missing tool fails).
+// Apart from this file the package is tests only. Run it with
+// go test ./e2e; ./scripts/test.sh installs the external tools, and with
+// CI=true a missing tool fails the test instead of skipping it.
 package e2e
