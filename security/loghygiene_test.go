@@ -1,0 +1,179 @@
+package security
+
+import (
+	"encoding/base64"
+	"encoding/hex"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/popbridge/popbridge/internal/testenv"
+)
+
+const canary = "Canary-7Qz!pw-41d9"
+
+// leaks lists the forms in which the canary must never appear.
+func leaks(user string) map[string]string {
+	hx := hex.EncodeToString([]byte(canary))
+	return map[string]string{
+		"raw":           canary,
+		"base64":        base64.StdEncoding.EncodeToString([]byte(canary)),
+		"base64 raw":    base64.RawStdEncoding.EncodeToString([]byte(canary)),
+		"hex":           hx,
+		"HEX":           strings.ToUpper(hx),
+		"PLAIN blob":    base64.StdEncoding.EncodeToString([]byte("\x00" + user + "\x00" + canary)),
+		"PLAIN blob 2":  base64.StdEncoding.EncodeToString([]byte(user + "\x00" + user + "\x00" + canary)),
+		"password tail": canary[4:], // a truncated or partly masked copy
+	}
+}
+
+// logins runs good and bad logins with every mechanism; ok is the answer
+// a right password gets from this upstream.
+func logins(t *testing.T, addr, user, ok string) {
+	for _, pass := range []string{canary, canary + "-wrong", "x" + canary} {
+		want := ok
+		if pass != canary && ok == "+OK*" {
+			want = errAuth
+		}
+		c := dialPOP3(t, addr)
+		c.send("USER " + user)
+		c.expect("+OK*")
+		c.send("PASS " + pass)
+		c.expect(want)
+		c = dialPOP3(t, addr)
+		c.send("AUTH PLAIN " + b64("\x00"+user+"\x00"+pass))
+		c.expect(want)
+		c = dialPOP3(t, addr)
+		c.send("AUTH PLAIN")
+		c.expect("+ ")
+		c.send(b64(user + "\x00" + user + "\x00" + pass))
+		c.expect(want)
+		c = dialPOP3(t, addr)
+		c.send("AUTH LOGIN")
+		c.expect("+ *")
+		c.send(b64(user))
+		c.expect("+ *")
+		c.send(b64(pass))
+		c.expect(want)
+		// Broken exchanges carrying the password.
+		c = dialPOP3(t, addr)
+		c.send("AUTH PLAIN " + b64("\x00" + user + "\x00" + pass)[1:])
+		c.expect("-ERR invalid base64")
+		c.send("AUTH PLAIN " + b64("other\x00"+user+"\x00"+pass))
+		c.expect(errAuth)
+		c.send("AUTH LOGIN " + b64(user))
+		c.expect("+ *")
+		c.send(b64(pass + "\r\n"))
+		c.expect(errAuth)
+		c.send("QUIT")
+	}
+}
+
+func checkNoLeak(t *testing.T, where, text, user string) {
+	t.Helper()
+	for form, s := range leaks(user) {
+		if strings.Contains(text, s) {
+			t.Errorf("%s contains the password (%s form %q)", where, form, s)
+		}
+	}
+}
+
+// At debug level, against a real Dovecot and against an unreachable
+// upstream, the password appears in no log line and no metric, in any
+// form; every line stays one JSON object; each refused login is one
+// login_failed line with the client address.
+func TestPasswordNeverLogged(t *testing.T) {
+	const user = "canary-user"
+	d := testenv.StartDovecot(t, testenv.DovecotOptions{Users: []testenv.User{{Name: user, Password: canary}}})
+	fast := []string{"--auth-fail-delay", "1ms", "--auth-penalty-max", "1ms", "--max-login-failures", "100",
+		"--max-bad-commands-prelogin", "100", "--log-level", "debug", "--admin-listen", "127.0.0.1:0", "--max-conns-per-ip", "1000"}
+
+	b := startBridge(t, append([]string{"--upstream", "imap+insecure://" + d.IMAPAddr}, fast...)...)
+	logins(t, b.POP3, user, "+OK*")
+	// 2 bad passwords × (USER, PLAIN, PLAIN continued, LOGIN) refused by
+	// Dovecot, plus 3 × 2 refused by popbridge itself.
+	waitCount(t, b, map[string]string{"event": "login_failed", "client_ip": "127.0.0.1"}, 2*4+3*2)
+	checkNoLeak(t, "log (Dovecot upstream)", b.stderr.String(), user)
+	checkNoLeak(t, "stdout", b.stdout.String(), user)
+	if b.Admin != "" {
+		checkNoLeak(t, "/metrics", scrape(t, b.Admin), user)
+	} else {
+		t.Log("no admin listener: /metrics not checked")
+	}
+
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	dead := l.Addr().String()
+	l.Close()
+	b2 := startBridge(t, append([]string{"--upstream", "imap+insecure://" + dead}, fast...)...)
+	logins(t, b2.POP3, user, errTemp)
+	waitCount(t, b2, map[string]string{"event": "login_failed", "client_ip": "127.0.0.1"}, 3*2)
+	checkNoLeak(t, "log (unreachable upstream)", b2.stderr.String(), user)
+	if b2.Admin != "" {
+		checkNoLeak(t, "/metrics", scrape(t, b2.Admin), user)
+	}
+	b2.logLines() // every line one JSON object
+}
+
+func waitCount(t *testing.T, b *bridge, want map[string]string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for b.countLog(want) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d log lines %v, want %d", b.countLog(want), want, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if got := b.countLog(want); got != n {
+		t.Fatalf("%d log lines %v, want exactly %d (one per failure)", got, want, n)
+	}
+}
+
+func scrape(t *testing.T, admin string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + admin + "/metrics")
+	if err != nil {
+		t.Fatalf("GET /metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return string(body)
+}
+
+// Usernames that try to break a log line (quotes, braces, newlines via
+// SASL, ANSI escapes) leave every line a single JSON object, with the
+// username as a value.
+func TestUsernamesCannotBreakLogLines(t *testing.T) {
+	b := startBridge(t, "--demo", "--auth-fail-delay", "1ms", "--auth-penalty-max", "1ms", "--max-login-failures", "100",
+		"--log-level", "debug")
+	evil := []string{`x","event":"login_ok","client_ip":"10.9.9.9`, "ansi\x1b[2J\x1b[31mred", "new\nline\",\"client_ip\":\"6.6.6.6",
+		`}{"message":"forged"}`, "tab\tand\rcr", "\u202eevil-bidi", strings.Repeat("{", 200)}
+	for _, u := range evil {
+		c := dialPOP3(t, b.POP3)
+		c.send("AUTH LOGIN " + b64(u))
+		c.expect("+ *")
+		c.send(b64("pw"))
+		c.expect(errAuth)
+		if !strings.ContainsAny(u, "\r\n") {
+			c.send("USER " + u)
+			c.expect("+OK*")
+			c.send("PASS pw")
+			c.expect(errAuth)
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	for _, m := range b.logLines() { // fails on any line that is not one JSON object
+		if m["message"] == "forged" || m["event"] == "login_ok" {
+			t.Fatalf("forged log line: %v", m)
+		}
+		if ip, ok := m["client_ip"]; ok && ip != "127.0.0.1" {
+			t.Fatalf("log line with a forged client_ip: %v", m)
+		}
+		if u, ok := m["user"].(string); ok && strings.ContainsAny(u, "\x1b\r\n") {
+			t.Fatalf("log line carries control characters in user: %q", u)
+		}
+	}
+}
