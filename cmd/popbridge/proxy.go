@@ -72,7 +72,7 @@ func (l *proxyListener) Accept() (net.Conn, error) {
 	if l.isTrusted(peer.Addr()) {
 		pc := proxyproto.NewConn(c, proxyproto.WithPolicy(proxyproto.REQUIRE),
 			proxyproto.SetReadHeaderTimeout(l.timeout))
-		return &trustedConn{Conn: pc, raw: c, peer: peer, log: &l.log}, nil
+		return &trustedConn{Conn: pc, raw: c, peer: peer, log: &l.log, accepted: time.Now(), timeout: l.timeout}, nil
 	}
 	// No header timeout: POP3 is server-speaks-first, so waiting for
 	// bytes before the greeting would stall every direct client. The
@@ -105,10 +105,12 @@ func peerAddr(c net.Conn) netip.AddrPort {
 // header. A missing or malformed header fails every Read and Write.
 type trustedConn struct {
 	*proxyproto.Conn
-	raw    net.Conn
-	peer   netip.AddrPort
-	log    *zerolog.Logger
-	logged sync.Once
+	raw      net.Conn
+	peer     netip.AddrPort
+	log      *zerolog.Logger
+	logged   sync.Once
+	accepted time.Time
+	timeout  time.Duration
 }
 
 func (c *trustedConn) Read(b []byte) (int, error) {
@@ -131,7 +133,13 @@ func (c *trustedConn) noteHeaderError(err error) {
 		return
 	}
 	c.logged.Do(func() {
-		c.log.Warn().Err(err).Str("peer", c.peer.String()).
+		ev := c.log.Warn()
+		if errors.Is(err, proxyproto.ErrNoProxyProtocol) && time.Since(c.accepted) < c.timeout {
+			// Closed by the peer before the header was due: a TCP
+			// health check or a port scan, not worth a warning.
+			ev = c.log.Debug()
+		}
+		ev.Err(err).Str("peer", c.peer.String()).
 			Msg("closing connection from a --proxy-protocol network without a valid PROXY header")
 	})
 }
