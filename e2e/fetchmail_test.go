@@ -28,13 +28,14 @@ const fetchmailNoMail = 1
 // string (no TLS): fetchmail 6.4 otherwise sends STLS even when CAPA does
 // not offer it, and gives up when it fails.
 //
-// What fetchmail changes, and the settings that keep it to that:
+// What fetchmail would change, and the settings that stop it, so that what
+// the MDA gets is compared with the upstream BODY[] unchanged:
 //   - "set invisible" stops the Received field it would prepend;
 //   - "no rewrite" stops it rewriting addresses in From/To/Cc/Reply-To;
-//   - it keeps Return-Path because it delivers to an MDA (to SMTP it would
-//     drop it), and adds no Delivered-To or Status field;
-//   - with an MDA it strips CRs ("stripcr" is on by default for an MDA):
-//     CRLF -> LF, applied to the upstream body before comparing.
+//   - "no stripcr" keeps the CRs it strips by default when delivering to
+//     an MDA;
+//   - Return-Path stays because it delivers to an MDA (to SMTP it would
+//     drop it), and it adds no Delivered-To or Status field by default.
 func TestFetchmail(t *testing.T) {
 	t.Parallel()
 	fetchmail := testenv.RequireTool(t, "fetchmail")
@@ -51,7 +52,7 @@ func TestFetchmail(t *testing.T) {
 		if err := fm.run(); err != nil {
 			t.Fatalf("fetchmail keep, first run: %v", err)
 		}
-		checkDelivered(t, "fetchmail keep", want, readDir(t, fm.out), crlfToLF)
+		checkDelivered(t, "fetchmail keep", want, readDir(t, fm.out), nil)
 		if after := d.Messages(t, user, "INBOX"); len(after) != len(want) {
 			t.Errorf("upstream after fetchmail keep: %d messages, want %d", len(after), len(want))
 		}
@@ -61,7 +62,7 @@ func TestFetchmail(t *testing.T) {
 		if !errors.As(err, &exit) || exit.ExitCode() != fetchmailNoMail {
 			t.Errorf("fetchmail keep, second run: %v; want exit status %d (no mail): the UIDLs must be the same", err, fetchmailNoMail)
 		}
-		checkDelivered(t, "fetchmail keep (after the second run)", want, readDir(t, fm.out), crlfToLF)
+		checkDelivered(t, "fetchmail keep (after the second run)", want, readDir(t, fm.out), nil)
 	})
 
 	t.Run("nokeep", func(t *testing.T) {
@@ -74,7 +75,7 @@ func TestFetchmail(t *testing.T) {
 		if err := fm.run(); err != nil {
 			t.Fatalf("fetchmail no keep: %v", err)
 		}
-		checkDelivered(t, "fetchmail no keep", want, readDir(t, fm.out), crlfToLF)
+		checkDelivered(t, "fetchmail no keep", want, readDir(t, fm.out), nil)
 		if after := d.Messages(t, user, "INBOX"); len(after) != 0 {
 			t.Errorf("upstream after fetchmail no keep (honor policy): %d messages left, want none:\n%s", len(after), stateOf(after))
 		}
@@ -117,6 +118,7 @@ poll %s service %s protocol pop3 auth password uidl
   user "%s" there with password "%s" is "%s" here
   %s
   no rewrite
+  no stripcr
   sslproto ''
   mda "%s"
 `, filepath.Join(home, "fetchids"), filepath.Join(home, "fetchmail.pid"),
