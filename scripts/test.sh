@@ -43,6 +43,8 @@ install_missing() {
 		"procmail procmail"
 		"python3 python3"
 		"fail2ban-regex fail2ban"
+		"haproxy haproxy"                # deploy/haproxy, PROXY v2 end to end
+		"systemd-analyze systemd"        # deploy/systemd verify and security
 		"/etc/ssl/certs/ca-certificates.crt ca-certificates"
 		"gcc gcc" # go test -race needs cgo
 		"/usr/include/stdio.h libc6-dev"
@@ -118,6 +120,8 @@ version getmail getmail --version
 version procmail procmail -v
 version python3 python3 --version
 version fail2ban-regex fail2ban-regex --version
+version haproxy haproxy -v
+version systemd-analyze systemd-analyze --version
 echo "CI=${CI:-}  user=$(id -un)  cpus=$(nproc 2>/dev/null || echo ?)"
 
 step "gofmt"
