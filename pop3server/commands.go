@@ -289,7 +289,10 @@ func (c *conn) handleRset(arg string) (result, error) {
 	if arg != "" {
 		return c.writeBad("RSET takes no argument"), nil
 	}
+	// Like Dovecot, RSET also forgets the downloads: they no longer count
+	// for --mark-seen or on-download, so RSET undoes everything.
 	clear(c.deleted)
+	clear(c.retrieved)
 	n, size := c.liveTotals()
 	return c.writeOK("maildrop has %d messages (%d octets)", n, size), nil
 }

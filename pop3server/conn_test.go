@@ -529,3 +529,29 @@ func TestShutdownDeadlineForcesClose(t *testing.T) {
 		t.Fatal("Shutdown did not return after its deadline")
 	}
 }
+
+// RSET forgets downloads as well as deletions (as Dovecot does), so
+// nothing of the session is applied after it.
+func TestRsetForgetsRetrieved(t *testing.T) {
+	b := newFake()
+	_, addr := startServer(t, b, Options{})
+	c := dial(t, addr)
+	c.login()
+	c.send("RETR 1")
+	c.expect("+OK*")
+	c.multiline()
+	c.send("DELE 2")
+	c.expect("+OK*")
+	c.send("RSET")
+	c.expect("+OK*")
+	c.send("RETR 3")
+	c.expect("+OK*")
+	c.multiline()
+	c.send("QUIT")
+	c.expect("+OK*")
+	c.expectClosed()
+	updates, _ := b.snapshot()
+	if len(updates) != 1 || len(updates[0].Deleted) != 0 || !equalInts(updates[0].Retrieved, []int{3}) {
+		t.Fatalf("updates = %+v, want only message 3 retrieved", updates)
+	}
+}
