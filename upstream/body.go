@@ -99,6 +99,26 @@ type section struct {
 	lit  imap.LiteralReader
 	want int64 // octets asked for with a partial fetch, 0 for all
 	got  int64
+	read int64 // octets of the literal read, discarded ones included
+	err  error // the literal's first error, io.EOF included
+}
+
+// Read reads the literal and, once it has returned an error, returns that
+// error again without touching it: go-imap's reader goroutine moves on as
+// soon as the literal fails, and reading it again would race with that
+// goroutine on the connection's buffer. go-imap reports a connection that
+// ends inside the literal as io.EOF; Read makes it io.ErrUnexpectedEOF.
+func (s *section) Read(p []byte) (int, error) {
+	if s.err != nil {
+		return 0, s.err
+	}
+	n, err := s.lit.Read(p)
+	s.read += int64(n)
+	if err == io.EOF && s.read < s.lit.Size() {
+		err = io.ErrUnexpectedEOF
+	}
+	s.err = err
+	return n, err
 }
 
 // openSection sends UID FETCH uid (UID <item>) and waits for the literal.
@@ -160,7 +180,7 @@ func (b *body) Read(p []byte) (int, error) {
 			}
 			continue
 		}
-		n, err := b.sec.lit.Read(p)
+		n, err := b.sec.Read(p)
 		b.sec.got += int64(n)
 		if n > 0 && b.inText {
 			n = b.countLines(p[:n])
@@ -197,7 +217,7 @@ func (b *body) countLines(p []byte) int {
 // chunk, for TOP), waits for the tagged OK and decides what comes next.
 func (b *body) finishSection() error {
 	s := b.sec
-	if _, err := io.Copy(io.Discard, s.lit); err != nil {
+	if _, err := io.Copy(io.Discard, s); err != nil {
 		return fmt.Errorf("reading UID %d: %w", b.uid, err)
 	}
 	b.sec = nil
@@ -267,8 +287,13 @@ func (b *body) abort() {
 	}
 	b.m.retire(errBodyAborted)
 	if s := b.sec; s != nil {
-		_, _ = io.Copy(io.Discard, s.lit)
-		_ = s.cmd.Close()
+		_, _ = io.Copy(io.Discard, s)
+		// FetchCommand.Close discards the literal itself, bypassing
+		// section.Read: only safe once the literal ended cleanly. The
+		// command fails with the connection anyway.
+		if s.err == io.EOF {
+			_ = s.cmd.Close()
+		}
 		b.sec = nil
 	}
 	if b.err == nil {
