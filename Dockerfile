@@ -2,7 +2,7 @@
 # numeric non-root user. Build and run:
 #
 #   docker build -t popbridge .
-#   docker run --rm -p 110:1110 -p 9110:9110 popbridge --demo
+#   docker run --rm -p 1110:1110 popbridge --demo --listen :1110
 #
 # Probes come from the orchestrator (GET /livez, /readyz on the admin
 # port), so there is no HEALTHCHECK. See docs/operations.md.
@@ -20,11 +20,11 @@ RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o /out/popbridge ./cmd/po
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/popbridge /popbridge
 USER 65532:65532
-# Unprivileged ports inside the container, so no capability is needed:
-# map 110 -> 1110 and 995 -> 1995 in `docker run -p` or the Service.
-# POP3S is served only when POPBRIDGE_LISTEN_TLS=:1995 and a certificate
-# (POPBRIDGE_TLS_CERT, POPBRIDGE_TLS_KEY) are given.
-ENV POPBRIDGE_LISTEN=:1110 \
-    POPBRIDGE_ADMIN_LISTEN=:9110
+# The documented container ports (docs/operations.md): POP3 :1110, POP3S
+# :1995, admin :9110. Unprivileged, so no capability is needed; map 110
+# and 995 to them in `docker run -p` or the Service. They are set in the
+# config (listen, listen-tls, admin-listen), not here: popbridge's
+# built-in --listen is loopback only, and an ENV here would silently
+# override the config file.
 EXPOSE 1110 1995 9110
 ENTRYPOINT ["/popbridge"]

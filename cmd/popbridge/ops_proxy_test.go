@@ -148,6 +148,19 @@ func TestOpsProxyTrusted(t *testing.T) {
 		p.WaitLog(map[string]string{"event": "session_end", "client_ip": "203.0.113.9", "tls": "true", "result": "quit"}, 5*time.Second)
 	})
 
+	t.Run("v2 LOCAL header (health check)", func(t *testing.T) {
+		h := &proxyproto.Header{Version: 2, Command: proxyproto.LOCAL, TransportProtocol: proxyproto.UNSPEC}
+		b, err := h.Format()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := opsDial(t, p.POP3, b)
+		c.mustLine("+OK")
+		c.ok("QUIT")
+		c.conn.Close()
+		p.WaitLog(map[string]string{"event": "session_end", "client_ip": "127.0.0.1", "result": "quit"}, 5*time.Second)
+	})
+
 	t.Run("trusted peer without a header is refused", func(t *testing.T) {
 		c := opsDial(t, p.POP3, nil)
 		if closed, got := c.closed(); !closed {
