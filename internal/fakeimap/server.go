@@ -159,6 +159,36 @@ func (s *Server) SetUIDValidity(user, mailbox string, v uint32) {
 	s.boxLocked(user, mailbox, true).uidValidity = v
 }
 
+// AddFlags adds flags to message uid of user's mailbox, as another client
+// would; it reports whether the message exists.
+func (s *Server) AddFlags(user, mailbox string, uid uint32, flags ...string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if mb := s.boxLocked(user, mailbox, false); mb != nil {
+		for _, m := range mb.msgs {
+			if m.UID == uid {
+				setFlags(m, "+FLAGS", flags)
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Expunge removes the messages uids from user's mailbox, as another client
+// would, and returns how many there were.
+func (s *Server) Expunge(user, mailbox string, uids ...uint32) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	mb := s.boxLocked(user, mailbox, false)
+	if mb == nil {
+		return 0
+	}
+	n := len(mb.msgs)
+	mb.msgs = slices.DeleteFunc(mb.msgs, func(m *Message) bool { return slices.Contains(uids, m.UID) })
+	return n - len(mb.msgs)
+}
+
 func (s *Server) boxLocked(user, mailbox string, create bool) *mailbox {
 	a, ok := s.accounts[user]
 	if !ok {

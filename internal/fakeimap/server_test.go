@@ -472,3 +472,23 @@ func TestCloseEndsHungSessions(t *testing.T) {
 		t.Fatal("Close hung")
 	}
 }
+
+func TestDirectChanges(t *testing.T) {
+	s := newServer(t, Options{})
+	if !s.AddFlags("alice", "INBOX", 1, `\Deleted`, "$Junk") || s.AddFlags("alice", "INBOX", 99, `\Seen`) {
+		t.Fatal("AddFlags: wrong existence report")
+	}
+	if m := s.Messages("alice", "INBOX")[0]; !m.HasFlag(`\deleted`) || !m.HasFlag("$junk") {
+		t.Fatalf("flags %v", m.Flags)
+	}
+	if n := s.Expunge("alice", "INBOX", 2, 7); n != 1 {
+		t.Fatalf("Expunge removed %d, want 1", n)
+	}
+	if m := s.Messages("alice", "INBOX"); len(m) != 1 || m[0].UID != 1 {
+		t.Fatalf("after Expunge: %+v", m)
+	}
+	s.SetUIDValidity("alice", "INBOX", 7)
+	if v := s.UIDValidity("alice", "INBOX"); v != 7 {
+		t.Fatalf("UIDValidity %d", v)
+	}
+}

@@ -1,0 +1,300 @@
+package reliability
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"reflect"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"go.uber.org/goleak"
+
+	"github.com/popbridge/popbridge/internal/fakeimap"
+	"github.com/popbridge/popbridge/policy"
+	"github.com/popbridge/popbridge/pop3server"
+	"github.com/popbridge/popbridge/upstream"
+)
+
+// The deadlines every fault test runs with: short, so a fault that makes
+// popbridge wait shows up in a fraction of a second.
+const (
+	dialTimeout    = 500 * time.Millisecond
+	loginTimeout   = time.Second
+	commandTimeout = 500 * time.Millisecond
+	writeTimeout   = 500 * time.Millisecond
+	// slack is what a bound may overrun its deadline by on a loaded CI
+	// box under -race: generous, since these are bounds, not performance.
+	slack = 3 * time.Second
+	// logoutBound is upstream's fixed LOGOUT timeout (maildrop.Close),
+	// which a session end may take against a hung upstream.
+	logoutBound = 5 * time.Second
+)
+
+// bridgeOptions shape one in-process popbridge.
+type bridgeOptions struct {
+	upstream string // URL; required unless resolver names one
+	resolver *policy.Resolver
+	policy   *policy.Policy // default policy.Default
+	breaker  upstream.BreakerOptions
+	pop3     func(*pop3server.Options)
+}
+
+// bridge is popbridge built in-process: pop3server in front of upstream.
+type bridge struct {
+	t       testing.TB
+	srv     *pop3server.Server
+	addr    string
+	logs    *syncBuffer
+	stopped chan struct{}
+}
+
+func startBridge(t testing.TB, o bridgeOptions) *bridge {
+	t.Helper()
+	logs := &syncBuffer{}
+	log := zerolog.New(logs).Level(zerolog.DebugLevel)
+	pol := policy.Default
+	if o.policy != nil {
+		pol = *o.policy
+	}
+	opts := upstream.Options{
+		Policy:         pol,
+		Resolver:       o.resolver,
+		DialTimeout:    dialTimeout,
+		LoginTimeout:   loginTimeout,
+		CommandTimeout: commandTimeout,
+		Breaker:        o.breaker,
+		Logger:         log,
+	}
+	if o.upstream != "" {
+		u, err := upstream.ParseURL(o.upstream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts.URL = u
+	}
+	be, err := upstream.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	popts := pop3server.Options{
+		PlaintextAuth:   pop3server.PlaintextAlways,
+		IdleTimeout:     30 * time.Second,
+		WriteTimeout:    writeTimeout,
+		AuthFailDelay:   -1,
+		MaxConnsPerIP:   -1,
+		LoginTimeout:    loginTimeout + time.Second,
+		Logger:          log,
+		PreLoginTimeout: 30 * time.Second,
+	}
+	if o.pop3 != nil {
+		o.pop3(&popts)
+	}
+	srv := pop3server.NewServer(be, popts)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &bridge{t: t, srv: srv, addr: ln.Addr().String(), logs: logs, stopped: make(chan struct{})}
+	go func() {
+		defer close(b.stopped)
+		srv.Serve(ln)
+	}()
+	t.Cleanup(func() {
+		srv.Close()
+		<-b.stopped
+		if t.Failed() {
+			t.Logf("popbridge log:\n%s", logs.tail(60))
+		}
+	})
+	return b
+}
+
+// waitSessions waits until the bridge has no session left.
+func (b *bridge) waitSessions(timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for b.srv.ActiveSessions() > 0 {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return true
+}
+
+// syncBuffer collects log lines from many goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.String()
+}
+
+func (s *syncBuffer) tail(n int) string {
+	lines := strings.Split(strings.TrimRight(s.String(), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// fake starts a fakeimap server with user alice (password "secret") and
+// bob ("pw"), each with msgs messages in INBOX.
+func startFake(t testing.TB, opts fakeimap.Options, msgs int) *fakeimap.Server {
+	t.Helper()
+	s, err := fakeimap.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	for _, u := range []struct{ name, pass string }{{"alice", "secret"}, {"bob", "pw"}} {
+		s.AddUser(u.name, u.pass)
+		for i := 1; i <= msgs; i++ {
+			s.Append(u.name, "INBOX", testMessage(u.name, i, 20))
+		}
+	}
+	return s
+}
+
+// testMessage is message i of user, with lines body lines (CRLF), and a
+// line starting with a dot to exercise dot-stuffing.
+func testMessage(user string, i, lines int) []byte {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "From: sender@example.com\r\nTo: %s@example.com\r\nSubject: message %d for %s\r\nMessage-ID: <%d.%s@test>\r\n\r\n", user, i, user, i, user)
+	for l := 1; l <= lines; l++ {
+		if l == 2 {
+			b.WriteString(".a line with a leading dot\r\n")
+			continue
+		}
+		fmt.Fprintf(&b, "line %d of message %d for %s\r\n", l, i, user)
+	}
+	return b.Bytes()
+}
+
+// bigMessage is a message of about size octets.
+func bigMessage(size int) []byte {
+	var b bytes.Buffer
+	b.WriteString("From: big@example.com\r\nSubject: big\r\n\r\n")
+	for i := 0; b.Len() < size; i++ {
+		fmt.Fprintf(&b, "%08d %s\r\n", i, strings.Repeat("x", 64))
+	}
+	return b.Bytes()
+}
+
+// mailboxUnchanged fails the test if user's INBOX differs from before.
+func mailboxUnchanged(t testing.TB, s *fakeimap.Server, user string, before []fakeimap.Message) {
+	t.Helper()
+	after := s.Messages(user, "INBOX")
+	if !reflect.DeepEqual(summarize(before), summarize(after)) {
+		t.Errorf("mailbox of %s changed:\nbefore %v\nafter  %v", user, summarize(before), summarize(after))
+	}
+}
+
+// othersUnchanged fails unless every message of before, except the UIDs
+// in except, is in after exactly as it was, and after has nothing new.
+func othersUnchanged(t testing.TB, before, after []fakeimap.Message, except ...uint32) {
+	t.Helper()
+	drop := func(msgs []fakeimap.Message) []fakeimap.Message {
+		var out []fakeimap.Message
+		for _, m := range msgs {
+			if !slices.Contains(except, m.UID) {
+				out = append(out, m)
+			}
+		}
+		return out
+	}
+	if b, a := summarize(drop(before)), summarize(drop(after)); !reflect.DeepEqual(b, a) {
+		t.Errorf("messages outside the session's set changed:\nbefore %v\nafter  %v", b, a)
+	}
+}
+
+// summarize describes messages by UID, flags and a body digest.
+func summarize(msgs []fakeimap.Message) []string {
+	out := make([]string, 0, len(msgs))
+	for _, m := range msgs {
+		out = append(out, fmt.Sprintf("%d%v/%d", m.UID, m.Flags, len(m.Body)))
+	}
+	return out
+}
+
+// noUnscopedExpunge fails if popbridge sent EXPUNGE (or CLOSE) to a
+// server that has UIDPLUS.
+func noUnscopedExpunge(t testing.TB, s *fakeimap.Server) {
+	t.Helper()
+	if cs := s.CommandsNamed("EXPUNGE", "CLOSE"); len(cs) > 0 {
+		t.Errorf("popbridge sent an unscoped %v", cs)
+	}
+}
+
+// quiet checks, once the test's sessions are over, that the bridge and
+// the fake upstream are back to where they started: no POP3 session, no
+// upstream connection, and no goroutine that was not there at the start
+// (the servers keep running: the faulty session must clean up itself).
+type quiet struct {
+	t        testing.TB
+	baseline goleak.Option
+}
+
+func startQuiet(t testing.TB) *quiet {
+	return &quiet{t: t, baseline: goleak.IgnoreCurrent()}
+}
+
+// check waits up to timeout for the bridge and fake to go idle and the
+// goroutines to return to the baseline.
+func (q *quiet) check(b *bridge, fake interface{ WaitIdle(time.Duration) bool }, timeout time.Duration) {
+	q.t.Helper()
+	deadline := time.Now().Add(timeout)
+	if b != nil && !b.waitSessions(time.Until(deadline)) {
+		q.t.Errorf("%d POP3 sessions still open after %v", b.srv.ActiveSessions(), timeout)
+	}
+	if fake != nil && !fake.WaitIdle(time.Until(deadline)) {
+		q.t.Errorf("upstream connections still open after %v", timeout)
+	}
+	var err error
+	for {
+		if err = goleak.Find(q.baseline); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	q.t.Errorf("goroutines did not return to the baseline: %v", err)
+}
+
+// heapAfterGC is the live heap, measured after two collections.
+func heapAfterGC() uint64 {
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
+
+// within runs f and fails the test if it took longer than bound.
+func within(t testing.TB, bound time.Duration, what string, f func()) time.Duration {
+	t.Helper()
+	start := time.Now()
+	f()
+	el := time.Since(start)
+	if el > bound {
+		t.Errorf("%s took %v, want at most %v", what, el.Round(time.Millisecond), bound)
+	}
+	return el
+}

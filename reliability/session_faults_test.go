@@ -1,0 +1,170 @@
+package reliability
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/popbridge/popbridge/internal/fakeimap"
+)
+
+// TestBodyFaults: RETR and TOP when the upstream fails while the body is
+// fetched. Before the body starts the client gets -ERR [SYS/TEMP] (-ERR
+// for a NO, which also means "expunged"); once it has started, the
+// connection closes without the terminating dot, after at most the
+// no-progress deadline. What the client got is a prefix of the message,
+// the pending DELE is not applied, nothing is marked seen.
+func TestBodyFaults(t *testing.T) {
+	type outcome int
+	const (
+		tempErr outcome = iota // -ERR [SYS/TEMP] and the session goes on
+		plainErr
+		noDot // +OK, then the connection closes without "."
+	)
+	for _, tc := range []struct {
+		name string
+		rule fakeimap.Rule
+		top  bool
+		want outcome
+	}{
+		{"RETR, hang mid-literal", fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.HangMidBody}, false, noDot},
+		{"RETR, cut mid-literal", fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.CutMidBody}, false, noDot},
+		{"RETR, literal longer than announced", fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.LiteralOverrun}, false, noDot},
+		{"RETR, no answer", fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.Hang}, false, tempErr},
+		{"RETR, BYE instead of the body", fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.Bye}, false, tempErr},
+		{"RETR, cut instead of the body", fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.Cut}, false, tempErr},
+		{"RETR, BAD", fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.Bad}, false, tempErr},
+		{"RETR, endless line", fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.EndlessLine}, false, tempErr},
+		{"RETR, NO", fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.No}, false, plainErr},
+		{"TOP, hang mid-header", fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.HangMidBody}, true, noDot},
+		{"TOP, cut mid-text", fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.CutMidBody, Times: 1}, true, noDot},
+		{"TOP, no answer", fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.Hang}, true, tempErr},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fake := startFake(t, fakeimap.Options{}, 3)
+			b := startBridge(t, bridgeOptions{upstream: fake.URL()})
+			q := startQuiet(t)
+			before := fake.Messages("alice", "INBOX")
+			c := dialPOP3(t, b.addr)
+			c.mustLogin("alice", "secret")
+			c.mustCmd("DELE 2", "+OK")
+			fake.AddRule(tc.rule)
+
+			cmd, whole := "RETR 1", before[0].Body
+			if tc.top {
+				cmd = "TOP 1 5"
+			}
+			var status string
+			var body []byte
+			var err error
+			within(t, commandTimeout+slack, cmd, func() { status, body, err = c.multi(cmd) })
+			switch tc.want {
+			case noDot:
+				// A small message's +OK may still sit in popbridge's
+				// buffer when the fault strikes: then the client sees
+				// the close and nothing else, which is just as safe.
+				sawClose := status == "" && (errors.Is(err, io.EOF) || isReset(err))
+				if !sawClose && (!strings.HasPrefix(status, "+OK") || !errors.Is(err, errNoDot)) {
+					t.Fatalf("%s: %q, %v; want a close without the dot", cmd, status, err)
+				}
+				if !bytes.HasPrefix(whole, body) {
+					t.Fatalf("the client got octets that are not the message's: %q", body)
+				}
+			case tempErr, plainErr:
+				want := "-ERR [SYS/TEMP]"
+				if tc.want == plainErr {
+					want = "-ERR"
+				}
+				if err != nil || !strings.HasPrefix(status, want) {
+					t.Fatalf("%s: %q, %v; want %s", cmd, status, err, want)
+				}
+				c.mustCmd("STAT", "+OK")
+				if tc.want == plainErr {
+					// A NO is "expunged by another client": the
+					// connection is still good, the DELE applies.
+					c.quit("+OK")
+					q.check(b, fake, logoutBound+slack)
+					othersUnchanged(t, before, fake.Messages("alice", "INBOX"), before[1].UID)
+					if len(fake.Messages("alice", "INBOX")) != 2 {
+						t.Fatal("DELE 2 not applied at QUIT")
+					}
+					return
+				}
+				// The upstream connection is gone: the pending DELE
+				// cannot be applied, and QUIT must say so.
+				c.quit("-ERR [SYS/TEMP] some deleted messages not removed")
+			}
+			q.check(b, fake, logoutBound+slack)
+			mailboxUnchanged(t, fake, "alice", before)
+			noUnscopedExpunge(t, fake)
+		})
+	}
+}
+
+// TestUpdateFaults: QUIT after DELE 1 when the update fails somewhere. The
+// client is told "-ERR [SYS/TEMP] some deleted messages not removed"
+// within the deadline; every message is still there, and those the session
+// did not delete are exactly as they were.
+func TestUpdateFaults(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		rule fakeimap.Rule
+		// atLogin adds the rule before login (else after it).
+		atLogin bool
+		// untouched: not even the deleted message may have changed.
+		untouched bool
+	}{
+		{"NO to UID EXPUNGE", fakeimap.Rule{At: fakeimap.UIDExpunge, Step: fakeimap.No}, false, false},
+		{"no answer to UID EXPUNGE", fakeimap.Rule{At: fakeimap.UIDExpunge, Step: fakeimap.Hang}, false, false},
+		{"BYE to UID EXPUNGE", fakeimap.Rule{At: fakeimap.UIDExpunge, Step: fakeimap.Bye}, false, false},
+		{"endless line at UID EXPUNGE", fakeimap.Rule{At: fakeimap.UIDExpunge, Step: fakeimap.EndlessLine}, false, false},
+		{"cut between UID STORE and UID EXPUNGE", fakeimap.Rule{At: fakeimap.Store, Step: fakeimap.CutAfter}, false, false},
+		{"cut at UID STORE", fakeimap.Rule{At: fakeimap.Store, Step: fakeimap.Cut}, false, true},
+		{"no answer to UID STORE", fakeimap.Rule{At: fakeimap.Store, Step: fakeimap.Hang}, false, false},
+		{"NO to UID STORE", fakeimap.Rule{At: fakeimap.Store, Step: fakeimap.No}, false, true},
+		{"no answer to the SELECT before the update", fakeimap.Rule{At: fakeimap.Select, Step: fakeimap.Hang}, false, true},
+		{"NO to the SELECT before the update", fakeimap.Rule{At: fakeimap.Select, Step: fakeimap.No}, false, true},
+		{"UIDVALIDITY changed between login and QUIT", fakeimap.Rule{At: fakeimap.Select, Step: fakeimap.ChangeUIDValidity, Times: 1}, true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fake := startFake(t, fakeimap.Options{}, 3)
+			b := startBridge(t, bridgeOptions{upstream: fake.URL()})
+			q := startQuiet(t)
+			before := fake.Messages("alice", "INBOX")
+			if tc.atLogin {
+				fake.AddRule(tc.rule)
+			}
+			c := dialPOP3(t, b.addr)
+			c.mustLogin("alice", "secret")
+			if !tc.atLogin {
+				fake.AddRule(tc.rule)
+			}
+			c.mustCmd("DELE 1", "+OK")
+			within(t, commandTimeout+slack, "QUIT", func() {
+				c.quit("-ERR [SYS/TEMP] some deleted messages not removed")
+			})
+			q.check(b, fake, logoutBound+slack)
+			noUnscopedExpunge(t, fake)
+			if tc.untouched {
+				mailboxUnchanged(t, fake, "alice", before)
+				if tc.atLogin {
+					if cs := fake.CommandsNamed("UID STORE", "UID EXPUNGE"); len(cs) > 0 {
+						t.Errorf("sent %v after UIDVALIDITY changed", cs)
+					}
+				}
+				return
+			}
+			after := fake.Messages("alice", "INBOX")
+			if len(after) != len(before) || after[0].UID != before[0].UID {
+				t.Fatalf("a failed update removed messages: %v -> %v", summarize(before), summarize(after))
+			}
+			othersUnchanged(t, before, after, before[0].UID)
+			// Only the session's own message may carry our \Deleted.
+			if after[0].HasFlag(`\Deleted`) {
+				t.Logf("note: message 1 keeps \\Deleted after the failed update")
+			}
+		})
+	}
+}
