@@ -148,6 +148,22 @@ func TestOpsProxyTrusted(t *testing.T) {
 		p.WaitLog(map[string]string{"event": "session_end", "client_ip": "203.0.113.9", "tls": "true", "result": "quit"}, 5*time.Second)
 	})
 
+	t.Run("STLS after a v1 header", func(t *testing.T) {
+		c := opsDial(t, p.POP3, proxyV1("203.0.113.10", 40030))
+		c.mustLine("+OK")
+		c.ok("STLS")
+		tc := tls.Client(c.conn, &tls.Config{InsecureSkipVerify: true}) // the test's own throwaway cert
+		c = &opsPOP3{t: t, conn: tc}
+		c.r = newCountingReader(tc, &c.n)
+		if caps := c.capa(); !hasCap(caps, "USER") {
+			t.Errorf("CAPA after STLS = %v, want USER", caps)
+		}
+		c.ok("USER demo")
+		c.ok("PASS demo")
+		c.ok("QUIT")
+		p.WaitLog(map[string]string{"event": "session_end", "client_ip": "203.0.113.10", "tls": "true", "result": "quit"}, 5*time.Second)
+	})
+
 	t.Run("v2 LOCAL header (health check)", func(t *testing.T) {
 		h := &proxyproto.Header{Version: 2, Command: proxyproto.LOCAL, TransportProtocol: proxyproto.UNSPEC}
 		b, err := h.Format()
