@@ -51,6 +51,14 @@ type DovecotOptions struct {
 	//	  service_count = 0
 	//	}
 	ExtraConfig string
+	// IMAPC, an IMAP server's "host:port", makes this Dovecot a proxy of
+	// that server, as Dovecot's own POP3-over-IMAP deployments are: every
+	// login is checked by logging in there (passdb imap) and the mail is
+	// read from there with the imapc storage (mail_location imapc:~/imapc,
+	// imapc_features rfc822.size fetch-headers); nothing is stored here
+	// but imapc's index. Users is then ignored. Benchmarks use it as the
+	// baseline popbridge must beat.
+	IMAPC string
 }
 
 // Dovecot is a running Dovecot master process with its own configuration,
@@ -151,6 +159,14 @@ func StartDovecotProcess(opts DovecotOptions) (*Dovecot, error) {
 		Dir: dir, User: userName, Group: grp.Name, UID: uid, GID: gid,
 		POP3: opts.POP3, MaxSessions: opts.MaxSessions, AuthDelays: opts.AuthDelays,
 		Extra: opts.ExtraConfig,
+	}
+	if opts.IMAPC != "" {
+		host, port, err := net.SplitHostPort(opts.IMAPC)
+		if err != nil {
+			_ = os.RemoveAll(dir)
+			return nil, fmt.Errorf("start dovecot: IMAPC %q: %w", opts.IMAPC, err)
+		}
+		cfg.IMAPCHost, cfg.IMAPCPort = host, port
 	}
 
 	// The ports are free when picked but may be taken before Dovecot binds

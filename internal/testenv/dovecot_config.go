@@ -18,6 +18,9 @@ type dovecotConfig struct {
 	MaxSessions int
 	AuthDelays  bool
 	Extra       string
+	// IMAPCHost and IMAPCPort, when set, make this Dovecot an imapc proxy
+	// of that server (DovecotOptions.IMAPC).
+	IMAPCHost, IMAPCPort string
 }
 
 // render returns dovecot.conf. Nothing comes from /etc/dovecot: every
@@ -58,27 +61,38 @@ func (c dovecotConfig) render() string {
 	p("# Lets tests send IMAP ID x-originating-ip, as popbridge does.")
 	p("login_trusted_networks = 127.0.0.0/8 ::1/128")
 	p("")
-	p("passdb {")
-	p("  driver = passwd-file")
-	p("  args = scheme=PLAIN username_format=%%u %s/passwd", c.Dir)
-	p("}")
-	if !c.AuthDelays {
-		p("# Reached only when passwd-file failed: the login stays failed")
-		p("# (continue-fail) but gains nodelay, so the failure is answered at")
-		p("# once and adds no auth penalty. auth_failure_delay = 0 alone still")
-		p("# waits for the auth process's 500 ms failure timer.")
+	if c.IMAPCHost != "" {
+		c.renderIMAPCAuth(p)
+	} else {
 		p("passdb {")
-		p("  driver = static")
-		p("  args = nopassword=y nodelay=y")
-		p("  result_success = continue-fail")
+		p("  driver = passwd-file")
+		p("  args = scheme=PLAIN username_format=%%u %s/passwd", c.Dir)
 		p("}")
-		p("auth_failure_delay = 0")
+		if !c.AuthDelays {
+			p("# Reached only when passwd-file failed: the login stays failed")
+			p("# (continue-fail) but gains nodelay, so the failure is answered at")
+			p("# once and adds no auth penalty. auth_failure_delay = 0 alone still")
+			p("# waits for the auth process's 500 ms failure timer.")
+			p("passdb {")
+			p("  driver = static")
+			p("  args = nopassword=y nodelay=y")
+			p("  result_success = continue-fail")
+			p("}")
+			p("auth_failure_delay = 0")
+		}
 	}
 	p("userdb {")
 	p("  driver = static")
 	p("  args = uid=%d gid=%d home=%s/home/%%u", c.UID, c.GID, c.Dir)
 	p("}")
-	p("mail_location = maildir:~/Maildir")
+	if c.IMAPCHost != "" {
+		p("mail_location = imapc:~/imapc")
+		p("imapc_host = %s", c.IMAPCHost)
+		p("imapc_port = %s", c.IMAPCPort)
+		p("imapc_features = rfc822.size fetch-headers")
+	} else {
+		p("mail_location = maildir:~/Maildir")
+	}
 	p("mail_fsync = never")
 	p("namespace inbox {")
 	p("  inbox = yes")
@@ -142,4 +156,17 @@ func (c dovecotConfig) render() string {
 		p("%s", c.Extra)
 	}
 	return b.String()
+}
+
+// renderIMAPCAuth writes the passdb of an imapc proxy: the upstream checks
+// the password, which imapc then reuses for its own login there.
+func (c dovecotConfig) renderIMAPCAuth(p func(string, ...any)) {
+	p("passdb {")
+	p("  driver = imap")
+	p("  args = host=%s port=%s", c.IMAPCHost, c.IMAPCPort)
+	p("  default_fields = userdb_imapc_user=%%u userdb_imapc_password=%%w")
+	p("}")
+	if !c.AuthDelays {
+		p("auth_failure_delay = 0")
+	}
 }
