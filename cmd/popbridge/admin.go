@@ -20,7 +20,7 @@ import (
 // startAdmin serves /metrics, /livez and /readyz on --admin-listen. It
 // keeps serving while the POP3 side drains (so /readyz can say 503 and the
 // drain can be watched), and stops last.
-func (b *bridge) startAdmin(cfg *config.Config, log zerolog.Logger, metrics *telemetry.Metrics) error {
+func (b *bridge) startAdmin(cfg *config.Config, log zerolog.Logger, metrics *telemetry.Metrics, upstreamAddr string) error {
 	l, err := net.Listen("tcp", cfg.AdminListen)
 	if err != nil {
 		return err
@@ -33,6 +33,7 @@ func (b *bridge) startAdmin(cfg *config.Config, log zerolog.Logger, metrics *tel
 			Draining:            func() bool { return draining.Load() || b.pop3.Draining() },
 			UpstreamFailures:    metrics.ConnectFailureStreak,
 			MaxUpstreamFailures: cfg.ReadyUpstreamFailures,
+			ProbeUpstream:       probeUpstream(upstreamAddr, metrics),
 		}),
 		// Probes and scrapes are small: bound everything, so a stuck
 		// client cannot pile up goroutines.
@@ -55,6 +56,23 @@ func (b *bridge) startAdmin(cfg *config.Config, log zerolog.Logger, metrics *tel
 		srv.Shutdown(ctx)
 	})
 	return nil
+}
+
+// probeUpstream lets an unready replica find out that the upstream is
+// back: while it is unready it gets no clients, so no login would ever
+// reset the failure streak. A TCP connect to the server-wide upstream is
+// the test; TLS or login trouble shows up again in real logins.
+func probeUpstream(addr string, metrics *telemetry.Metrics) func(context.Context) error {
+	return func(ctx context.Context) error {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return err
+		}
+		c.Close()
+		metrics.UpstreamReachable()
+		return nil
+	}
 }
 
 // buildVersion is the module version the binary was built from

@@ -242,7 +242,7 @@ func build(cfg *config.Config, log zerolog.Logger) (b *bridge, err error) {
 		return b, usageError{errors.New("no listener: set --listen or --listen-tls")}
 	}
 	if cfg.AdminListen != "" {
-		if err := b.startAdmin(cfg, log, metrics); err != nil {
+		if err := b.startAdmin(cfg, log, metrics, upURL.Host); err != nil {
 			return b, fmt.Errorf("%s: %w", cfg.Where("admin-listen"), err)
 		}
 	}

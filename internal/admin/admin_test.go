@@ -1,12 +1,15 @@
 package admin
 
 import (
+	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -87,5 +90,54 @@ func TestOnlyGet(t *testing.T) {
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/livez", nil))
 	if rec.Code != http.StatusMethodNotAllowed {
 		t.Fatalf("POST /livez = %d, want 405", rec.Code)
+	}
+}
+
+func TestReadyzProbesUpstreamToRecover(t *testing.T) {
+	var failures atomic.Int64
+	failures.Store(5)
+	var probes atomic.Int64
+	var up atomic.Bool
+	h := Handler(Options{
+		UpstreamFailures:    func() int { return int(failures.Load()) },
+		MaxUpstreamFailures: 3,
+		ProbeInterval:       time.Hour, // only the first call probes, unless the streak resets
+		ProbeUpstream: func(ctx context.Context) error {
+			probes.Add(1)
+			if !up.Load() {
+				return errors.New("connection refused")
+			}
+			failures.Store(0)
+			return nil
+		},
+	})
+	for range 3 {
+		if code, _ := get(t, h, "/readyz"); code != http.StatusServiceUnavailable {
+			t.Fatalf("/readyz = %d with the upstream down, want 503", code)
+		}
+	}
+	if n := probes.Load(); n != 1 {
+		t.Fatalf("%d probes within one interval, want 1", n)
+	}
+
+	h = Handler(Options{
+		UpstreamFailures:    func() int { return int(failures.Load()) },
+		MaxUpstreamFailures: 3,
+		ProbeInterval:       time.Nanosecond,
+		ProbeUpstream: func(ctx context.Context) error {
+			probes.Add(1)
+			if !up.Load() {
+				return errors.New("connection refused")
+			}
+			failures.Store(0)
+			return nil
+		},
+	})
+	up.Store(true)
+	if code, body := get(t, h, "/readyz"); code != http.StatusOK {
+		t.Fatalf("/readyz = %d %q once the probe reaches the upstream, want 200", code, body)
+	}
+	if failures.Load() != 0 {
+		t.Fatal("probe did not reset the streak")
 	}
 }

@@ -139,6 +139,10 @@ func (m *Metrics) WatchCache(stats func() (hits, misses uint64)) {
 // failed in a row; any successful connect resets it. /readyz uses it.
 func (m *Metrics) ConnectFailureStreak() int { return int(m.connectFailStreak.Load()) }
 
+// UpstreamReachable resets the connect failure streak, for a readiness
+// probe that reached the upstream outside a session.
+func (m *Metrics) UpstreamReachable() { m.connectFailStreak.Store(0) }
+
 // ConnectionOpened counts a greeted connection.
 func (m *Metrics) ConnectionOpened(pop3server.ConnInfo) { m.sessionsTotal.Inc() }
 
