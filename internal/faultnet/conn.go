@@ -1,6 +1,7 @@
 package faultnet
 
 import (
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -25,7 +26,9 @@ type relayConn struct {
 func (c *relayConn) run(mode AcceptMode) {
 	defer c.close(false)
 	if mode == AcceptHang {
-		<-c.done
+		// Never answer, but notice the client leaving, as a hung
+		// server's kernel would.
+		_, _ = io.Copy(io.Discard, c.client)
 		return
 	}
 	server, err := net.DialTimeout("tcp", c.r.target, dialTimeout)

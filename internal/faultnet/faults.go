@@ -88,6 +88,7 @@ const (
 	// read: the TCP handshake itself completed in the kernel).
 	AcceptReset
 	// AcceptHang keeps the connection open and never connects to the
-	// target: a server that accepts but never answers.
+	// target: a server that accepts but never answers. What the client
+	// sends is discarded; the connection ends when the client closes it.
 	AcceptHang
 )
