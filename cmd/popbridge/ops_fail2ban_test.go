@@ -89,3 +89,33 @@ func (c *opsPOP3) mustLineAfter(cmd, prefix string) {
 		c.t.Fatalf("%s: %s, want %s", cmd, s, prefix)
 	}
 }
+
+// TestOpsFail2banJail has fail2ban-client test a configuration made of the
+// system's /etc/fail2ban (its own jails off) plus deploy/fail2ban.
+func TestOpsFail2banJail(t *testing.T) {
+	client := testenv.RequireTool(t, "fail2ban-client")
+	if _, err := os.Stat("/etc/fail2ban/jail.conf"); err != nil {
+		t.Skipf("no /etc/fail2ban to build on: %v", err)
+	}
+	dir := filepath.Join(t.TempDir(), "fail2ban")
+	if out, err := exec.Command("cp", "-r", "/etc/fail2ban", dir).CombinedOutput(); err != nil {
+		t.Fatalf("copying /etc/fail2ban: %v\n%s", err, out)
+	}
+	jails, _ := filepath.Glob(filepath.Join(dir, "jail.d", "*"))
+	for _, j := range jails {
+		os.Remove(j) // distribution jails (sshd) need logs this machine may not have
+	}
+	for _, f := range []string{"filter.d/popbridge.conf", "jail.d/popbridge.conf"} {
+		data, err := os.ReadFile(filepath.Join(deployDir, "fail2ban", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := exec.Command(client, "-c", dir, "-t").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "OK") {
+		t.Fatalf("fail2ban-client -t: %v\n%s", err, out)
+	}
+}
