@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/popbridge/popbridge/internal/faultnet"
 	"github.com/popbridge/popbridge/internal/fakeimap"
+	"github.com/popbridge/popbridge/internal/faultnet"
 )
 
 // clientLeg is popbridge in front of a fake upstream, with a faultnet
@@ -154,4 +154,3 @@ func TestSlowClient(t *testing.T) {
 		})
 	}
 }
-

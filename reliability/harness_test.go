@@ -43,6 +43,8 @@ type bridgeOptions struct {
 	policy   *policy.Policy // default policy.Default
 	breaker  upstream.BreakerOptions
 	pop3     func(*pop3server.Options)
+	// noLogs drops popbridge's log instead of keeping it for a failure.
+	noLogs bool
 }
 
 // bridge is popbridge built in-process: pop3server in front of upstream.
@@ -58,6 +60,9 @@ func startBridge(t testing.TB, o bridgeOptions) *bridge {
 	t.Helper()
 	logs := &syncBuffer{}
 	log := zerolog.New(logs).Level(zerolog.DebugLevel)
+	if o.noLogs {
+		log = zerolog.Nop()
+	}
 	pol := policy.Default
 	if o.policy != nil {
 		pol = *o.policy

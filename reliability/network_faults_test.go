@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/popbridge/popbridge/internal/faultnet"
 	"github.com/popbridge/popbridge/internal/fakeimap"
+	"github.com/popbridge/popbridge/internal/faultnet"
 )
 
 func itoa(n uint32) string { return strconv.FormatUint(uint64(n), 10) }
@@ -227,4 +227,3 @@ func TestUpstreamDiesAtQuit(t *testing.T) {
 		})
 	}
 }
-

@@ -1,0 +1,156 @@
+package reliability
+
+import (
+	"bytes"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/popbridge/popbridge/internal/fakeimap"
+	"github.com/popbridge/popbridge/internal/faultnet"
+	"github.com/popbridge/popbridge/policy"
+)
+
+// healthySession logs in as bob, downloads every message and checks it
+// against want, and quits. It returns an error instead of failing, for use
+// from many goroutines.
+func healthySession(addr string, want []fakeimap.Message) error {
+	c, err := tryDialPOP3(addr)
+	if err != nil {
+		return err
+	}
+	defer c.nc.Close()
+	if r, err := c.login("bob", "pw"); err != nil || !strings.HasPrefix(r, "+OK") {
+		return fmt.Errorf("login: %q %v", r, err)
+	}
+	if r, err := c.cmd("STAT"); err != nil || !strings.HasPrefix(r, "+OK "+strconv.Itoa(len(want))+" ") {
+		return fmt.Errorf("STAT: %q %v", r, err)
+	}
+	for i, m := range want {
+		_, body, err := c.multi("RETR " + strconv.Itoa(i+1))
+		if err != nil || !bytes.Equal(body, m.Body) {
+			return fmt.Errorf("RETR %d: %v (%d octets)", i+1, err, len(body))
+		}
+	}
+	if r, err := c.cmd("QUIT"); err != nil || !strings.HasPrefix(r, "+OK") {
+		return fmt.Errorf("QUIT: %q %v", r, err)
+	}
+	return nil
+}
+
+// TestOtherSessionsUnaffected: while one user's sessions hang in the
+// upstream (scripted hangs at SELECT and mid-literal, and a second
+// upstream behind a stalled relay), another user's sessions run to the end
+// as if nothing happened, each well before the stuck ones' deadlines.
+func TestOtherSessionsUnaffected(t *testing.T) {
+	fake := startFake(t, fakeimap.Options{}, 5)
+	// carol lives on another upstream behind a relay that goes silent.
+	other := startFake(t, fakeimap.Options{}, 0)
+	other.AddUser("carol", "pw")
+	other.Append("carol", "INBOX", bigMessage(64<<10))
+	relay, err := faultnet.Listen(other.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { relay.Close() })
+	carolUpstream := "imap+insecure://" + relay.Addr()
+	resolver := &policy.Resolver{
+		Default: policy.Settings{Upstream: fake.URL(), Mailbox: "INBOX", Policy: policy.Default},
+		Users:   map[string]policy.Override{"carol": {Upstream: &carolUpstream}},
+	}
+	b := startBridge(t, bridgeOptions{resolver: resolver})
+	q := startQuiet(t)
+	want := fake.Messages("bob", "INBOX")
+	before := fake.Messages("alice", "INBOX")
+
+	// alice hangs at SELECT, dave in the middle of a literal.
+	fake.AddUser("dave", "pw")
+	fake.Append("dave", "INBOX", bigMessage(64<<10))
+	fake.Append("dave", "INBOX", testMessage("dave", 2, 5))
+	daveBefore := fake.Messages("dave", "INBOX")
+	fake.AddRule(fakeimap.Rule{At: fakeimap.Select, Step: fakeimap.Hang, User: "alice"})
+	fake.AddRule(fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.HangMidBody, User: "dave"})
+
+	var stuck sync.WaitGroup
+	stuckErrs := make(chan error, 10)
+	carolIn := make(chan struct{})
+	for i := 0; i < 7; i++ {
+		stuck.Add(1)
+		go func(i int) {
+			defer stuck.Done()
+			c, err := tryDialPOP3(b.addr)
+			if err != nil {
+				stuckErrs <- err
+				return
+			}
+			defer c.nc.Close()
+			switch {
+			case i < 3:
+				if r, _ := c.login("alice", "secret"); !strings.HasPrefix(r, "-ERR [SYS/TEMP]") {
+					stuckErrs <- fmt.Errorf("alice at SELECT: %q", r)
+				}
+			case i < 6:
+				if r, _ := c.login("dave", "pw"); !strings.HasPrefix(r, "+OK") {
+					stuckErrs <- fmt.Errorf("dave login: %q", r)
+					return
+				}
+				c.cmd("DELE 2")
+				if st, _, err := c.multi("RETR 1"); err != errNoDot && st != "" {
+					stuckErrs <- fmt.Errorf("dave RETR: %q %v", st, err)
+				}
+			default:
+				if r, _ := c.login("carol", "pw"); !strings.HasPrefix(r, "+OK") {
+					stuckErrs <- fmt.Errorf("carol login: %q", r)
+					close(carolIn)
+					return
+				}
+				relay.Set(faultnet.ToClient, faultnet.Faults{Stall: true})
+				close(carolIn)
+				st, _, err := c.multi("RETR 1")
+				if !strings.HasPrefix(st, "-ERR [SYS/TEMP]") && err != errNoDot {
+					stuckErrs <- fmt.Errorf("carol RETR through a stalled upstream: %q %v", st, err)
+				}
+			}
+		}(i)
+	}
+	<-carolIn
+
+	// Meanwhile bob's sessions, many at once, all succeed promptly.
+	var healthy sync.WaitGroup
+	errs := make(chan error, 40)
+	for i := 0; i < 40; i++ {
+		healthy.Add(1)
+		go func() {
+			defer healthy.Done()
+			start := time.Now()
+			err := healthySession(b.addr, want)
+			if err == nil && time.Since(start) > slack {
+				err = fmt.Errorf("a healthy session took %v", time.Since(start))
+			}
+			if err != nil {
+				errs <- err
+			}
+		}()
+	}
+	healthy.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error("bob:", err)
+	}
+	stuck.Wait()
+	close(stuckErrs)
+	for err := range stuckErrs {
+		t.Error(err)
+	}
+	relay.Clear()
+	q.check(b, fake, logoutBound+slack)
+	mailboxUnchanged(t, fake, "alice", before)
+	mailboxUnchanged(t, fake, "dave", daveBefore)
+	// bob's sessions only mark messages seen (policy.Default).
+	if got := fake.Messages("bob", "INBOX"); len(got) != len(want) {
+		t.Errorf("bob's mailbox changed: %v", summarize(got))
+	}
+}

@@ -1,0 +1,102 @@
+package reliability
+
+import (
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/popbridge/popbridge/internal/fakeimap"
+	"github.com/popbridge/popbridge/internal/faultnet"
+)
+
+// TestRepeatedFaultsLeaveNoTrace runs a few hundred sessions that each end
+// in a different fault and checks that popbridge's goroutines return to
+// the baseline and that its live heap after GC does not grow.
+func TestRepeatedFaultsLeaveNoTrace(t *testing.T) {
+	fake := startFake(t, fakeimap.Options{}, 3)
+	fake.Append("alice", "INBOX", bigMessage(256<<10))
+	b := startBridge(t, bridgeOptions{upstream: fake.URL(), noLogs: true})
+	relay, err := faultnet.Listen(b.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { relay.Close() })
+
+	faults := []func(){
+		func() { // the upstream cuts the body
+			fake.AddRule(fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.CutMidBody, Times: 1})
+			c := mustSession(t, b.addr)
+			c.multi("RETR 4")
+			c.nc.Close()
+		},
+		func() { // the update is cut between STORE and EXPUNGE
+			fake.AddRule(fakeimap.Rule{At: fakeimap.Store, Step: fakeimap.CutAfter, Times: 1})
+			c := mustSession(t, b.addr)
+			c.cmd("DELE 1")
+			c.cmd("QUIT")
+			c.nc.Close()
+		},
+		func() { // BYE instead of a body, then QUIT
+			fake.AddRule(fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.Bye, Times: 1})
+			c := mustSession(t, b.addr)
+			c.multi("TOP 2 3")
+			c.cmd("QUIT")
+			c.nc.Close()
+		},
+		func() { // an endless greeting line
+			fake.AddRule(fakeimap.Rule{At: fakeimap.Greeting, Step: fakeimap.EndlessLine, Times: 1})
+			c, err := tryDialPOP3(b.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.login("alice", "secret")
+			c.nc.Close()
+		},
+		func() { // the client resets mid-RETR
+			c := mustSession(t, relay.Addr())
+			c.cmd("RETR 4")
+			relay.ResetAll()
+		},
+		func() { // a good session
+			c := mustSession(t, b.addr)
+			c.multi("RETR 1")
+			c.cmd("QUIT")
+			c.nc.Close()
+		},
+	}
+	round := func(n int) {
+		for i := 0; i < n; i++ {
+			faults[i%len(faults)]()
+		}
+		if !b.waitSessions(slack) {
+			t.Fatal("sessions left open")
+		}
+		fake.ResetCommands()
+	}
+	round(30) // warm up pools and caches
+	q := startQuiet(t)
+	heap0 := heapAfterGC()
+	round(300)
+	q.check(b, fake, logoutBound+slack)
+	heap1 := heapAfterGC()
+	t.Logf("live heap after GC: %d KiB before, %d KiB after 300 faulty sessions; %d goroutines",
+		heap0>>10, heap1>>10, runtime.NumGoroutine())
+	if growth := int64(heap1) - int64(heap0); growth > 2<<20 {
+		t.Errorf("live heap grew by %d KiB over 300 sessions", growth>>10)
+	}
+}
+
+// mustSession dials addr and logs in as alice. The caller closes the
+// connection: a t.Cleanup per session would itself grow the heap.
+func mustSession(t *testing.T, addr string) *pop3Client {
+	t.Helper()
+	c, err := tryDialPOP3(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.t = t
+	if r, err := c.login("alice", "secret"); err != nil || !strings.HasPrefix(r, "+OK") {
+		t.Fatalf("login: %q %v", r, err)
+	}
+	return c
+}
