@@ -62,16 +62,17 @@ func (l *Listings) Get(k Key) (*Entry, bool) {
 	return e, true
 }
 
-// Put stores e under k, replacing any entry there. e must not be modified
-// afterwards. When e.Listed is zero the stored entry is a copy stamped
-// with the current time (e itself is left alone). A nil e removes k.
-func (l *Listings) Put(k Key, e *Entry) {
-	if l == nil {
-		return
-	}
-	if e == nil {
-		l.lru.Remove(k)
-		return
+// Put stores e under k, replacing any entry there, and returns the entry
+// stored. e must not be modified afterwards. When e.Listed is zero the
+// stored entry is a copy stamped with the current time (e itself is left
+// alone); callers that derive entries from e later should derive them from
+// the returned one, so they keep its age. A nil e removes k.
+func (l *Listings) Put(k Key, e *Entry) *Entry {
+	if l == nil || e == nil {
+		if l != nil {
+			l.lru.Remove(k)
+		}
+		return e
 	}
 	if e.Listed.IsZero() {
 		stamped := *e // Messages is shared, which is fine: it is immutable.
@@ -79,6 +80,7 @@ func (l *Listings) Put(k Key, e *Entry) {
 		e = &stamped
 	}
 	l.lru.Add(k, e)
+	return e
 }
 
 // Remove drops the entry for k. The upstream layer calls it after its own

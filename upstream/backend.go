@@ -61,8 +61,11 @@ type Options struct {
 	// SendID sends IMAP ID with x-originating-ip/-port and
 	// x-connected-ip/-port before LOGIN when the server offers ID.
 	SendID bool
-	// Cache, when set, keeps listings between sessions (SPEC §5). Not
-	// used yet: every login lists the mailbox.
+	// Cache, when set, keeps listings between sessions (SPEC §5): a login
+	// to an unchanged mailbox then costs LOGIN, SELECT and LOGOUT (plus
+	// one UID SEARCH on servers without CONDSTORE), and new mail costs a
+	// FETCH of the new messages only. Entries are keyed by upstream URL,
+	// exact login name, mailbox and UIDVALIDITY.
 	Cache *cache.Listings
 	// Logger receives debug and warning events; it never sees passwords.
 	Logger zerolog.Logger
@@ -71,6 +74,10 @@ type Options struct {
 	// Breaker makes logins fail fast while the upstream is unreachable
 	// (see BreakerOptions); the zero value is on with the defaults.
 	Breaker BreakerOptions
+
+	// noCondStore makes the backend ignore CONDSTORE, so tests can run
+	// the revalidation of servers without it against Dovecot.
+	noCondStore bool
 }
 
 // Metrics observes the upstream side; implementations must be cheap and
@@ -160,7 +167,7 @@ func (b *Backend) Login(ctx context.Context, conn pop3server.ConnInfo, username,
 		log.Debug().Err(err).Msg("upstream connect failed")
 		return nil, pop3server.ErrTemporary.Wrap(err)
 	}
-	m := &maildrop{b: b, l: l, log: log, mailbox: s.Mailbox, policy: s.Policy}
+	m := &maildrop{b: b, l: l, log: log, upstream: u.String(), user: username, mailbox: s.Mailbox, policy: s.Policy}
 	if err := m.open(ctx, username, password); err != nil {
 		m.Close()
 		return nil, err

@@ -4,15 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-sasl"
 	"github.com/rs/zerolog"
 
+	"github.com/popbridge/popbridge/cache"
 	"github.com/popbridge/popbridge/policy"
 	"github.com/popbridge/popbridge/pop3server"
 )
@@ -21,30 +19,32 @@ import (
 type message struct {
 	uid  imap.UID
 	size int64
-	// deleted is whether \Deleted was already set at login (by another
-	// client): an update that backs out must leave that flag alone.
-	deleted bool
 }
 
 // maildrop is the pop3server.Mailbox of one session: the snapshot taken at
 // login and the upstream connection it was taken on. Its methods run on
 // the POP3 connection's goroutine only.
 type maildrop struct {
-	b       *Backend
-	l       *link
-	log     zerolog.Logger
-	mailbox string
-	policy  policy.Policy
+	b        *Backend
+	l        *link
+	log      zerolog.Logger
+	upstream string // canonical URL, for the cache key
+	user     string // the login name exactly as sent upstream
+	mailbox  string
+	policy   policy.Policy
 
 	caps           imap.CapSet // after login
 	uidValidity    uint32
 	permanentFlags []imap.Flag
-	// uidNext and highestModSeq (0 without CONDSTORE) are SELECT's, kept
-	// for revalidating cached listings (Options.Cache).
-	uidNext       imap.UID
-	highestModSeq uint64
-	msgs          []message // message n is msgs[n-1]
-	infos         []pop3server.MessageInfo
+	// key names the listing in Options.Cache; entry is the listing the
+	// snapshot was made from (hidden messages included), from which the
+	// QUIT update derives the next one. cacheable is false when the
+	// listing could not be checked against the SELECT data.
+	key       cache.Key
+	entry     *cache.Entry
+	cacheable bool
+	msgUIDs   []imap.UID // message n is msgUIDs[n-1]
+	infos     []pop3server.MessageInfo
 
 	body   *body // the open Body, if any
 	dead   error // why the connection was retired; nil while usable
@@ -92,7 +92,7 @@ func (m *maildrop) open(ctx context.Context, username, password string) error {
 	start = time.Now()
 	sel, err := m.l.client.Select(m.mailbox, &imap.SelectOptions{
 		// HIGHESTMODSEQ, for revalidating cached listings.
-		CondStore: m.caps.Has(imap.CapCondStore),
+		CondStore: m.caps.Has(imap.CapCondStore) && !m.b.opts.noCondStore,
 	}).Wait()
 	m.b.observe("select", start, err)
 	if err != nil {
@@ -107,19 +107,16 @@ func (m *maildrop) open(ctx context.Context, username, password string) error {
 	}
 	m.uidValidity = sel.UIDValidity
 	m.permanentFlags = sel.PermanentFlags
-	m.uidNext, m.highestModSeq = sel.UIDNext, sel.HighestModSeq
 
-	if sel.NumMessages > 0 {
-		// An empty mailbox is not listed: Dovecot answers a FETCH there
-		// with BAD.
-		start = time.Now()
-		err = m.list()
+	start = time.Now()
+	fetched, err := m.snapshot(sel)
+	if fetched || err != nil {
 		m.b.observe("list", start, err)
-		if err != nil {
-			err = cause(fmt.Errorf("listing %q: %w", m.mailbox, err))
-			m.retire(err)
-			return pop3server.ErrTemporary.Wrap(err)
-		}
+	}
+	if err != nil {
+		err = cause(fmt.Errorf("listing %q: %w", m.mailbox, err))
+		m.retire(err)
+		return pop3server.ErrTemporary.Wrap(err)
 	}
 	if !stop() {
 		err := cause(errLoginTimeout)
@@ -147,92 +144,6 @@ func (m *maildrop) login(username, password string) error {
 	return nil
 }
 
-// list takes the snapshot with UID FETCH 1:* (UID RFC822.SIZE FLAGS):
-// sequence numbers would shift under other clients' expunges.
-func (m *maildrop) list() error {
-	all := imap.UIDSet{imap.UIDRange{Start: 1, Stop: 0}}
-	msgs, partial, err := m.fetchListing(all)
-	if err != nil {
-		return err
-	}
-	if len(partial) > 0 {
-		// go-imap routes a FETCH carrying our UID to our command even
-		// when it is another client's unsolicited flag update, and then
-		// drops the real response as a duplicate. Ask again for those.
-		more, still, err := m.fetchListing(imap.UIDSetNum(partial...))
-		if err != nil {
-			return err
-		}
-		if len(still) > 0 {
-			return fmt.Errorf("no size or flags for UIDs %v", still)
-		}
-		msgs = append(msgs, more...)
-	}
-	slices.SortFunc(msgs, func(a, b listed) int { return cmpUID(a.uid, b.uid) })
-	msgs = slices.CompactFunc(msgs, func(a, b listed) bool { return a.uid == b.uid })
-
-	m.msgs = make([]message, 0, len(msgs))
-	m.infos = make([]pop3server.MessageInfo, 0, len(msgs))
-	for _, l := range msgs {
-		if l.hidden {
-			continue
-		}
-		m.msgs = append(m.msgs, message{uid: l.uid, size: l.size, deleted: l.deleted})
-		m.infos = append(m.infos, pop3server.MessageInfo{
-			Size: l.size,
-			UIDL: m.b.uidl.format(uint32(l.uid), m.uidValidity),
-		})
-	}
-	return nil
-}
-
-// listed is one message as the listing FETCH reported it.
-type listed struct {
-	uid     imap.UID
-	size    int64
-	hidden  bool // carries policy.DeletedKeyword
-	deleted bool // carries \Deleted
-}
-
-// fetchListing fetches UID, size and flags for set. partial lists the UIDs
-// whose response lacked the size or the flags.
-func (m *maildrop) fetchListing(set imap.UIDSet) (msgs []listed, partial []imap.UID, err error) {
-	cmd := m.l.client.Fetch(set, &imap.FetchOptions{UID: true, RFC822Size: true, Flags: true})
-	for msg := cmd.Next(); msg != nil; msg = cmd.Next() {
-		var (
-			l                 listed
-			hasSize, hasFlags bool
-		)
-		for item := msg.Next(); item != nil; item = msg.Next() {
-			switch item := item.(type) {
-			case imapclient.FetchItemDataUID:
-				l.uid = item.UID
-			case imapclient.FetchItemDataRFC822Size:
-				l.size, hasSize = item.Size, true
-			case imapclient.FetchItemDataFlags:
-				hasFlags = true
-				for _, f := range item.Flags {
-					// imapmemserver lower-cases keywords; IMAP flags
-					// are case-insensitive anyway.
-					l.hidden = l.hidden || strings.EqualFold(string(f), policy.DeletedKeyword)
-					l.deleted = l.deleted || strings.EqualFold(string(f), string(imap.FlagDeleted))
-				}
-			}
-		}
-		switch {
-		case l.uid == 0:
-		case hasSize && hasFlags:
-			msgs = append(msgs, l)
-		default:
-			partial = append(partial, l.uid)
-		}
-	}
-	if err := cmd.Close(); err != nil {
-		return nil, nil, fmt.Errorf("UID FETCH %v: %w", set, err)
-	}
-	return msgs, partial, nil
-}
-
 func cmpUID(a, b imap.UID) int {
 	switch {
 	case a < b:
@@ -251,10 +162,10 @@ func (m *maildrop) Expire() string { return m.policy.Expire() }
 
 // message returns message n, or ErrNoSuchMessage.
 func (m *maildrop) message(n int) (message, error) {
-	if n < 1 || n > len(m.msgs) {
+	if n < 1 || n > len(m.msgUIDs) {
 		return message{}, pop3server.ErrNoSuchMessage
 	}
-	return m.msgs[n-1], nil
+	return message{uid: m.msgUIDs[n-1], size: m.infos[n-1].Size}, nil
 }
 
 // usable fails once the connection has been retired.

@@ -164,34 +164,64 @@ func parseUIDLVar(s string) (uidlPart, int, error) {
 }
 
 func (f uidlFormat) format(uid, uidValidity uint32) string {
-	var b strings.Builder
+	var buf [maxUIDLen]byte
+	return string(f.append(buf[:0], uid, uidValidity))
+}
+
+// maxLen is the length of the longest UIDL f yields: lengths grow with
+// the values and padding is fixed, so the largest values give it.
+func (f uidlFormat) maxLen() int {
+	var buf [maxUIDLen]byte
+	return len(f.append(buf[:0], ^uint32(0), ^uint32(0)))
+}
+
+// append appends the UIDL of one message to dst without allocating for
+// the usual formats (plain or hex numbers); a listing formats one per
+// message at every login.
+func (f uidlFormat) append(dst []byte, uid, uidValidity uint32) []byte {
 	for _, p := range f {
 		if p.variable == 0 {
-			b.WriteString(p.text)
+			dst = append(dst, p.text...)
 			continue
 		}
 		v := uid
 		if p.variable == 'v' {
 			v = uidValidity
 		}
-		s := strconv.FormatUint(uint64(v), 10)
-		for _, m := range p.modifiers {
-			switch m {
-			case 'X':
-				// As Dovecot's m_str_hex: parse as decimal (0 if
-				// that fails) and print with "%llx", lower-case.
-				n, _ := strconv.ParseUint(s, 10, 64)
-				s = strconv.FormatUint(n, 16)
-			case 'U':
-				s = strings.ToUpper(s)
-			case 'L':
-				s = strings.ToLower(s)
-			}
+		var num [32]byte
+		var s []byte
+		switch p.modifiers {
+		case "", "L", "U":
+			s = strconv.AppendUint(num[:0], uint64(v), 10)
+		case "X", "XL":
+			// As Dovecot's m_str_hex: print with "%llx", lower-case.
+			s = strconv.AppendUint(num[:0], uint64(v), 16)
+		default:
+			s = []byte(applyModifiers(strconv.FormatUint(uint64(v), 10), p.modifiers))
 		}
 		for n := len(s); n < p.width; n++ {
-			b.WriteByte('0')
+			dst = append(dst, '0')
 		}
-		b.WriteString(s)
+		dst = append(dst, s...)
 	}
-	return b.String()
+	return dst
+}
+
+// applyModifiers applies Dovecot's modifiers to a variable's decimal text
+// one after another, as var_expand does.
+func applyModifiers(s, modifiers string) string {
+	for _, m := range modifiers {
+		switch m {
+		case 'X':
+			// As Dovecot's m_str_hex: parse as decimal (0 if that
+			// fails) and print with "%llx", lower-case.
+			n, _ := strconv.ParseUint(s, 10, 64)
+			s = strconv.FormatUint(n, 16)
+		case 'U':
+			s = strings.ToUpper(s)
+		case 'L':
+			s = strings.ToLower(s)
+		}
+	}
+	return s
 }

@@ -39,6 +39,7 @@ func (m *maildrop) Update(ctx context.Context, marks pop3server.Marks) error {
 		return pop3server.ErrUpdateFailed.Wrap(err)
 	}
 	err := m.exchange(ctx, "update", func() error { return m.apply(plan) })
+	m.afterUpdate(plan.Action, plan.Apply, err)
 	if err != nil {
 		m.log.Warn().Err(err).Str("action", plan.Action.String()).Int("messages", len(plan.Apply)).
 			Msg("upstream update failed")
@@ -145,10 +146,10 @@ func storeOp(op imap.StoreFlagsOp) string {
 // UIDPLUS they end in a plain EXPUNGE, which would also remove messages
 // other clients flagged \Deleted.
 func (m *maildrop) expunge(uids []uint32) error {
-	if err := m.store(uids, imap.StoreFlagsAdd, imap.FlagDeleted); err != nil {
-		return err
-	}
 	if m.caps.Has(imap.CapUIDPlus) { // IMAP4rev2 implies it
+		if err := m.store(uids, imap.StoreFlagsAdd, imap.FlagDeleted); err != nil {
+			return err
+		}
 		for _, set := range uidSets(uids) {
 			if err := m.l.client.UIDExpunge(set).Close(); err != nil {
 				return fmt.Errorf("UID EXPUNGE: %w", err)
@@ -156,15 +157,26 @@ func (m *maildrop) expunge(uids []uint32) error {
 		}
 		return nil
 	}
-	found, err := m.l.client.UIDSearch(&imap.SearchCriteria{Flag: []imap.Flag{imap.FlagDeleted}}, nil).Wait()
+	// Without UIDPLUS a plain EXPUNGE removes every \Deleted message: go
+	// ahead only while ours are the only ones. Asking before our STORE
+	// (rather than trusting the flags seen at login, which a cached
+	// listing does not even carry) also tells which of ours were \Deleted
+	// already, to be left so if we back out.
+	before, err := m.searchDeleted()
 	if err != nil {
-		return fmt.Errorf("UID SEARCH DELETED: %w", err)
+		return err
 	}
-	foreign := slices.ContainsFunc(found.AllUIDs(), func(uid imap.UID) bool {
-		_, ok := slices.BinarySearch(uids, uint32(uid))
-		return !ok
-	})
-	if !foreign {
+	if foreign(before, uids) {
+		return errForeignDeleted
+	}
+	if err := m.store(uids, imap.StoreFlagsAdd, imap.FlagDeleted); err != nil {
+		return err
+	}
+	after, err := m.searchDeleted()
+	if err != nil {
+		return err
+	}
+	if !foreign(after, uids) {
 		// Another client may flag a message between the SEARCH and the
 		// EXPUNGE; without UIDPLUS no server offers anything tighter.
 		if err := m.l.client.Expunge().Close(); err != nil {
@@ -172,10 +184,11 @@ func (m *maildrop) expunge(uids []uint32) error {
 		}
 		return nil
 	}
-	// Back out, sparing messages that were \Deleted before we came.
+	// Someone flagged a message meanwhile: back out, sparing messages
+	// that were \Deleted before our STORE.
 	var ours []uint32
 	for _, uid := range uids {
-		if !m.deletedAtLogin(uid) {
+		if !slices.Contains(before, imap.UID(uid)) {
 			ours = append(ours, uid)
 		}
 	}
@@ -185,11 +198,21 @@ func (m *maildrop) expunge(uids []uint32) error {
 	return errForeignDeleted
 }
 
-func (m *maildrop) deletedAtLogin(uid uint32) bool {
-	i, ok := slices.BinarySearchFunc(m.msgs, imap.UID(uid), func(msg message, uid imap.UID) int {
-		return cmpUID(msg.uid, uid)
+// searchDeleted returns the UIDs flagged \Deleted now.
+func (m *maildrop) searchDeleted() ([]imap.UID, error) {
+	found, err := m.l.client.UIDSearch(&imap.SearchCriteria{Flag: []imap.Flag{imap.FlagDeleted}}, nil).Wait()
+	if err != nil {
+		return nil, fmt.Errorf("UID SEARCH DELETED: %w", err)
+	}
+	return found.AllUIDs(), nil
+}
+
+// foreign reports whether found holds a UID outside ours (sorted).
+func foreign(found []imap.UID, ours []uint32) bool {
+	return slices.ContainsFunc(found, func(uid imap.UID) bool {
+		_, ok := slices.BinarySearch(ours, uint32(uid))
+		return !ok
 	})
-	return ok && m.msgs[i].deleted
 }
 
 // move moves uids into mailbox, creating it when the server says it does

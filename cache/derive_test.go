@@ -1,0 +1,62 @@
+package cache
+
+import (
+	"slices"
+	"testing"
+	"time"
+)
+
+func TestWithHidden(t *testing.T) {
+	listed := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	e := &Entry{UIDNext: 6, NumMessages: 3, HighestModSeq: 0, Messages: msgs(1, 3, 5), Listed: listed}
+	e.Messages[1].Hidden = true
+	before := slices.Clone(e.Messages)
+
+	if got := e.WithHidden([]uint32{3}); got != e {
+		t.Errorf("unchanged hidden set made a new entry")
+	}
+	// 9 is not listed (it arrived after SELECT): ignored. Unsorted input.
+	got := e.WithHidden([]uint32{9, 5, 1})
+	if got == e {
+		t.Fatal("changed hidden set returned the same entry")
+	}
+	want := []Message{{1, 100, true}, {3, 300, false}, {5, 500, true}}
+	if !slices.Equal(got.Messages, want) || got.UIDNext != 6 || got.NumMessages != 3 || !got.Listed.Equal(listed) {
+		t.Errorf("WithHidden = %+v", got)
+	}
+	if !slices.Equal(e.Messages, before) {
+		t.Errorf("WithHidden modified the entry: %v", e.Messages)
+	}
+	if got := e.WithHidden(nil); got.Messages[1].Hidden {
+		t.Errorf("empty hidden set kept UID 3 hidden")
+	}
+	var nilEntry *Entry
+	if nilEntry.WithHidden([]uint32{1}) != nil || nilEntry.Hide(nil) != nil || nilEntry.Without(nil) != nil {
+		t.Error("nil entry derived something")
+	}
+}
+
+func TestHideAndWithout(t *testing.T) {
+	e := &Entry{UIDNext: 8, NumMessages: 4, HighestModSeq: 40, Messages: msgs(1, 3, 5, 7)}
+	before := slices.Clone(e.Messages)
+
+	h := e.Hide([]uint32{7, 3, 99})
+	if want := []Message{{1, 100, false}, {3, 300, true}, {5, 500, false}, {7, 700, true}}; !slices.Equal(h.Messages, want) {
+		t.Errorf("Hide = %v", h.Messages)
+	}
+	w := e.Without([]uint32{5, 1, 99})
+	if want := msgs(3, 7); !slices.Equal(w.Messages, want) || w.NumMessages != 2 || w.UIDNext != 8 || w.HighestModSeq != 40 {
+		t.Errorf("Without = %+v", w)
+	}
+	if !slices.Equal(e.Messages, before) || e.NumMessages != 4 {
+		t.Errorf("Hide/Without modified the entry: %+v", e)
+	}
+	// The result revalidates like any entry: same UIDNEXT and the lowered
+	// count are Fresh; one more expunge by someone else is Full.
+	if d := w.Decide(8, 2, 40); d != Fresh {
+		t.Errorf("Decide after our expunge = %v, want fresh", d)
+	}
+	if d := w.Decide(8, 1, 41); d != Full {
+		t.Errorf("Decide after a further expunge = %v, want full", d)
+	}
+}
