@@ -1,7 +1,9 @@
 package upstream
 
 import (
+	"errors"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,6 +28,11 @@ type progressConn struct {
 	mu     sync.Mutex   // serializes arm, disarm and pushes
 	armed  bool         // guarded by mu
 	pushed atomic.Int64 // UnixNano of the last push; 0 while disarmed
+	// expired holds the first deadline error: from then on every Read
+	// and Write fails with it at once. go-imap's decoder reads again
+	// after an error (bufio hands an error out once), and each new Read
+	// would push the deadline, multiplying the timeout.
+	expired atomic.Pointer[error]
 }
 
 func newProgressConn(c net.Conn, timeout time.Duration) *progressConn {
@@ -71,21 +78,36 @@ func (c *progressConn) progress() {
 }
 
 func (c *progressConn) Read(b []byte) (int, error) {
+	if err := c.expired.Load(); err != nil {
+		return 0, *err
+	}
 	c.progress()
 	n, err := c.Conn.Read(b)
 	if n > 0 {
 		c.progress()
 	}
+	c.expire(err)
 	return n, err
 }
 
 func (c *progressConn) Write(b []byte) (int, error) {
+	if err := c.expired.Load(); err != nil {
+		return 0, *err
+	}
 	c.progress()
 	n, err := c.Conn.Write(b)
 	if n > 0 {
 		c.progress()
 	}
+	c.expire(err)
 	return n, err
+}
+
+// expire makes a deadline error stick.
+func (c *progressConn) expire(err error) {
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		c.expired.CompareAndSwap(nil, &err)
+	}
 }
 
 // SetDeadline ignores go-imap's (and crypto/tls's) deadlines; see the type
