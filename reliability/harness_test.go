@@ -28,8 +28,13 @@ const (
 	loginTimeout   = time.Second
 	commandTimeout = 500 * time.Millisecond
 	writeTimeout   = 500 * time.Millisecond
-	// slack is what a bound may overrun its deadline by on a loaded CI
-	// box under -race: generous, since these are bounds, not performance.
+	// deadlineSlack is what an answer may come after the deadline that
+	// produced it, on a loaded CI box under -race. It is less than a
+	// deadline's length, so that a deadline that fires twice as late as
+	// configured fails the test.
+	deadlineSlack = 400 * time.Millisecond
+	// slack bounds waits that are not a deadline: sessions winding down,
+	// a healthy session under load.
 	slack = 3 * time.Second
 	// logoutBound is upstream's fixed LOGOUT timeout (maildrop.Close),
 	// which a session end may take against a hung upstream.
@@ -59,7 +64,7 @@ type bridge struct {
 func startBridge(t testing.TB, o bridgeOptions) *bridge {
 	t.Helper()
 	logs := &syncBuffer{}
-	log := zerolog.New(logs).Level(zerolog.DebugLevel)
+	log := zerolog.New(logs).Level(zerolog.DebugLevel).With().Timestamp().Logger()
 	if o.noLogs {
 		log = zerolog.Nop()
 	}

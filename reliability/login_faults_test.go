@@ -44,7 +44,7 @@ func TestLoginFaults(t *testing.T) {
 
 			c := dialPOP3(t, b.addr)
 			var got string
-			within(t, loginTimeout+slack, "failed login", func() {
+			within(t, loginTimeout+deadlineSlack, "failed login", func() {
 				var err error
 				if got, err = c.login("alice", "secret"); err != nil {
 					t.Fatalf("login: %q %v", got, err)

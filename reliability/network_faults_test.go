@@ -54,16 +54,16 @@ func TestUpstreamUnreachable(t *testing.T) {
 		fault func(r *faultnet.Relay)
 		bound time.Duration
 	}{
-		{"connection refused", func(r *faultnet.Relay) { r.Down() }, dialTimeout + slack},
-		{"reset on connect", func(r *faultnet.Relay) { r.SetAccept(faultnet.AcceptReset) }, dialTimeout + slack},
-		{"accepts and never answers", func(r *faultnet.Relay) { r.SetAccept(faultnet.AcceptHang) }, loginTimeout + slack},
-		{"server silent", func(r *faultnet.Relay) { r.Set(faultnet.ToClient, faultnet.Faults{Stall: true}) }, loginTimeout + slack},
-		{"commands black-holed", func(r *faultnet.Relay) { r.Set(faultnet.ToServer, faultnet.Faults{BlackHole: true}) }, loginTimeout + slack},
-		{"cut after the greeting", func(r *faultnet.Relay) { r.Set(faultnet.ToClient, faultnet.Faults{CutAfter: 20}) }, loginTimeout + slack},
-		{"reset after the greeting", func(r *faultnet.Relay) { r.Set(faultnet.ToClient, faultnet.Faults{ResetAfter: 20}) }, loginTimeout + slack},
+		{"connection refused", func(r *faultnet.Relay) { r.Down() }, dialTimeout + deadlineSlack},
+		{"reset on connect", func(r *faultnet.Relay) { r.SetAccept(faultnet.AcceptReset) }, dialTimeout + deadlineSlack},
+		{"accepts and never answers", func(r *faultnet.Relay) { r.SetAccept(faultnet.AcceptHang) }, loginTimeout + deadlineSlack},
+		{"server silent", func(r *faultnet.Relay) { r.Set(faultnet.ToClient, faultnet.Faults{Stall: true}) }, loginTimeout + deadlineSlack},
+		{"commands black-holed", func(r *faultnet.Relay) { r.Set(faultnet.ToServer, faultnet.Faults{BlackHole: true}) }, loginTimeout + deadlineSlack},
+		{"cut after the greeting", func(r *faultnet.Relay) { r.Set(faultnet.ToClient, faultnet.Faults{CutAfter: 20}) }, loginTimeout + deadlineSlack},
+		{"reset after the greeting", func(r *faultnet.Relay) { r.Set(faultnet.ToClient, faultnet.Faults{ResetAfter: 20}) }, loginTimeout + deadlineSlack},
 		{"latency above the login deadline", func(r *faultnet.Relay) {
 			r.Set(faultnet.ToClient, faultnet.Faults{Latency: 2 * loginTimeout})
-		}, loginTimeout + slack},
+		}, loginTimeout + deadlineSlack},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			u := startUpstreamLeg(t, 2)
@@ -101,7 +101,7 @@ func TestUpstreamDiesMidRetr(t *testing.T) {
 	}{
 		{"stall", faultnet.Faults{BytesPerSecond: 128 << 10}, func(r *faultnet.Relay) {
 			r.Set(faultnet.ToClient, faultnet.Faults{Stall: true})
-		}, commandTimeout + slack},
+		}, commandTimeout + deadlineSlack},
 		{"reset", faultnet.Faults{BytesPerSecond: 128 << 10}, func(r *faultnet.Relay) { r.ResetAll() }, slack},
 		{"cut", faultnet.Faults{BytesPerSecond: 128 << 10}, func(r *faultnet.Relay) { r.CutAll() }, slack},
 		{"cut after 64 KiB", faultnet.Faults{CutAfter: 64 << 10}, nil, slack},
@@ -212,7 +212,7 @@ func TestUpstreamDiesAtQuit(t *testing.T) {
 			c.mustCmd("DELE 1", "+OK")
 			c.mustCmd("DELE 3", "+OK")
 			tc.fault(u.relay)
-			within(t, commandTimeout+slack, "QUIT", func() {
+			within(t, commandTimeout+deadlineSlack, "QUIT", func() {
 				c.quit("-ERR [SYS/TEMP] some deleted messages not removed")
 			})
 			u.idle(t)
