@@ -12,6 +12,7 @@ import (
 	"os"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -42,11 +43,22 @@ var errLineTooLong = errors.New("line too long")
 // does not allocate one per message.
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32*1024); return &b }}
 
+// writers holds the buffered writers of connections that are not writing:
+// a session waiting for its next command (most of them, most of the time,
+// with thousands of idle devices) holds none.
+var writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4096) }}
+
+// writersHeld counts the writers connections hold, for tests.
+var writersHeld atomic.Int64
+
 type conn struct {
 	srv  *Server
 	raw  net.Conn // the accepted connection; deadlines and Close go here
 	nc   net.Conn // raw, or the TLS connection on top of it
 	r    *bufio.Reader
+	// w buffers replies. It comes from writers while the connection has
+	// something to say (acquireWriter) and goes back once all of it is
+	// flushed (releaseWriter); nil in between.
 	w    *bufio.Writer
 	out  countingWriter
 	info ConnInfo
@@ -75,8 +87,26 @@ func newConn(s *Server, nc net.Conn) *conn {
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.out.w = writerFunc(c.writeNet)
 	c.r = bufio.NewReaderSize(nc, s.opts.MaxLineLength+2)
-	c.w = bufio.NewWriterSize(&c.out, 4096)
 	return c
+}
+
+// acquireWriter makes c.w usable, taking a writer from the pool.
+func (c *conn) acquireWriter() {
+	if c.w == nil {
+		c.w = writers.Get().(*bufio.Writer)
+		c.w.Reset(&c.out)
+		writersHeld.Add(1)
+	}
+}
+
+// releaseWriter gives c.w back to the pool once nothing is left in it.
+func (c *conn) releaseWriter() {
+	if c.w != nil && c.w.Buffered() == 0 {
+		c.w.Reset(nil)
+		writers.Put(c.w)
+		c.w = nil
+		writersHeld.Add(-1)
+	}
 }
 
 type writerFunc func([]byte) (int, error)
@@ -103,6 +133,7 @@ func (c *conn) serve() {
 			c.srv.opts.Logger.Error().Str("session", c.info.SessionID).
 				Interface("panic", v).Bytes("stack", debug.Stack()).Msg("session panicked")
 			c.raw.SetWriteDeadline(time.Now().Add(time.Second))
+			c.acquireWriter()
 			c.w.WriteString("-ERR [SYS/TEMP] internal error\r\n")
 			c.w.Flush()
 		}
@@ -118,6 +149,7 @@ func (c *conn) serve() {
 	if !ok {
 		c.stats.Result = "limit"
 		c.raw.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		c.acquireWriter()
 		fmt.Fprintf(c.w, "-ERR [SYS/TEMP] %s\r\n", reason)
 		c.w.Flush()
 		return
@@ -136,17 +168,20 @@ func (c *conn) serve() {
 	c.plaintextOK = c.info.TLS || c.srv.plaintextAllowed(c.info.RemoteAddr.Addr())
 	c.srv.opts.Observer.ConnectionOpened(c.info)
 
+	c.acquireWriter()
 	c.w.WriteString("+OK popbridge ready.\r\n")
 	if err := c.w.Flush(); err != nil {
 		c.stats.Result = "disconnected"
 		return
 	}
+	c.releaseWriter()
 	for {
 		line, err := c.readLine()
 		if err != nil {
 			c.endOnReadError(err)
 			return
 		}
+		c.acquireWriter()
 		if err := c.handle(line); err != nil {
 			if c.stats.Result == "" {
 				c.stats.Result = "disconnected"
@@ -158,6 +193,7 @@ func (c *conn) serve() {
 				c.stats.Result = "disconnected"
 				return
 			}
+			c.releaseWriter()
 		}
 	}
 }
@@ -175,6 +211,13 @@ func (c *conn) pipelinedLineWaiting() bool {
 
 func (c *conn) finish() {
 	c.cancel()
+	if c.w != nil {
+		// Whatever is left unflushed is for a client that is gone.
+		c.w.Reset(nil)
+		writers.Put(c.w)
+		c.w = nil
+		writersHeld.Add(-1)
+	}
 	if c.mbox != nil {
 		if err := c.mbox.Close(); err != nil {
 			c.srv.opts.Logger.Debug().Err(err).Str("session", c.info.SessionID).Msg("closing maildrop")
@@ -231,6 +274,7 @@ func (c *conn) endOnReadError(err error) {
 
 func (c *conn) lastWords(line string) {
 	c.raw.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	c.acquireWriter()
 	c.w.WriteString(line + "\r\n")
 	c.w.Flush()
 }

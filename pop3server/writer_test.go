@@ -1,0 +1,96 @@
+package pop3server
+
+import (
+	"io"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// writeCounter counts the writes the server makes to each accepted
+// connection.
+type writeCounter struct {
+	net.Listener
+	writes atomic.Int64
+}
+
+func (l *writeCounter) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &countedConn{Conn: c, n: &l.writes}, nil
+}
+
+type countedConn struct {
+	net.Conn
+	n *atomic.Int64
+}
+
+func (c *countedConn) Write(p []byte) (int, error) {
+	c.n.Add(1)
+	return c.Conn.Write(p)
+}
+
+// TestPipelinedRepliesShareAFlush: commands that arrive together are
+// answered with one write; a command that arrives alone is answered at
+// once.
+func TestPipelinedRepliesShareAFlush(t *testing.T) {
+	srv := NewServer(newFake(), Options{AuthFailDelay: time.Millisecond})
+	wc := &writeCounter{}
+	addr := serveOn(t, srv, func(l net.Listener) net.Listener { wc.Listener = l; return wc })
+	c := dial(t, addr)
+	c.login()
+
+	before := wc.writes.Load()
+	io.WriteString(c.nc, "STAT\r\nLIST 1\r\nUIDL 2\r\nNOOP\r\n")
+	c.expect("+OK 3 *", "+OK 1 *", "+OK 2 uid2", "+OK")
+	if n := wc.writes.Load() - before; n != 1 {
+		t.Errorf("4 pipelined commands answered in %d writes, want 1", n)
+	}
+
+	before = wc.writes.Load()
+	for range 3 {
+		c.send("NOOP")
+		c.expect("+OK")
+	}
+	if n := wc.writes.Load() - before; n != 3 {
+		t.Errorf("3 commands sent one at a time answered in %d writes, want 3", n)
+	}
+}
+
+// TestIdleSessionsHoldNoWriter: a session waiting for its next command
+// has given its reply buffer back.
+func TestIdleSessionsHoldNoWriter(t *testing.T) {
+	waitHeld := func(want int64) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); writersHeld.Load() != want; time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d reply writers held, want %d", writersHeld.Load(), want)
+			}
+		}
+	}
+	waitHeld(0) // connections of earlier tests have ended
+	_, addr := startServer(t, newFake(), Options{})
+	var clients []*client
+	for range 10 {
+		c := dial(t, addr)
+		c.login()
+		c.send("STAT")
+		c.expect("+OK 3 *")
+		clients = append(clients, c)
+	}
+	waitHeld(0)
+	// A long reply and an error reply on a held session still work.
+	c := clients[0]
+	c.send("RETR 2")
+	c.expect("+OK *")
+	c.multiline()
+	c.send("RETR 9")
+	c.expect("-ERR *")
+	waitHeld(0)
+	c.send("QUIT")
+	c.expect("+OK popbridge signing off")
+	c.expectClosed()
+}
