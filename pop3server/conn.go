@@ -56,10 +56,7 @@ type conn struct {
 	raw  net.Conn // the accepted connection; deadlines and Close go here
 	nc   net.Conn // raw, or the TLS connection on top of it
 	r    *bufio.Reader
-	// w buffers replies. It comes from writers while the connection has
-	// something to say (acquireWriter) and goes back once all of it is
-	// flushed (releaseWriter); nil in between.
-	w    *bufio.Writer
+	w    *bufio.Writer // from writers while there is a reply to write, else nil
 	out  countingWriter
 	info ConnInfo
 
