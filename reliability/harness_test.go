@@ -48,8 +48,11 @@ type bridgeOptions struct {
 	policy   *policy.Policy // default policy.Default
 	breaker  upstream.BreakerOptions
 	pop3     func(*pop3server.Options)
-	// noLogs drops popbridge's log instead of keeping it for a failure.
-	noLogs bool
+	// noLogs drops popbridge's log instead of keeping it for a failure;
+	// warnLogs keeps warnings and errors only.
+	noLogs, warnLogs bool
+	// dial, login and command replace the short test deadlines.
+	dial, login, command time.Duration
 }
 
 // bridge is popbridge built in-process: pop3server in front of upstream.
@@ -65,8 +68,11 @@ func startBridge(t testing.TB, o bridgeOptions) *bridge {
 	t.Helper()
 	logs := &syncBuffer{}
 	log := zerolog.New(logs).Level(zerolog.DebugLevel).With().Timestamp().Logger()
-	if o.noLogs {
+	switch {
+	case o.noLogs:
 		log = zerolog.Nop()
+	case o.warnLogs:
+		log = log.Level(zerolog.WarnLevel)
 	}
 	pol := policy.Default
 	if o.policy != nil {
@@ -75,9 +81,9 @@ func startBridge(t testing.TB, o bridgeOptions) *bridge {
 	opts := upstream.Options{
 		Policy:         pol,
 		Resolver:       o.resolver,
-		DialTimeout:    dialTimeout,
-		LoginTimeout:   loginTimeout,
-		CommandTimeout: commandTimeout,
+		DialTimeout:    or(o.dial, dialTimeout),
+		LoginTimeout:   or(o.login, loginTimeout),
+		CommandTimeout: or(o.command, commandTimeout),
 		Breaker:        o.breaker,
 		Logger:         log,
 	}
@@ -98,7 +104,7 @@ func startBridge(t testing.TB, o bridgeOptions) *bridge {
 		WriteTimeout:    writeTimeout,
 		AuthFailDelay:   -1,
 		MaxConnsPerIP:   -1,
-		LoginTimeout:    loginTimeout + time.Second,
+		LoginTimeout:    or(o.login, loginTimeout) + time.Second,
 		Logger:          log,
 		PreLoginTimeout: 30 * time.Second,
 	}
@@ -123,6 +129,13 @@ func startBridge(t testing.TB, o bridgeOptions) *bridge {
 		}
 	})
 	return b
+}
+
+func or(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
 }
 
 // waitSessions waits until the bridge has no session left.

@@ -119,9 +119,12 @@ func (ic *imapConn) contents() (map[uint32][]byte, error) {
 }
 
 // seed appends n messages to every user's INBOX, a few users at a time,
-// and records each UIDVALIDITY.
-func seed(ctx context.Context, cfg *Config, l *ledger) error {
+// and records each UIDVALIDITY. It returns the connections it opened, one
+// per user, for churn: logging in again under load would starve it.
+func seed(ctx context.Context, cfg *Config, l *ledger) (map[string]*imapConn, error) {
 	var wg sync.WaitGroup
+	var mu sync.Mutex
+	conns := make(map[string]*imapConn)
 	errs := make(chan error, len(cfg.Users))
 	sem := make(chan struct{}, 8)
 	for _, u := range cfg.Users {
@@ -135,7 +138,9 @@ func seed(ctx context.Context, cfg *Config, l *ledger) error {
 				errs <- err
 				return
 			}
-			defer ic.close()
+			mu.Lock()
+			conns[u.Name] = ic
+			mu.Unlock()
 			l.mu.Lock()
 			l.uidValidity[u.Name] = validity
 			l.mu.Unlock()
@@ -152,14 +157,19 @@ func seed(ctx context.Context, cfg *Config, l *ledger) error {
 	}
 	wg.Wait()
 	close(errs)
-	return <-errs
+	if err := <-errs; err != nil {
+		for _, ic := range conns {
+			ic.close()
+		}
+		return nil, err
+	}
+	return conns, nil
 }
 
 // churn is the "separate IMAP client": until ctx ends it appends new mail
 // and expunges old mail, a random user at a time, every cfg.ChurnEvery.
 // It returns how many of each it did and the errors it met.
-func churn(ctx context.Context, cfg *Config, l *ledger, rng *rand.Rand) (appends, expunges int, errs []string) {
-	conns := make(map[string]*imapConn)
+func churn(ctx context.Context, cfg *Config, l *ledger, rng *rand.Rand, conns map[string]*imapConn) (appends, expunges int, errs []string) {
 	defer func() {
 		for _, ic := range conns {
 			ic.close()

@@ -27,6 +27,7 @@ type ledger struct {
 	deleted     map[msgKey]bool // by a session whose QUIT got +OK
 	maybe       map[msgKey]bool // by a session whose QUIT got -ERR or no answer
 	vanished    map[msgKey]bool // RETR/TOP answered "no such message"
+	cutShort    map[msgKey]bool // RETR/TOP closed before the dot
 	claims      []claim
 }
 
@@ -45,6 +46,7 @@ func newLedger() *ledger {
 		deleted:     make(map[msgKey]bool),
 		maybe:       make(map[msgKey]bool),
 		vanished:    make(map[msgKey]bool),
+		cutShort:    make(map[msgKey]bool),
 	}
 }
 
@@ -101,6 +103,7 @@ type Audit struct {
 	DeletedPOP3 int // removed by POP3 sessions that got +OK at QUIT
 	MaybePOP3   int // removed by POP3 sessions whose QUIT failed (allowed)
 	Vanished    int // RETR/TOP "no such message", each justified by a removal
+	CutShort    int // RETR/TOP closed before the dot, each justified by a removal
 
 	Lost      []string // gone, and nobody removed them
 	Corrupt   []string // there, but not the octets that were appended
@@ -119,7 +122,7 @@ func (a *Audit) OK() bool {
 func (l *ledger) audit(final map[string]map[uint32][]byte) *Audit {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	a := &Audit{Stored: len(l.stored), ExpungedIMP: len(l.expunged), Vanished: len(l.vanished)}
+	a := &Audit{Stored: len(l.stored), ExpungedIMP: len(l.expunged), Vanished: len(l.vanished), CutShort: len(l.cutShort)}
 	for k, serial := range l.stored {
 		body, present := final[k.user][k.uid]
 		switch {
@@ -150,6 +153,11 @@ func (l *ledger) audit(final map[string]map[uint32][]byte) *Audit {
 	for k := range l.vanished {
 		if _, present := final[k.user][k.uid]; present {
 			a.BadClaims = append(a.BadClaims, "answered no such message but still there: "+k.String())
+		}
+	}
+	for k := range l.cutShort {
+		if _, present := final[k.user][k.uid]; present {
+			a.BadClaims = append(a.BadClaims, "transfer closed before the dot but the message is still there: "+k.String())
 		}
 	}
 	for _, c := range l.claims {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -67,6 +68,7 @@ type stats struct {
 	quitErr    atomic.Int64 // -ERR at QUIT (allowed only with TolerateTemp)
 	temp       atomic.Int64 // tolerated temporary failures
 	vanished   atomic.Int64 // "no such message" for a message removed meanwhile
+	cutShort   atomic.Int64 // transfers that ended without the dot
 	unexpected atomic.Int64
 
 	mu        sync.Mutex
@@ -99,7 +101,9 @@ func (c *client) run() {
 		c.st.sessions[k].Add(1)
 		t0 := time.Now()
 		if err := c.session(u, k); err != nil {
-			if c.cfg.TolerateTemp && isTemp(err) {
+			if errors.Is(err, errCutShort) {
+				c.st.cutShort.Add(1)
+			} else if c.cfg.TolerateTemp && isTemp(err) {
 				c.st.temp.Add(1)
 			} else {
 				c.st.fail("%s session as %s: %v", k, u.Name, err)
@@ -114,6 +118,12 @@ func (c *client) run() {
 		}
 	}
 }
+
+// errCutShort is a RETR or TOP whose connection closed before the dot.
+// Without injected faults that is right only when the message was expunged
+// in the middle of the transfer (TOP fetches in several steps): the audit
+// decides, from whether the message is gone at the end.
+var errCutShort = errors.New("connection closed in the middle of a message")
 
 // tempError is a failure popbridge is allowed under injected faults: a
 // -ERR [SYS/TEMP] answer or a connection it closed.
@@ -277,6 +287,9 @@ func (c *client) retr(pc *popConn, u User, n int, e entry) error {
 		c.l.mark(c.l.vanished, k)
 		c.st.vanished.Add(1)
 		return nil
+	case !c.cfg.TolerateTemp && (errors.Is(err, errNoDot) || errors.Is(err, io.EOF)):
+		c.l.mark(c.l.cutShort, k)
+		return fmt.Errorf("RETR %d (%s): %w", n, k, errCutShort)
 	case err != nil || !strings.HasPrefix(st, "+OK"):
 		return answer("RETR", st, err)
 	}
@@ -306,6 +319,9 @@ func (c *client) top(pc *popConn, u User, n int, e entry, lines int) error {
 		c.l.mark(c.l.vanished, k)
 		c.st.vanished.Add(1)
 		return nil
+	case !c.cfg.TolerateTemp && (errors.Is(err, errNoDot) || errors.Is(err, io.EOF)):
+		c.l.mark(c.l.cutShort, k)
+		return fmt.Errorf("TOP %d (%s): %w", n, k, errCutShort)
 	case err != nil || !strings.HasPrefix(st, "+OK"):
 		return answer("TOP", st, err)
 	}

@@ -122,6 +122,7 @@ type Report struct {
 	ReadBytes       int64 // octets read from popbridge
 	QuitOK, QuitErr int64
 	Vanished        int64 // RETR/TOP of a message removed meanwhile
+	CutShort        int64 // RETR/TOP closed mid-message, the message removed meanwhile
 	Temporary       int64 // tolerated failures (TolerateTemp)
 	Unexpected      int64
 	UnexpectedFirst []string
@@ -149,7 +150,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	l := newLedger()
 	cfg.Logf("seeding %d users with %d messages each", len(cfg.Users), cfg.InitialMessages)
-	if err := seed(ctx, &cfg, l); err != nil {
+	conns, err := seed(ctx, &cfg, l)
+	if err != nil {
 		return nil, fmt.Errorf("soak: %w", err)
 	}
 
@@ -161,7 +163,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	churnWG.Add(1)
 	go func() {
 		defer churnWG.Done()
-		appends, expunges, churnErrs = churn(runCtx, &cfg, l, rand.New(rand.NewPCG(cfg.Seed, 1)))
+		appends, expunges, churnErrs = churn(runCtx, &cfg, l, rand.New(rand.NewPCG(cfg.Seed, 1)), conns)
 	}()
 
 	st := &stats{}
@@ -170,7 +172,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		if runCtx.Err() != nil {
 			return false
 		}
-		return cfg.MaxSessions <= 0 || started.Add(1) <= cfg.MaxSessions
+		return started.Add(1) <= cfg.MaxSessions || cfg.MaxSessions <= 0
 	}
 	t0 := time.Now()
 	var samples []Sample
@@ -228,6 +230,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		QuitOK:        st.quitOK.Load(),
 		QuitErr:       st.quitErr.Load(),
 		Vanished:      st.vanished.Load(),
+		CutShort:      st.cutShort.Load(),
 		Temporary:     st.temp.Load(),
 		Unexpected:    st.unexpected.Load(),
 		Appends:       appends,
@@ -262,7 +265,8 @@ func (r *Report) String() string {
 	p("sessions %d (%.0f/s): %s", r.Sessions, float64(r.Sessions)/r.Elapsed.Seconds(), strings.Join(kinds, ", "))
 	p("session time p50 %v, p99 %v, max %v", r.SessionP50.Round(time.Millisecond), r.SessionP99.Round(time.Millisecond), r.SessionMax.Round(time.Millisecond))
 	p("verified: %d RETR, %d TOP, %d MiB of message octets (%d MiB read)", r.Retrieved, r.Tops, r.VerifiedBytes>>20, r.ReadBytes>>20)
-	p("QUIT +OK %d, -ERR %d; vanished under a session %d; tolerated temporary failures %d", r.QuitOK, r.QuitErr, r.Vanished, r.Temporary)
+	p("QUIT +OK %d, -ERR %d; vanished under a session %d, cut mid-message by an expunge %d; tolerated temporary failures %d",
+		r.QuitOK, r.QuitErr, r.Vanished, r.CutShort, r.Temporary)
 	p("IMAP client: %d appends, %d expunges, %d errors", r.Appends, r.Expunges, len(r.ChurnErrors))
 	if a := r.Audit; a != nil {
 		p("audit: %d stored, %d present, %d expunged by IMAP, %d deleted by POP3 QUIT, %d by a failed QUIT",
