@@ -100,6 +100,7 @@ func (e *soakEnv) config(d time.Duration, clients int) soak.Config {
 		// More appends than expunges, and fewer deleting sessions than
 		// DefaultMix, keep the mailboxes from running dry.
 		ChurnAppendPercent: 80,
+		Churners:           4,
 		Mix: soak.Mix{soak.Poll: 25, soak.Retr: 22, soak.Top: 15, soak.Dele: 8, soak.Rset: 5,
 			soak.DropMidRetr: 10, soak.DropAfterDele: 10, soak.DropBeforeLogin: 5},
 		ThinkTime: 100 * time.Millisecond,
@@ -165,7 +166,7 @@ func TestSoakWithUpstreamFaults(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	chaosDone := make(chan int)
-	go func() { chaosDone <- chaos(ctx, e.relay) }()
+	go func() { chaosDone <- soak.Chaos(ctx, e.relay, 700*time.Millisecond) }()
 	cfg := e.config(d, clients)
 	cfg.TolerateTemp = true
 	cfg.Logf = t.Logf
@@ -183,39 +184,4 @@ func TestSoakWithUpstreamFaults(t *testing.T) {
 		t.Error("no client noticed the faults: were they injected?")
 	}
 	q.check(e.b, e.relay, slack)
-}
-
-// chaos hurts the upstream leg every 0.7 s until ctx
-// ends, and returns how many faults it injected.
-func chaos(ctx context.Context, r *faultnet.Relay) int {
-	n := 0
-	tick := time.NewTicker(700 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			r.Clear()
-			return n
-		case <-tick.C:
-		}
-		n++
-		switch n % 10 {
-		case 0, 5, 8:
-			r.CutAll()
-		case 1, 6, 9:
-			r.ResetAll()
-		case 2, 7: // a short stall, shorter than any deadline
-			r.Set(faultnet.ToClient, faultnet.Faults{Stall: true})
-			time.Sleep(100 * time.Millisecond)
-			r.Clear()
-		case 3: // refuse new connections for a moment: opens the breaker
-			r.SetAccept(faultnet.AcceptReset)
-			time.Sleep(100 * time.Millisecond)
-			r.SetAccept(faultnet.AcceptForward)
-		case 4: // cut the next connections after a few KiB
-			r.Set(faultnet.ToClient, faultnet.Faults{CutAfter: 6 << 10})
-			time.Sleep(100 * time.Millisecond)
-			r.Clear()
-		}
-	}
 }

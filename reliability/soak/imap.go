@@ -167,9 +167,10 @@ func seed(ctx context.Context, cfg *Config, l *ledger) (map[string]*imapConn, er
 }
 
 // churn is the "separate IMAP client": until ctx ends it appends new mail
-// and expunges old mail, a random user at a time, every cfg.ChurnEvery.
-// It returns how many of each it did and the errors it met.
-func churn(ctx context.Context, cfg *Config, l *ledger, rng *rand.Rand, conns map[string]*imapConn) (appends, expunges int, errs []string) {
+// and expunges old mail, a random one of users at a time, every
+// cfg.ChurnEvery, over the connections conns (one per user, reopened when
+// they fail). It returns how many of each it did and the errors it met.
+func churn(ctx context.Context, cfg *Config, l *ledger, rng *rand.Rand, users []User, conns map[string]*imapConn) (appends, expunges int, errs []string) {
 	defer func() {
 		for _, ic := range conns {
 			ic.close()
@@ -183,7 +184,7 @@ func churn(ctx context.Context, cfg *Config, l *ledger, rng *rand.Rand, conns ma
 			return
 		case <-tick.C:
 		}
-		u := cfg.Users[rng.IntN(len(cfg.Users))]
+		u := users[rng.IntN(len(users))]
 		ic := conns[u.Name]
 		if ic == nil {
 			var err error

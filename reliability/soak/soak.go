@@ -48,6 +48,9 @@ type Config struct {
 	// expunges.
 	ChurnEvery         time.Duration
 	ChurnAppendPercent int
+	// Churners is how many such IMAP clients run, each on its share of
+	// the users (default 1).
+	Churners int
 	// ThinkTime is the longest random pause between a client's sessions
 	// (default none).
 	ThinkTime time.Duration
@@ -93,6 +96,7 @@ func (c *Config) check() error {
 	if c.ChurnAppendPercent <= 0 {
 		c.ChurnAppendPercent = 60
 	}
+	c.Churners = min(max(c.Churners, 1), len(c.Users))
 	if c.Mix == (Mix{}) {
 		c.Mix = DefaultMix
 	}
@@ -158,13 +162,25 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	runCtx, stop := context.WithTimeout(ctx, cfg.Duration)
 	defer stop()
 	var churnWG sync.WaitGroup
+	var churnMu sync.Mutex
 	var appends, expunges int
 	var churnErrs []string
-	churnWG.Add(1)
-	go func() {
-		defer churnWG.Done()
-		appends, expunges, churnErrs = churn(runCtx, &cfg, l, rand.New(rand.NewPCG(cfg.Seed, 1)), conns)
-	}()
+	for i := 0; i < cfg.Churners; i++ {
+		var users []User
+		own := make(map[string]*imapConn)
+		for j := i; j < len(cfg.Users); j += cfg.Churners {
+			users = append(users, cfg.Users[j])
+			own[cfg.Users[j].Name] = conns[cfg.Users[j].Name]
+		}
+		churnWG.Add(1)
+		go func() {
+			defer churnWG.Done()
+			a, e, errs := churn(runCtx, &cfg, l, rand.New(rand.NewPCG(cfg.Seed, uint64(1<<32+i))), users, own)
+			churnMu.Lock()
+			defer churnMu.Unlock()
+			appends, expunges, churnErrs = appends+a, expunges+e, append(churnErrs, errs...)
+		}()
+	}
 
 	st := &stats{}
 	var started atomic.Int64
