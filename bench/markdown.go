@@ -55,8 +55,11 @@ func (r *Report) Markdown() string {
 	p("")
 	p("### Verification")
 	p("")
-	p("| scenario | server | octets compared with the seeded messages | errors |")
-	p("|---|---|---:|---|")
+	p("Load: the machine's 1-minute load average at the start of each round")
+	p("(lowest–highest); above %d (the CPU count) other work competed for the CPUs.", r.Machine.NProc)
+	p("")
+	p("| scenario | server | octets compared with the seeded messages | load | errors |")
+	p("|---|---|---:|---|---|")
 	for _, s := range r.Scenarios {
 		for _, server := range Servers {
 			st := s.Servers[server]
@@ -67,7 +70,7 @@ func (r *Report) Markdown() string {
 			if st.Errors > 0 {
 				errs = fmt.Sprintf("%d: %s", st.Errors, strings.ReplaceAll(st.FirstError, "|", "\\|"))
 			}
-			p("| %s | %s | %d | %s |", s.Name, server, st.Verified, errs)
+			p("| %s | %s | %d | %s | %s |", s.Name, server, st.Verified, loadRange(st.Runs), errs)
 		}
 	}
 	p("")
@@ -113,4 +116,18 @@ func (r *Report) Failed() []string {
 		}
 	}
 	return out
+}
+
+func loadRange(runs []Result) string {
+	if len(runs) == 0 {
+		return ""
+	}
+	lo, hi := runs[0].Load, runs[0].Load
+	for _, r := range runs {
+		lo, hi = min(lo, r.Load), max(hi, r.Load)
+	}
+	if lo == hi {
+		return fmt.Sprintf("%.1f", lo)
+	}
+	return fmt.Sprintf("%.1f–%.1f", lo, hi)
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Mem is resident memory in bytes: PSS counts shared pages divided among
@@ -143,4 +144,63 @@ func dovecotPGID(dir string) (int, error) {
 		return 0, fmt.Errorf("dovecot master pid: %q", b)
 	}
 	return pid, nil
+}
+
+// clockTicks is USER_HZ, the unit of /proc/pid/stat times: 100 on every
+// Linux architecture Go supports.
+const clockTicks = 100
+
+// procCPU returns the CPU time, user and system, that process pid used,
+// plus that of its children it has waited for (a Dovecot master reaps
+// its mail and login processes, so their time survives them).
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("/proc/%d/stat: no comm", pid)
+	}
+	// After comm: state(3) ... utime(14) stime(15) cutime(16) cstime(17).
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 15 {
+		return 0, fmt.Errorf("/proc/%d/stat: short", pid)
+	}
+	var ticks int64
+	for _, s := range f[11:15] {
+		v, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/%d/stat: %q", pid, s)
+		}
+		ticks += v
+	}
+	return time.Duration(ticks) * time.Second / clockTicks, nil
+}
+
+// groupCPU sums procCPU over group pgid. Processes that exited are
+// counted by the parent that reaped them, once it has.
+func groupCPU(pgid int) time.Duration {
+	var sum time.Duration
+	for _, pid := range groupPIDs(pgid) {
+		if d, err := procCPU(pid); err == nil {
+			sum += d
+		}
+	}
+	return sum
+}
+
+// loadAvg returns the 1-minute load average: other work on the machine
+// makes the timings noisy, and the report says how busy it was.
+func loadAvg() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(f[0], 64)
+	return v
 }

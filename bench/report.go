@@ -28,11 +28,20 @@ var metricInfo = map[string]struct {
 	"total_pss_kib":   {"PSS per session incl. upstream Dovecot, KiB", true},
 	"total_rss_kib":   {"RSS per session incl. upstream Dovecot, KiB", true},
 	"peak_growth_mib": {"peak RSS growth, MiB", true},
+
+	"cpu_ms_per_session":       {"own CPU per session, ms", true},
+	"total_cpu_ms_per_session": {"CPU per session incl. upstream Dovecot, ms", true},
+	"cpu_ms_per_mb":            {"own CPU per MB, ms", true},
+	"total_cpu_ms_per_mb":      {"CPU per MB incl. upstream Dovecot, ms", true},
+	"cpu_ms_per_1k_msgs":       {"own CPU per 1,000 messages, ms", true},
+	"total_cpu_ms_per_1k_msgs": {"CPU per 1,000 messages incl. upstream Dovecot, ms", true},
 }
 
 // metricOrder is the order metrics are printed in.
 var metricOrder = []string{
 	"p50_ms", "p99_ms", "sessions_per_s", "sessions", "msgs_per_s", "mb_per_s", "seconds",
+	"cpu_ms_per_session", "total_cpu_ms_per_session", "cpu_ms_per_mb", "total_cpu_ms_per_mb",
+	"cpu_ms_per_1k_msgs", "total_cpu_ms_per_1k_msgs",
 	"peak_growth_mib", "held", "own_pss_kib", "own_rss_kib", "total_pss_kib", "total_rss_kib",
 }
 

@@ -23,6 +23,8 @@ type Result struct {
 	Verified int64
 	// UIDLs identifies the UIDL listing, to compare servers.
 	UIDLs Sum
+	// Load is the 1-minute load average when the measurement started.
+	Load float64 `json:",omitempty"`
 }
 
 func (r *Result) fail(err error) {
@@ -127,6 +129,8 @@ func (b *runner) poll(server string, box *Mailbox, clients int) Result {
 		runs atomic.Int64
 	)
 	minRuns := int64(max(b.cfg.PollMinSessions, clients))
+	res.Load = loadAvg()
+	cpu := b.startCPU(server)
 	start := time.Now()
 	var wg sync.WaitGroup
 	for range clients {
@@ -155,6 +159,7 @@ func (b *runner) poll(server string, box *Mailbox, clients int) Result {
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	cpu.done(&res, "cpu_ms_per_session", float64(len(lats)))
 	slices.Sort(lats)
 	res.Metrics["p50_ms"] = ms(percentile(lats, 50))
 	res.Metrics["p99_ms"] = ms(percentile(lats, 99))
@@ -177,7 +182,8 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 // download fetches every message of box in one session, with RETR n, or
 // with TOP n 0 when top, comparing each with the seeded bytes.
 func (b *runner) download(server string, box *Mailbox, top bool) Result {
-	res := Result{Metrics: map[string]float64{}}
+	res := Result{Metrics: map[string]float64{}, Load: loadAvg()}
+	cpu := b.startCPU(server)
 	start := time.Now()
 	bytes, err := downloadSession(b.env.addrs[server], box, top, &res)
 	elapsed := time.Since(start)
@@ -188,8 +194,10 @@ func (b *runner) download(server string, box *Mailbox, top bool) Result {
 	res.Metrics["seconds"] = elapsed.Seconds()
 	if top {
 		res.Metrics["msgs_per_s"] = float64(len(box.Messages)) / elapsed.Seconds()
+		cpu.done(&res, "cpu_ms_per_1k_msgs", float64(len(box.Messages))/1000)
 	} else {
 		res.Metrics["mb_per_s"] = float64(bytes) / 1e6 / elapsed.Seconds()
+		cpu.done(&res, "cpu_ms_per_mb", float64(bytes)/1e6)
 	}
 	return res
 }
@@ -299,7 +307,7 @@ func (b *runner) idleSessions(server string) Result {
 	if err := b.fresh(server); err != nil {
 		return Result{Errors: 1, FirstError: err.Error()}
 	}
-	res := Result{Metrics: map[string]float64{}}
+	res := Result{Metrics: map[string]float64{}, Load: loadAvg()}
 	addr := b.env.addrs[server]
 	ownBefore, upBefore := b.serverMem(server)
 
@@ -371,6 +379,49 @@ func (b *runner) idleSessions(server string) Result {
 	res.Metrics["total_pss_kib"] = per(total.PSS)
 	res.Metrics["total_rss_kib"] = per(total.RSS)
 	return res
+}
+
+// cpuUsed returns the CPU time the server itself (as serverMem counts it)
+// and the upstream Dovecot have used so far.
+func (b *runner) cpuUsed(server string) (own, up time.Duration) {
+	up = groupCPU(b.env.upPGID)
+	switch server {
+	case Popbridge:
+		own, _ = procCPU(b.env.bridgePID())
+	case Native:
+		own = up
+	case IMAPC:
+		own = groupCPU(b.env.imapcPGID)
+	}
+	return own, up
+}
+
+// cpuMeter measures CPU time from its creation to done, which records it
+// in res per unit of work: the server's own, and with the upstream's
+// added for the two servers that read the upstream over IMAP.
+type cpuMeter struct {
+	b         *runner
+	server    string
+	own0, up0 time.Duration
+}
+
+func (b *runner) startCPU(server string) *cpuMeter {
+	m := &cpuMeter{b: b, server: server}
+	m.own0, m.up0 = b.cpuUsed(server)
+	return m
+}
+
+func (m *cpuMeter) done(res *Result, key string, units float64) {
+	own1, up1 := m.b.cpuUsed(m.server)
+	own := own1 - m.own0
+	total := own
+	if m.server != Native {
+		total += up1 - m.up0
+	}
+	if units > 0 {
+		res.Metrics[key] = ms(own) / units
+		res.Metrics["total_"+key] = ms(total) / units
+	}
 }
 
 // fresh prepares a memory measurement: a new popbridge process, and no
