@@ -137,7 +137,6 @@ var errLoginTimeout = errors.New("upstream login timed out")
 // failing upstream gives pop3server.ErrTemporary, never [AUTH].
 func (b *Backend) Login(ctx context.Context, conn pop3server.ConnInfo, username, password string) (pop3server.Mailbox, error) {
 	s := b.settings(username)
-	log := b.opts.Logger.With().Str("session", conn.SessionID).Str("user", username).Logger()
 	u := b.opts.URL
 	if s.Upstream != "" && (u == nil || s.Upstream != u.String()) {
 		var err error
@@ -164,10 +163,10 @@ func (b *Backend) Login(ctx context.Context, conn pop3server.ConnInfo, username,
 	l, err := b.dialGuarded(ctx, cfg)
 	b.observe("connect", start, err)
 	if err != nil {
-		log.Debug().Err(err).Msg("upstream connect failed")
+		b.opts.Logger.Debug().Str("session", conn.SessionID).Str("user", username).Err(err).Msg("upstream connect failed")
 		return nil, pop3server.ErrTemporary.Wrap(err)
 	}
-	m := &maildrop{b: b, l: l, log: log, upstream: u.String(), user: username, mailbox: s.Mailbox, policy: s.Policy}
+	m := &maildrop{b: b, l: l, session: conn.SessionID, upstream: u.String(), user: username, mailbox: s.Mailbox, policy: s.Policy}
 	if err := m.open(ctx, username, password); err != nil {
 		m.Close()
 		return nil, err

@@ -86,7 +86,7 @@ func (m *maildrop) openBody(ctx context.Context, msg message, first *imap.FetchI
 		return nil, pop3server.ErrTemporary.Wrap(err)
 	}
 	if b.sec.lit.Size() != msg.size && lines < 0 && first.Specifier == imap.PartSpecifierNone {
-		m.log.Warn().Uint32("uid", uint32(msg.uid)).Int64("listed", msg.size).Int64("literal", b.sec.lit.Size()).
+		m.warn().Uint32("uid", uint32(msg.uid)).Int64("listed", msg.size).Int64("literal", b.sec.lit.Size()).
 			Msg("upstream body size differs from RFC822.SIZE")
 	}
 	m.body = b

@@ -74,7 +74,7 @@ func (m *maildrop) snapshot(sel *imap.SelectData) (fetched bool, err error) {
 			return true, err
 		}
 	}
-	m.log.Debug().Str("cache", decision.String()).Uint32("exists", n).Msg("listing")
+	m.debug().Str("cache", decision.String()).Uint32("exists", n).Msg("listing")
 	if c != nil && m.cacheable && e != old {
 		e = c.Put(m.key, e)
 	}
@@ -100,7 +100,7 @@ func (m *maildrop) revalidate(old *cache.Entry, d cache.Revalidation, uidNext, n
 	}
 	e, ok := old.Extend(msgs, uidNext, n, hms)
 	if !ok {
-		m.log.Debug().Str("cache", d.String()).Msg("cached listing does not add up; listing in full")
+		m.debug().Str("cache", d.String()).Msg("cached listing does not add up; listing in full")
 		return nil, nil
 	}
 	return e, nil
@@ -113,7 +113,7 @@ func (m *maildrop) searchHidden(e *cache.Entry) (*cache.Entry, error) {
 	if err != nil {
 		var ie *imap.Error
 		if errors.As(err, &ie) {
-			m.log.Debug().Err(err).Msg("UID SEARCH KEYWORD refused; listing in full")
+			m.debug().Err(err).Msg("UID SEARCH KEYWORD refused; listing in full")
 			return nil, nil
 		}
 		return nil, fmt.Errorf("UID SEARCH KEYWORD %s: %w", policy.DeletedKeyword, err)
@@ -144,7 +144,7 @@ func (m *maildrop) listAll(uidNext, n uint32, hms uint64) (*cache.Entry, error) 
 		return e, nil
 	}
 	m.cacheable = false
-	m.log.Debug().Err(err).Msg("listing not cached")
+	m.debug().Err(err).Msg("listing not cached")
 	slices.SortFunc(msgs, func(a, b cache.Message) int { return cmpUID(imap.UID(a.UID), imap.UID(b.UID)) })
 	msgs = slices.CompactFunc(msgs, func(a, b cache.Message) bool { return a.UID == b.UID })
 	return &cache.Entry{UIDNext: uidNext, NumMessages: uint32(len(msgs)), HighestModSeq: hms, Messages: msgs}, nil
@@ -245,24 +245,34 @@ func (m *maildrop) setMessages(e *cache.Entry) {
 	}
 	m.msgUIDs = make([]imap.UID, 0, n)
 	m.infos = make([]pop3server.MessageInfo, n)
-	ends := make([]int, 0, n)
-	var (
-		all strings.Builder
-		buf [maxUIDLen]byte
-	)
-	all.Grow(n * m.b.uidl.maxLen())
+	if n == 0 {
+		return
+	}
+	f := m.b.uidl
+	fixed := f.fixedLen() // the default format's UIDLs are all 16 octets
+	var ends []int
+	if fixed == 0 {
+		ends = make([]int, 0, n)
+	}
+	blob := make([]byte, 0, n*f.maxLen())
 	for _, msg := range e.Messages {
 		if msg.Hidden {
 			continue
 		}
-		all.Write(m.b.uidl.append(buf[:0], msg.UID, m.uidValidity))
-		ends = append(ends, all.Len())
+		blob = f.append(blob, msg.UID, m.uidValidity)
+		if fixed == 0 {
+			ends = append(ends, len(blob))
+		}
 		m.infos[len(m.msgUIDs)].Size = msg.Size
 		m.msgUIDs = append(m.msgUIDs, imap.UID(msg.UID))
 	}
-	uidls := all.String() // no copy
+	uidls := string(blob)
 	start := 0
-	for i, end := range ends {
+	for i := range m.infos {
+		end := start + fixed
+		if fixed == 0 {
+			end = ends[i]
+		}
 		m.infos[i].UIDL = uidls[start:end]
 		start = end
 	}

@@ -27,7 +27,7 @@ type message struct {
 type maildrop struct {
 	b        *Backend
 	l        *link
-	log      zerolog.Logger
+	session  string // pop3server's session ID, for logs
 	upstream string // canonical URL, for the cache key
 	user     string // the login name exactly as sent upstream
 	mailbox  string
@@ -58,6 +58,17 @@ var (
 
 var errRetired = errors.New("upstream connection retired")
 
+// debug and warn start a log event carrying the session and the user. No
+// per-session logger is kept: zerolog gives each one a 500-octet buffer,
+// and thousands of idle sessions would hold them for nothing. A disabled
+// level costs nothing (zerolog's nil event).
+func (m *maildrop) debug() *zerolog.Event { return m.logged(m.b.opts.Logger.Debug()) }
+func (m *maildrop) warn() *zerolog.Event  { return m.logged(m.b.opts.Logger.Warn()) }
+
+func (m *maildrop) logged(e *zerolog.Event) *zerolog.Event {
+	return e.Str("session", m.session).Str("user", m.user)
+}
+
 // open logs in, selects the mailbox and takes the snapshot. The link is
 // armed on entry (from dial) and disarmed on return.
 func (m *maildrop) open(ctx context.Context, username, password string) error {
@@ -77,12 +88,13 @@ func (m *maildrop) open(ctx context.Context, username, password string) error {
 	if err != nil {
 		err = cause(err)
 		m.retire(err)
-		m.log.Debug().Err(err).Msg("upstream login failed")
+		m.debug().Err(err).Msg("upstream login failed")
 		if ctx.Err() != nil {
 			return pop3server.ErrTemporary.Wrap(err)
 		}
 		return err
 	}
+	m.l.caps = nil // the capabilities before login; go-imap keeps the new ones
 	if m.caps = m.l.client.Caps(); m.caps == nil {
 		err := cause(errors.New("no capabilities after login"))
 		m.retire(err)
@@ -183,7 +195,7 @@ func (m *maildrop) usable() error {
 func (m *maildrop) retire(err error) {
 	if m.dead == nil {
 		m.dead = err
-		m.log.Debug().Err(err).Msg("upstream connection retired")
+		m.debug().Err(err).Msg("upstream connection retired")
 	}
 	m.l.raw.Close()
 }

@@ -175,6 +175,17 @@ func (f uidlFormat) maxLen() int {
 	return len(f.append(buf[:0], ^uint32(0), ^uint32(0)))
 }
 
+// fixedLen is the length of every UIDL f yields when they all have the
+// same length (every variable zero-padded to at least its widest value,
+// as in the default), else 0.
+func (f uidlFormat) fixedLen() int {
+	var buf [maxUIDLen]byte
+	if n := len(f.append(buf[:0], 0, 0)); n == f.maxLen() {
+		return n
+	}
+	return 0
+}
+
 // append appends the UIDL of one message to dst without allocating for
 // the usual formats (plain or hex numbers); a listing formats one per
 // message at every login.
@@ -188,14 +199,17 @@ func (f uidlFormat) append(dst []byte, uid, uidValidity uint32) []byte {
 		if p.variable == 'v' {
 			v = uidValidity
 		}
+		switch p.modifiers {
+		case "X", "XL":
+			// As Dovecot's m_str_hex: print with "%llx", lower-case.
+			dst = appendHex(dst, v, p.width)
+			continue
+		}
 		var num [32]byte
 		var s []byte
 		switch p.modifiers {
 		case "", "L", "U":
 			s = strconv.AppendUint(num[:0], uint64(v), 10)
-		case "X", "XL":
-			// As Dovecot's m_str_hex: print with "%llx", lower-case.
-			s = strconv.AppendUint(num[:0], uint64(v), 16)
 		default:
 			s = []byte(applyModifiers(strconv.FormatUint(uint64(v), 10), p.modifiers))
 		}
@@ -205,6 +219,28 @@ func (f uidlFormat) append(dst []byte, uid, uidValidity uint32) []byte {
 		dst = append(dst, s...)
 	}
 	return dst
+}
+
+// appendHex appends v in lower-case hex, zero-padded to width.
+func appendHex(dst []byte, v uint32, width int) []byte {
+	const digits = "0123456789abcdef"
+	var buf [8]byte
+	for i := 7; i >= 0; i-- {
+		buf[i] = digits[v&0xf]
+		v >>= 4
+	}
+	start := 0 // the first significant digit
+	for start < 7 && buf[start] == '0' {
+		start++
+	}
+	// Pad with buf's own leading zeros first, then with more.
+	if w := 8 - width; w < start {
+		start = max(w, 0)
+	}
+	for n := 8; n < width; n++ {
+		dst = append(dst, '0')
+	}
+	return append(dst, buf[start:]...)
 }
 
 // applyModifiers applies Dovecot's modifiers to a variable's decimal text

@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -68,6 +69,42 @@ func TestValidateUIDLFormat(t *testing.T) {
 	for _, f := range good {
 		if err := ValidateUIDLFormat(f); err != nil {
 			t.Errorf("ValidateUIDLFormat(%q) = %v", f, err)
+		}
+	}
+}
+
+// TestUIDLFastPath: the allocation-free formatting gives what applying
+// Dovecot's modifiers to the decimal text gives, for every width and
+// modifier combination the parser accepts.
+func TestUIDLFastPath(t *testing.T) {
+	values := []uint32{0, 1, 9, 10, 15, 16, 255, 256, 0xabcdef, 0x5f3e1a2b, 99999999, 1<<31 - 1, 0xffffffff}
+	for _, mods := range []string{"", "X", "XL", "XU", "U", "L", "UX", "LX", "XX"} {
+		for _, width := range []string{"", "01", "02", "03", "07", "08", "09", "012", "020"} {
+			format := "%" + width + mods + "u-%" + width + mods + "v"
+			f, err := parseUIDLFormat(format)
+			if err != nil {
+				t.Fatalf("%q: %v", format, err)
+			}
+			for _, u := range values {
+				for _, v := range []uint32{1, 0x5f3e1a2b} {
+					var want strings.Builder
+					for _, p := range f {
+						if p.variable == 0 {
+							want.WriteString(p.text)
+							continue
+						}
+						n := u
+						if p.variable == 'v' {
+							n = v
+						}
+						s := applyModifiers(strconv.FormatUint(uint64(n), 10), p.modifiers)
+						want.WriteString(strings.Repeat("0", max(p.width-len(s), 0)) + s)
+					}
+					if got := string(f.append(nil, u, v)); got != want.String() {
+						t.Errorf("%q with %d, %d: %q, want %q", format, u, v, got, want.String())
+					}
+				}
+			}
 		}
 	}
 }

@@ -41,7 +41,7 @@ func (m *maildrop) Update(ctx context.Context, marks pop3server.Marks) error {
 	err := m.exchange(ctx, "update", func() error { return m.apply(plan) })
 	m.afterUpdate(plan.Action, plan.Apply, err)
 	if err != nil {
-		m.log.Warn().Err(err).Str("action", plan.Action.String()).Int("messages", len(plan.Apply)).
+		m.warn().Err(err).Str("action", plan.Action.String()).Int("messages", len(plan.Apply)).
 			Msg("upstream update failed")
 		return pop3server.ErrUpdateFailed.Wrap(err)
 	}
