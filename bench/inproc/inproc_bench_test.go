@@ -1,17 +1,72 @@
 package inproc
 
 import (
+	"flag"
 	"io"
+	"os"
+	"runtime/pprof"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/popbridge/popbridge/bench"
 	"github.com/popbridge/popbridge/internal/testenv"
 )
 
+// loopProfile, unlike go test's -cpuprofile, leaves out the seeding of
+// the mailboxes: go test ./bench/inproc -bench X -args -loopprofile=FILE.
+// It runs from the first benchmark loop to the end of the test binary.
+var loopProfile = flag.String("loopprofile", "", "write a CPU profile of the benchmark loops only (after seeding) to `file`")
+
+var (
+	profileOnce sync.Once
+	profileFile *os.File
+	// fixtures are shared by every run of a benchmark function, so that a
+	// mailbox is seeded once per process.
+	fixtures = map[string]*fixture{}
+)
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	code := m.Run()
+	if profileFile != nil {
+		pprof.StopCPUProfile()
+		profileFile.Close()
+	}
+	for _, f := range fixtures {
+		f.stop()
+	}
+	os.Exit(code)
+}
+
+// profileLoop starts the loop profile, if asked for and not yet running.
+func profileLoop(b *testing.B) {
+	b.Helper()
+	if *loopProfile == "" {
+		return
+	}
+	profileOnce.Do(func() {
+		f, err := os.Create(*loopProfile)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			b.Fatal(err)
+		}
+		profileFile = f
+	})
+}
+
 // fixture is a seeded Dovecot and an in-process popbridge in front of it.
 type fixture struct {
-	bridge *Bridge
-	boxes  map[string]*bench.Mailbox
+	dovecot *testenv.Dovecot
+	bridge  *Bridge
+	boxes   map[string]*bench.Mailbox
+}
+
+func (f *fixture) stop() {
+	_ = f.bridge.Close()
+	_ = f.dovecot.Stop()
 }
 
 var boxSpecs = map[string][]bench.BoxSpec{
@@ -22,27 +77,41 @@ var boxSpecs = map[string][]bench.BoxSpec{
 	"tiny":    {{Count: 20, Size: 4 << 10}},
 }
 
-// start seeds the named mailboxes and starts popbridge.
+// start returns the fixture with the named mailboxes, seeding them and
+// starting Dovecot and popbridge on first use. It skips (fails in CI)
+// without Dovecot.
 func start(tb testing.TB, names ...string) *fixture {
 	tb.Helper()
+	testenv.RequireTool(tb, "dovecot")
+	testenv.RequireTool(tb, "imap")
+	key := strings.Join(names, ",")
+	if f := fixtures[key]; f != nil {
+		return f
+	}
 	var users []testenv.User
 	boxes := map[string]*bench.Mailbox{}
 	for _, n := range names {
 		boxes[n] = &bench.Mailbox{User: n, Password: "pw-" + n, Seen: true}
 		users = append(users, testenv.User{Name: n, Password: "pw-" + n})
 	}
-	d := testenv.StartDovecot(tb, testenv.DovecotOptions{Users: users, ExtraConfig: bench.FastLoginConfig})
+	d, err := testenv.StartDovecotProcess(testenv.DovecotOptions{Users: users, ExtraConfig: bench.FastLoginConfig})
+	if err != nil {
+		tb.Fatal(err)
+	}
 	for _, n := range names {
 		if err := bench.Seed(d, boxes[n], boxSpecs[n]...); err != nil {
+			_ = d.Stop()
 			tb.Fatal(err)
 		}
 	}
 	b, err := Start(d.IMAPAddr, io.Discard)
 	if err != nil {
+		_ = d.Stop()
 		tb.Fatal(err)
 	}
-	tb.Cleanup(func() { _ = b.Close() })
-	return &fixture{bridge: b, boxes: boxes}
+	f := &fixture{dovecot: d, bridge: b, boxes: boxes}
+	fixtures[key] = f
+	return f
 }
 
 // TestInProcess proves the wiring: a poll and a verified download.
@@ -70,6 +139,7 @@ func BenchmarkPoll(b *testing.B) {
 			if err := bench.Poll(f.bridge.Addr, box); err != nil { // warm the cache
 				b.Fatal(err)
 			}
+			profileLoop(b)
 			b.ResetTimer()
 			for b.Loop() {
 				if err := bench.Poll(f.bridge.Addr, box); err != nil {
@@ -80,11 +150,16 @@ func BenchmarkPoll(b *testing.B) {
 	}
 }
 
-// BenchmarkPollParallel is BenchmarkPoll from many clients at once.
-func BenchmarkPollParallel(b *testing.B) {
+// BenchmarkParallelPoll is BenchmarkPoll from many clients at once.
+func BenchmarkParallelPoll(b *testing.B) {
 	f := start(b, "poll10k")
 	box := f.boxes["poll10k"]
+	if err := bench.Poll(f.bridge.Addr, box); err != nil { // warm the cache
+		b.Fatal(err)
+	}
 	b.SetParallelism(25) // 50 clients on 2 CPUs
+	profileLoop(b)
+	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			if err := bench.Poll(f.bridge.Addr, box); err != nil {
@@ -109,6 +184,10 @@ func BenchmarkDownload(b *testing.B) {
 			if !c.top {
 				b.SetBytes(box.TotalSize())
 			}
+			if err := bench.Poll(f.bridge.Addr, box); err != nil { // warm the cache
+				b.Fatal(err)
+			}
+			profileLoop(b)
 			for b.Loop() {
 				if _, err := bench.Download(f.bridge.Addr, box, c.top); err != nil {
 					b.Fatal(err)
