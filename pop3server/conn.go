@@ -45,8 +45,10 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32*1024); return &b
 
 // writers holds the buffered writers of connections that are not writing:
 // a session waiting for its next command (most of them, most of the time,
-// with thousands of idle devices) holds none.
-var writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4096) }}
+// with thousands of idle devices) holds none. Since only busy sessions
+// hold one, it can be large: a 50,000-line UIDL or a big RETR then takes a
+// write per 32 KiB rather than per 4 KiB.
+var writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 32<<10) }}
 
 // writersHeld counts the writers connections hold, for tests.
 var writersHeld atomic.Int64
