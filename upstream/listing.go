@@ -89,6 +89,16 @@ func (m *maildrop) snapshot(sel *imap.SelectData) (fetched bool, err error) {
 // decision and returns the extended entry, or nil when the result does not
 // add up and a full listing is needed.
 func (m *maildrop) revalidate(old *cache.Entry, d cache.Revalidation, uidNext, n uint32, hms uint64) (*cache.Entry, error) {
+	if n == 0 {
+		// Nothing to fetch (and Dovecot may answer a FETCH in an empty
+		// mailbox with BAD): the mailbox is empty.
+		e, err := cache.NewEntry(nil, uidNext, 0, hms)
+		if err != nil {
+			return nil, nil
+		}
+		e.Listed = old.Listed
+		return e, nil
+	}
 	set := imap.UIDSet{imap.UIDRange{Start: imap.UID(old.UIDNext), Stop: 0}}
 	var since uint64
 	if d == cache.Changed {
@@ -109,7 +119,13 @@ func (m *maildrop) revalidate(old *cache.Entry, d cache.Revalidation, uidNext, n
 // searchHidden returns e with its hidden set as the server has it now. A
 // server that refuses the SEARCH (NO or BAD) gets a full listing: nil.
 func (m *maildrop) searchHidden(e *cache.Entry) (*cache.Entry, error) {
-	data, err := m.l.client.UIDSearch(&imap.SearchCriteria{Flag: []imap.Flag{policy.DeletedKeyword}}, nil).Wait()
+	var opts *imap.SearchOptions
+	if m.caps.Has(imap.CapESearch) {
+		// UID ranges rather than every UID: a flag-action mailbox keeps
+		// its hidden messages for ever.
+		opts = &imap.SearchOptions{ReturnAll: true}
+	}
+	data, err := m.l.client.UIDSearch(&imap.SearchCriteria{Flag: []imap.Flag{policy.DeletedKeyword}}, opts).Wait()
 	if err != nil {
 		var ie *imap.Error
 		if errors.As(err, &ie) {
