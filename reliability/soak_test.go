@@ -154,9 +154,10 @@ func TestSoak(t *testing.T) {
 	}
 }
 
-// TestSoakWithUpstreamFaults is the soak with the upstream leg cut, reset
-// and stalled at random while it runs: clients may see -ERR [SYS/TEMP] and
-// closed connections, but the audit is as strict as ever.
+// TestSoakWithUpstreamFaults is the soak with the upstream leg cut, reset,
+// stalled, refused and restarted while it runs (soak.Chaos): clients may
+// see -ERR [SYS/TEMP] and closed connections, but the audit is as strict as
+// ever, and no upstream connection may be left open.
 func TestSoakWithUpstreamFaults(t *testing.T) {
 	testenv.RequireTool(t, "dovecot")
 	d, clients, users := soakSettings(t)
@@ -166,8 +167,9 @@ func TestSoakWithUpstreamFaults(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	chaosDone := make(chan int)
-	go func() { chaosDone <- soak.Chaos(ctx, e.relay, 700*time.Millisecond) }()
+	go func() { chaosDone <- soak.Chaos(ctx, e.relay, 1200*time.Millisecond) }()
 	cfg := e.config(d, clients)
+	cfg.InitialMessages = 15
 	cfg.TolerateTemp = true
 	cfg.Logf = t.Logf
 	r, err := soak.Run(context.Background(), cfg)

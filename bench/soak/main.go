@@ -111,8 +111,10 @@ func run() int {
 	report, err := soak.Run(ctx, soak.Config{
 		POP3Addr: target.addr(), IMAPAddr: d.IMAPAddr, Users: susers,
 		Clients: *clients, Duration: *duration, InitialMessages: *messages,
-		ChurnEvery: *churn, ChurnAppendPercent: 80, Churners: 4, ThinkTime: *think,
-		Mix: soak.Mix{soak.Poll: 25, soak.Retr: 22, soak.Top: 15, soak.Dele: 8, soak.Rset: 5,
+		ChurnEvery: *churn, ChurnAppendPercent: 85, Churners: 8, ThinkTime: *think,
+		// Few enough deleting sessions that the appenders keep up and
+		// the mailboxes do not run dry in a long run.
+		Mix: soak.Mix{soak.Poll: 25, soak.Retr: 22, soak.Top: 15, soak.Dele: 4, soak.Rset: 5,
 			soak.DropMidRetr: 10, soak.DropAfterDele: 10, soak.DropBeforeLogin: 5},
 		OpTimeout:    2 * time.Minute,
 		TolerateTemp: *faults,
@@ -140,6 +142,7 @@ func run() int {
 			break
 		}
 	}
+	leaked := relay != nil && !relay.WaitIdle(30*time.Second)
 	fmt.Printf("go run ./bench/soak -duration %v -clients %d -users %d -messages %d -think %v -churn %v -seed %d",
 		*duration, *clients, *users, *messages, *think, *churn, *seed)
 	if *faults {
@@ -155,10 +158,13 @@ func run() int {
 	fmt.Printf("\n%s", report)
 	fmt.Printf("popbridge at rest: %d goroutines, heap %d KiB before; %d goroutines, heap %d KiB after, %d sessions open\n",
 		base.Goroutines, base.HeapBytes>>10, after.Goroutines, after.HeapBytes>>10, after.Sessions)
-	if !report.OK() || !settled {
-		if !settled {
-			fmt.Println("FAILED: popbridge did not return to its baseline")
-		}
+	if !settled {
+		fmt.Println("FAILED: popbridge did not return to its baseline")
+	}
+	if leaked {
+		fmt.Printf("FAILED: %d upstream connections still open\n", relay.Active())
+	}
+	if !report.OK() || !settled || leaked {
 		return 1
 	}
 	return 0

@@ -9,9 +9,10 @@ import (
 
 // Chaos hurts the connections through r every interval until ctx ends,
 // cycling through cuts, resets, short stalls (shorter than any deadline),
-// a moment of refused connections (which opens popbridge's circuit
-// breaker) and cuts a few KiB into new connections. It clears r and
-// returns how many faults it injected.
+// a moment of reset connections, cuts a few KiB into new connections, and
+// a restart: every connection reset and none accepted for a second (both
+// of those open popbridge's circuit breaker). It clears r and returns how
+// many faults it injected.
 func Chaos(ctx context.Context, r *faultnet.Relay, interval time.Duration) int {
 	n := 0
 	tick := time.NewTicker(interval)
@@ -26,13 +27,22 @@ func Chaos(ctx context.Context, r *faultnet.Relay, interval time.Duration) int {
 		select {
 		case <-ctx.Done():
 			r.Clear()
+			r.Up()
 			return n
 		case <-tick.C:
 		}
 		n++
 		switch n % 10 {
-		case 0, 5, 8:
+		case 0, 5:
 			r.CutAll()
+		case 8: // the upstream restarts
+			r.Down()
+			r.ResetAll()
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+			r.Up()
 		case 1, 6, 9:
 			r.ResetAll()
 		case 2, 7:
