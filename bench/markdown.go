@@ -75,6 +75,9 @@ func (r *Report) Markdown() string {
 	}
 	p("")
 	m := r.Machine
+	if m.PopbridgeVersion == "" {
+		m.PopbridgeVersion = "(binary without a VCS stamp)"
+	}
 	p("Machine: %d CPUs (%s), Linux %s, %s, Dovecot %s, popbridge %s; run took %v.",
 		m.NProc, m.CPU, m.Kernel, m.Go, m.Dovecot, m.PopbridgeVersion, r.Duration.Round(1e9))
 	return b.String()
