@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -177,5 +178,27 @@ func TestUpdateFaults(t *testing.T) {
 				t.Logf("note: message 1 keeps \\Deleted after the failed update")
 			}
 		})
+	}
+}
+
+// TestSizeMismatch: an upstream whose RFC822.SIZE is smaller than the
+// body it then sends. LIST shows what the upstream said; RETR delivers the
+// real message whole (it is the octets that matter, not the count), and
+// popbridge logs the discrepancy.
+func TestSizeMismatch(t *testing.T) {
+	fake := startFake(t, fakeimap.Options{}, 2)
+	b := startBridge(t, bridgeOptions{upstream: fake.URL()})
+	fake.AddRule(fakeimap.Rule{At: fakeimap.List, Step: fakeimap.UnderstateSize})
+	want := fake.Messages("alice", "INBOX")[0].Body
+	c := dialPOP3(t, b.addr)
+	c.mustLogin("alice", "secret")
+	c.mustCmd("LIST 1", "+OK 1 "+strconv.Itoa(len(want)-10))
+	if _, body, err := c.multi("RETR 1"); err != nil || !bytes.Equal(body, want) {
+		t.Fatalf("RETR: %v, %d octets of %d", err, len(body), len(want))
+	}
+	c.quit("+OK")
+	b.waitSessions(slack)
+	if !strings.Contains(b.logs.String(), "differs from RFC822.SIZE") {
+		t.Error("the size mismatch was not logged")
 	}
 }
