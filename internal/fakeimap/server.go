@@ -275,6 +275,13 @@ func (s *Server) WaitCommand(name string, timeout time.Duration) (Command, bool)
 	}
 }
 
+// ResetCommands forgets the commands received so far.
+func (s *Server) ResetCommands() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.log = nil
+}
+
 func (s *Server) record(c Command) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
