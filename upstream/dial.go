@@ -267,7 +267,6 @@ func canonicalCap(s string) imap.Cap {
 	return imap.Cap(strings.ToUpper(s))
 }
 
-
 func cutPrefixFold(s, prefix string) (string, bool) {
 	if len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix) {
 		return s[len(prefix):], true

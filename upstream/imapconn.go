@@ -29,9 +29,9 @@ type imapConn struct {
 
 	lx      lexer    // the response being read
 	resp    response // what next returns; reused
-	lineBuf []byte // the current line; reused
-	cmd     []byte // the command being built; reused
-	bye     string // the text of an untagged BYE, once the server sent one
+	lineBuf []byte   // the current line; reused
+	cmd     []byte   // the command being built; reused
+	bye     string   // the text of an untagged BYE, once the server sent one
 }
 
 // readers holds the read buffers of connections between commands.

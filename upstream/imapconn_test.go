@@ -11,14 +11,14 @@ import (
 
 func TestEncodeMailbox(t *testing.T) {
 	for in, want := range map[string]string{
-		"INBOX":           "INBOX",
-		"Trash/POP3":      "Trash/POP3",
-		"Entwürfe":        "Entw&APw-rfe",
-		"日本語":             "&ZeVnLIqe-",
-		"A&B":             "A&-B",
-		"Gelöschte Ä":     "Gel&APY-schte &AMQ-",
-		"emoji 🎉 party":   "emoji &2DzfiQ- party",
-		"tab\there":       "tab&AAk-here",
+		"INBOX":          "INBOX",
+		"Trash/POP3":     "Trash/POP3",
+		"Entwürfe":       "Entw&APw-rfe",
+		"日本語":            "&ZeVnLIqe-",
+		"A&B":            "A&-B",
+		"Gelöschte Ä":    "Gel&APY-schte &AMQ-",
+		"emoji 🎉 party":  "emoji &2DzfiQ- party",
+		"tab\there":      "tab&AAk-here",
 		"~peter/mail/台北": "~peter/mail/&U,BTFw-",
 	} {
 		if got := encodeMailbox(in); got != want {

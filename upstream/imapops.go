@@ -277,7 +277,7 @@ func parseUIDs(s string) ([]imap.UID, error) {
 
 // store sends UID STORE set ±FLAGS.SILENT (flags).
 func (c *imapConn) store(set imap.UIDSet, op string, flags []imap.Flag) error {
-	return c.start("UID STORE").uids(set).arg(op + ".SILENT").flags(flags).run(nil, nil)
+	return c.start("UID STORE").uids(set).arg(op+".SILENT").flags(flags).run(nil, nil)
 }
 
 // uidExpunge sends UID EXPUNGE set (UIDPLUS).
@@ -305,9 +305,9 @@ func (c *imapConn) logout() error { return c.start("LOGOUT").run(nil, nil) }
 // read: Read streams it from the socket, finish reads the rest of the
 // command's responses.
 type bodyFetch struct {
-	c      *imapConn
-	cmd    *imapCmd
-	uid    imap.UID
+	c        *imapConn
+	cmd      *imapCmd
+	uid      imap.UID
 	size     int64  // of the literal
 	left     int64  // literal octets not read yet
 	isInline bool   // the server sent the body as a quoted string:
