@@ -2,6 +2,8 @@ package upstream
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"testing"
@@ -135,4 +137,51 @@ func uint32s[T ~uint32](l []T) []uint32 {
 		out[i] = uint32(v)
 	}
 	return out
+}
+
+// TestLoginLiterals: a password that cannot be quoted (8-bit) goes as a
+// literal: non-synchronizing with LITERAL+, else after the server's "+".
+func TestLoginLiterals(t *testing.T) {
+	const pass = "pässwörd \"x\""
+	for _, caps := range []string{"IMAP4rev1 LITERAL+", "IMAP4rev1"} {
+		t.Run(caps, func(t *testing.T) {
+			checkGoroutines(t)
+			var got string
+			s := startFake(t, "* OK [CAPABILITY "+caps+"] hi", func(c *fakeConn, tag, cmd string) bool {
+				if !strings.HasPrefix(cmd, "LOGIN ") {
+					handled, keep := basicIMAP(c, tag, cmd, 10)
+					if !handled {
+						c.send(tag + " BAD unexpected")
+					}
+					return keep
+				}
+				// LOGIN "alice" {N+} or {N}: the literal follows.
+				i := strings.LastIndexByte(cmd, '{')
+				n, sync := 0, !strings.HasSuffix(cmd, "+}")
+				fmt.Sscanf(cmd[i+1:], "%d", &n)
+				if sync == strings.Contains(caps, "LITERAL+") {
+					t.Errorf("LOGIN %q with capabilities %s", cmd, caps)
+				}
+				if sync {
+					c.send("+ go ahead")
+				}
+				lit := make([]byte, n)
+				if _, err := io.ReadFull(c.r, lit); err != nil {
+					return false
+				}
+				c.r.ReadString('\n')
+				got = cmd[:i] + string(lit)
+				c.send(tag + " OK [CAPABILITY IMAP4rev1] in")
+				return true
+			})
+			mb, err := newBackend(t, s.url()).Login(context.Background(), testConn, testUser, pass)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mb.Close()
+			if want := `LOGIN "alice" ` + pass; got != want {
+				t.Errorf("server got %q, want %q", got, want)
+			}
+		})
+	}
 }

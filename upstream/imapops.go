@@ -21,8 +21,9 @@ import (
 // login sends LOGIN, and then CAPABILITY unless the answer carried them
 // (capabilities before login are void after it).
 func (c *imapConn) login(user, pass string) error {
+	b := c.start("LOGIN").astring(user).astring(pass) // LITERAL+ as offered before login
 	c.caps = nil
-	if err := c.start("LOGIN").astring(user).astring(pass).run(nil, nil); err != nil {
+	if err := b.run(nil, nil); err != nil {
 		return err
 	}
 	return c.capability()
