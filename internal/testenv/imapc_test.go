@@ -57,3 +57,21 @@ func TestDovecotIMAPC(t *testing.T) {
 		t.Errorf("session: %q, want STAT %q", got, want)
 	}
 }
+
+// TestConfigProcessLimits: Dovecot's imap and pop3 services have their own
+// process_limit of 1024, which default_process_limit leaves alone; one
+// process per session needs it raised to MaxSessions.
+func TestConfigProcessLimits(t *testing.T) {
+	conf := dovecotConfig{Dir: "/d", MaxSessions: 3000, POP3: true}.render()
+	for _, svc := range []string{"imap", "pop3"} {
+		i := strings.Index(conf, "\nservice "+svc+" {\n")
+		if i < 0 {
+			t.Errorf("no service %s section", svc)
+			continue
+		}
+		section := conf[i : i+strings.Index(conf[i+1:], "}")+1]
+		if !strings.Contains(section, "process_limit = 3000") {
+			t.Errorf("service %s: %q, want process_limit = 3000", svc, section)
+		}
+	}
+}
