@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/popbridge/popbridge/internal/pop3test"
 	"github.com/popbridge/popbridge/internal/testenv"
 )
 
@@ -23,62 +24,62 @@ const (
 func TestPlaintextAuthByClientAddress(t *testing.T) {
 	b, cert := tlsBridge(t, "--proxy-protocol", "127.0.0.1/32", "--max-bad-commands-prelogin", "10")
 	pub := dialVia(t, b.POP3, "203.0.113.9")
-	if caps := pub.capa(); hasCap(caps, "USER") || hasCap(caps, "SASL") || !hasCap(caps, "STLS") {
+	if caps := pub.Capa(); pop3test.HasCap(caps, "USER") || pop3test.HasCap(caps, "SASL") || !pop3test.HasCap(caps, "STLS") {
 		t.Fatalf("CAPA to a public address without TLS = %q", caps)
 	}
-	pub.send("AUTH")
-	pub.expect("+OK*", ".")
+	pub.Send("AUTH")
+	pub.Expect("+OK*", ".")
 	for _, cmd := range []string{"USER demo", "PASS demo", "AUTH PLAIN " + b64("\x00demo\x00demo"), "AUTH LOGIN"} {
-		if got := pub.cmd(cmd); got != errPlaintext {
+		if got := pub.Cmd(cmd); got != errPlaintext {
 			t.Fatalf("%s from a public address = %q", strings.Fields(cmd)[0], got)
 		}
 	}
-	pub.startTLS(cert)
-	if caps := pub.capa(); !hasCap(caps, "USER") || !hasCap(caps, "SASL PLAIN LOGIN") || hasCap(caps, "STLS") {
+	pub.StartTLS(pop3test.Trusting(cert))
+	if caps := pub.Capa(); !pop3test.HasCap(caps, "USER") || !pop3test.HasCap(caps, "SASL PLAIN LOGIN") || pop3test.HasCap(caps, "STLS") {
 		t.Fatalf("CAPA after STLS = %q", caps)
 	}
-	pub.send("AUTH PLAIN " + b64("\x00demo\x00demo"))
-	pub.expect("+OK*")
+	pub.Send("AUTH PLAIN " + b64("\x00demo\x00demo"))
+	pub.Expect("+OK*")
 
 	priv := dialVia(t, b.POP3, "192.168.10.20")
-	if caps := priv.capa(); !hasCap(caps, "USER") || !hasCap(caps, "SASL") {
+	if caps := priv.Capa(); !pop3test.HasCap(caps, "USER") || !pop3test.HasCap(caps, "SASL") {
 		t.Fatalf("CAPA to a private address = %q", caps)
 	}
-	priv.login("demo", "demo")
+	priv.Login("demo", "demo")
 
 	// The failed login is logged with the client's address, not the
 	// load balancer's.
 	pub2 := dialVia(t, b.POP3, "203.0.113.77")
-	pub2.startTLS(cert)
-	pub2.send("USER demo")
-	pub2.expect("+OK*")
-	if got := pub2.cmd("PASS wrong"); got != errAuth {
+	pub2.StartTLS(pop3test.Trusting(cert))
+	pub2.Send("USER demo")
+	pub2.Expect("+OK*")
+	if got := pub2.Cmd("PASS wrong"); got != errAuth {
 		t.Fatalf("wrong password = %q", got)
 	}
-	b.waitLog(map[string]string{"event": "login_failed", "client_ip": "203.0.113.77"}, 5*time.Second)
+	b.WaitLog(map[string]string{"event": "login_failed", "client_ip": "203.0.113.77"}, 5*time.Second)
 }
 
 func TestPlaintextAuthModes(t *testing.T) {
 	t.Run("never", func(t *testing.T) {
 		b, cert := tlsBridge(t, "--plaintext-auth", "never")
 		c := dialPOP3(t, b.POP3) // loopback, yet no plaintext
-		if caps := c.capa(); hasCap(caps, "USER") || hasCap(caps, "SASL") {
+		if caps := c.Capa(); pop3test.HasCap(caps, "USER") || pop3test.HasCap(caps, "SASL") {
 			t.Fatalf("CAPA = %q", caps)
 		}
-		if got := c.cmd("USER demo"); got != errPlaintext {
+		if got := c.Cmd("USER demo"); got != errPlaintext {
 			t.Fatalf("USER = %q", got)
 		}
-		c.startTLS(cert)
-		c.login("demo", "demo")
-		dialPOP3S(t, b.POP3S, cert).login("demo", "demo")
+		c.StartTLS(pop3test.Trusting(cert))
+		c.Login("demo", "demo")
+		dialPOP3S(t, b.POP3S, cert).Login("demo", "demo")
 	})
 	t.Run("always", func(t *testing.T) {
 		b, _ := tlsBridge(t, "--plaintext-auth", "always", "--proxy-protocol", "127.0.0.1/32")
 		c := dialVia(t, b.POP3, "198.51.100.1")
-		if caps := c.capa(); !hasCap(caps, "USER") {
+		if caps := c.Capa(); !pop3test.HasCap(caps, "USER") {
 			t.Fatalf("CAPA = %q", caps)
 		}
-		c.login("demo", "demo")
+		c.Login("demo", "demo")
 	})
 }
 
@@ -112,11 +113,11 @@ func TestSASLBlackBox(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c := dialPOP3(t, b.POP3)
 			for i, line := range tt.lines {
-				c.send(line)
-				c.expect(tt.want[i])
+				c.Send(line)
+				c.Expect(tt.want[i])
 			}
 			if tt.name == "bare AUTH" {
-				c.expect("PLAIN", "LOGIN", ".")
+				c.Expect("PLAIN", "LOGIN", ".")
 			}
 		})
 	}
@@ -157,19 +158,19 @@ func TestForbiddenCredentialsNeverReachUpstream(t *testing.T) {
 		{"alice", strings.Repeat("p", 513)}, {"alice\xff", "pw"},
 	}
 	for _, cr := range bad {
-		c.send("AUTH LOGIN " + b64(cr[0]))
-		c.expect("+ UGFzc3dvcmQ6")
-		c.send(b64(cr[1]))
-		c.expect(errAuth)
+		c.Send("AUTH LOGIN " + b64(cr[0]))
+		c.Expect("+ UGFzc3dvcmQ6")
+		c.Send(b64(cr[1]))
+		c.Expect(errAuth)
 		if !strings.ContainsAny(cr[0]+cr[1], "\x00\r\n") && len(cr[1]) < 400 {
-			c.send("AUTH PLAIN " + b64("\x00"+cr[0]+"\x00"+cr[1]))
-			c.expect(errAuth)
+			c.Send("AUTH PLAIN " + b64("\x00"+cr[0]+"\x00"+cr[1]))
+			c.Expect(errAuth)
 		}
 	}
-	c.send("USER alice\x01")
-	c.expect("+OK*")
-	c.send("PASS pw")
-	c.expect(errAuth)
+	c.Send("USER alice\x01")
+	c.Expect("+OK*")
+	c.Send("PASS pw")
+	c.Expect(errAuth)
 	if n := conns.Load(); n != 0 {
 		t.Fatalf("upstream was contacted %d times", n)
 	}
@@ -203,28 +204,28 @@ func TestSpecialCredentialsReachDovecot(t *testing.T) {
 			c := dialPOP3(t, b.POP3)
 			switch mech {
 			case "USER":
-				c.login(u.Name, u.Password)
+				c.Login(u.Name, u.Password)
 			case "PLAIN":
-				c.send("AUTH PLAIN " + b64("\x00"+u.Name+"\x00"+u.Password))
-				c.expect("+OK*")
+				c.Send("AUTH PLAIN " + b64("\x00"+u.Name+"\x00"+u.Password))
+				c.Expect("+OK*")
 			case "LOGIN":
-				c.send("AUTH LOGIN " + b64(u.Name))
-				c.expect("+ UGFzc3dvcmQ6")
-				c.send(b64(u.Password))
-				c.expect("+OK*")
+				c.Send("AUTH LOGIN " + b64(u.Name))
+				c.Expect("+ UGFzc3dvcmQ6")
+				c.Send(b64(u.Password))
+				c.Expect("+OK*")
 			}
-			c.send("RETR 1")
-			c.expect("+OK*")
-			if got, want := string(c.multiline()), "Subject: for "+u.Name+"\r\n\r\nhello "+u.Name+"\r\n"; got != want {
+			c.Send("RETR 1")
+			c.Expect("+OK*")
+			if got, want := string(c.Multiline()), "Subject: for "+u.Name+"\r\n\r\nhello "+u.Name+"\r\n"; got != want {
 				t.Fatalf("%s via %s: RETR 1 = %q, want %q", u.Name, mech, got, want)
 			}
-			c.send("QUIT")
-			c.expect("+OK*")
+			c.Send("QUIT")
+			c.Expect("+OK*")
 		}
 	}
 	for _, name := range lookupOnly {
 		c := dialPOP3(t, b.POP3)
-		if got := c.cmd("AUTH PLAIN " + b64("\x00"+name+"\x00x")); got != errAuth {
+		if got := c.Cmd("AUTH PLAIN " + b64("\x00"+name+"\x00x")); got != errAuth {
 			t.Fatalf("%s: %q", name, got)
 		}
 		if want := "passwd-file(" + name + ",127.0.0.1,"; !strings.Contains(d.Log(), want) {
@@ -236,8 +237,8 @@ func TestSpecialCredentialsReachDovecot(t *testing.T) {
 	for _, cr := range [][2]string{{`victim" "victim-pw`, "x"}, {"victim", `victim-pw" "x`}, {"victim {9}", "victim-pw"},
 		{`victim"`, "victim-pw"}, {"victim", "{9+}victim-pw"}} {
 		c := dialPOP3(t, b.POP3)
-		c.send("AUTH PLAIN " + b64("\x00"+cr[0]+"\x00"+cr[1]))
-		if got := c.readLine(); got != errAuth {
+		c.Send("AUTH PLAIN " + b64("\x00"+cr[0]+"\x00"+cr[1]))
+		if got := c.ReadLine(); got != errAuth {
 			t.Fatalf("injection %q/%q answered %q", cr[0], cr[1], got)
 		}
 	}
@@ -251,19 +252,19 @@ func TestUnknownUserLooksLikeWrongPassword(t *testing.T) {
 	answers := map[string]bool{}
 	for _, cr := range [][2]string{{"alice", "wrong"}, {"nobody-here", "wrong"}, {"nobody-here", "right"}} {
 		c := dialPOP3(t, b.POP3)
-		c.send("USER " + cr[0])
-		c.expect("+OK*")
-		answers["USER "+c.cmd("PASS "+cr[1])] = true
-		answers["PLAIN "+c.cmd("AUTH PLAIN "+b64("\x00"+cr[0]+"\x00"+cr[1]))] = true
-		c.send("AUTH LOGIN " + b64(cr[0]))
-		c.expect("+ UGFzc3dvcmQ6")
-		answers["LOGIN "+c.cmd(b64(cr[1]))] = true
-		c.expectClosed() // 3 failures
+		c.Send("USER " + cr[0])
+		c.Expect("+OK*")
+		answers["USER "+c.Cmd("PASS "+cr[1])] = true
+		answers["PLAIN "+c.Cmd("AUTH PLAIN "+b64("\x00"+cr[0]+"\x00"+cr[1]))] = true
+		c.Send("AUTH LOGIN " + b64(cr[0]))
+		c.Expect("+ UGFzc3dvcmQ6")
+		answers["LOGIN "+c.Cmd(b64(cr[1]))] = true
+		c.ExpectClosed() // 3 failures
 	}
 	if len(answers) != 3 || !answers["USER "+errAuth] || !answers["PLAIN "+errAuth] || !answers["LOGIN "+errAuth] {
 		t.Fatalf("answers differ: %v", answers)
 	}
-	if n := b.countLog(map[string]string{"event": "login_failed", "client_ip": "127.0.0.1"}); n != 9 {
+	if n := b.CountLog(map[string]string{"event": "login_failed", "client_ip": "127.0.0.1"}); n != 9 {
 		t.Fatalf("%d login_failed lines for 9 failures", n)
 	}
 }

@@ -22,32 +22,32 @@ func TestFailureDelayAndPenalty(t *testing.T) {
 	for i := range want {
 		if i%3 == 0 {
 			if c != nil {
-				c.expectClosed()
+				c.ExpectClosed()
 			}
 			c = dialVia(t, b.POP3, "203.0.113.50")
 		}
-		c.send("USER alice")
-		c.expect("+OK*")
+		c.Send("USER alice")
+		c.Expect("+OK*")
 		start := time.Now()
-		if a := c.cmd("PASS wrong"); a != errAuth {
+		if a := c.Cmd("PASS wrong"); a != errAuth {
 			t.Fatalf("failure %d: %q", i+1, a)
 		}
 		got = append(got, time.Since(start))
 	}
-	c.expectClosed()
+	c.ExpectClosed()
 	for i := range want {
 		if got[i] < want[i]*time.Millisecond {
 			t.Errorf("failure %d answered after %v, want at least %v (all %v)", i+1, got[i], want[i]*time.Millisecond, got)
 		}
 	}
-	if n := b.countLog(map[string]string{"event": "login_failed", "client_ip": "203.0.113.50"}); n != len(want) {
+	if n := b.CountLog(map[string]string{"event": "login_failed", "client_ip": "203.0.113.50"}); n != len(want) {
 		t.Errorf("%d login_failed lines for %d failures", n, len(want))
 	}
 	// Another address is not penalized for the first one's failures, and
 	// the right password still works from the penalized one.
 	other := dialVia(t, b.POP3, "198.51.100.50")
-	other.login("alice", "right")
-	dialVia(t, b.POP3, "203.0.113.50").login("alice", "right")
+	other.Login("alice", "right")
+	dialVia(t, b.POP3, "203.0.113.50").Login("alice", "right")
 }
 
 // An unreachable upstream is [SYS/TEMP], never [AUTH]: not delayed, not
@@ -64,19 +64,19 @@ func TestUnreachableUpstreamIsTemporary(t *testing.T) {
 	c := dialPOP3(t, b.POP3)
 	start := time.Now()
 	for i := 0; i < 5; i++ {
-		c.send("USER alice")
-		c.expect("+OK*")
-		if got := c.cmd("PASS secret"); got != errTemp {
+		c.Send("USER alice")
+		c.Expect("+OK*")
+		if got := c.Cmd("PASS secret"); got != errTemp {
 			t.Fatalf("attempt %d: %q", i+1, got)
 		}
 	}
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("5 attempts took %v: the 2s failure delay was applied", d)
 	}
-	c.send("AUTH PLAIN " + b64("\x00alice\x00secret"))
-	c.expect(errTemp)
-	if n := b.countLog(map[string]string{"event": "login_failed"}); n != 0 {
+	c.Send("AUTH PLAIN " + b64("\x00alice\x00secret"))
+	c.Expect(errTemp)
+	if n := b.CountLog(map[string]string{"event": "login_failed"}); n != 0 {
 		t.Errorf("%d login_failed lines for an unreachable upstream", n)
 	}
-	b.waitLog(map[string]string{"event": "login_temp_failure", "client_ip": "127.0.0.1"}, 5*time.Second)
+	b.WaitLog(map[string]string{"event": "login_temp_failure", "client_ip": "127.0.0.1"}, 5*time.Second)
 }

@@ -16,20 +16,20 @@ import (
 // another session hits a limit.
 func healthyDemo(t *testing.T, addr string) *client {
 	c := dialPOP3(t, addr)
-	c.login("demo", "demo")
+	c.Login("demo", "demo")
 	return c
 }
 
-func (c *client) stillWorks() {
-	c.t.Helper()
-	if got := c.cmd("STAT"); !strings.HasPrefix(got, "+OK ") {
-		c.t.Fatalf("healthy session: STAT = %q", got)
+func stillWorks(t *testing.T, c *client) {
+	t.Helper()
+	if got := c.Cmd("STAT"); !strings.HasPrefix(got, "+OK ") {
+		t.Fatalf("healthy session: STAT = %q", got)
 	}
-	c.send("RETR 1")
-	c.expect("+OK*")
-	c.multiline()
-	c.send("QUIT")
-	c.expect("+OK*")
+	c.Send("RETR 1")
+	c.Expect("+OK*")
+	c.Multiline()
+	c.Send("QUIT")
+	c.Expect("+OK*")
 }
 
 // Each limit of the real binary ends only the offending session, with
@@ -39,14 +39,14 @@ func TestLimitsBlackBox(t *testing.T) {
 		b := startBridge(t, "--demo", "--max-line-length", "255")
 		h := healthyDemo(t, b.POP3)
 		c := dialPOP3(t, b.POP3)
-		c.send("USER " + strings.Repeat("x", 300))
-		c.expect("-ERR line too long")
-		c.expectClosed()
+		c.Send("USER " + strings.Repeat("x", 300))
+		c.Expect("-ERR line too long")
+		c.ExpectClosed()
 		c = dialPOP3(t, b.POP3)
-		io.WriteString(c.nc, strings.Repeat("y", 4<<20)) // no line end at all
-		c.expect("-ERR line too long")
-		c.expectClosed()
-		h.stillWorks()
+		io.WriteString(c.Conn(), strings.Repeat("y", 4<<20)) // no line end at all
+		c.Expect("-ERR line too long")
+		c.ExpectClosed()
+		stillWorks(t, h)
 	})
 	t.Run("pre-login idle and total", func(t *testing.T) {
 		b := startBridge(t, "--demo", "--prelogin-idle-timeout", "300ms", "--prelogin-timeout", "1s",
@@ -56,23 +56,23 @@ func TestLimitsBlackBox(t *testing.T) {
 		busy := dialPOP3(t, b.POP3)
 		start := time.Now()
 		for time.Since(start) < 3*time.Second { // keeps talking, never logs in
-			busy.send("CAPA")
-			line := busy.readLine()
+			busy.Send("CAPA")
+			line := busy.ReadLine()
 			if line == "-ERR Disconnected for inactivity." {
 				break
 			}
 			for line != "." {
-				line = busy.readLine()
+				line = busy.ReadLine()
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
 		if d := time.Since(start); d > 2500*time.Millisecond || d < 800*time.Millisecond {
 			t.Fatalf("talkative pre-login session lasted %v, want the 1s pre-login total", d)
 		}
-		busy.expectClosed()
-		idle.expect("-ERR Disconnected for inactivity.") // long before, at 300ms
-		idle.expectClosed()
-		h.stillWorks()
+		busy.ExpectClosed()
+		idle.Expect("-ERR Disconnected for inactivity.") // long before, at 300ms
+		idle.ExpectClosed()
+		stillWorks(t, h)
 	})
 	t.Run("post-login idle", func(t *testing.T) {
 		b := startBridge(t, "--demo", "--idle-timeout", "700ms")
@@ -80,51 +80,51 @@ func TestLimitsBlackBox(t *testing.T) {
 		c := healthyDemo(t, b.POP3)
 		for i := 0; i < 6; i++ {
 			time.Sleep(200 * time.Millisecond)
-			h.send("NOOP")
-			h.expect("+OK*")
+			h.Send("NOOP")
+			h.Expect("+OK*")
 		}
-		c.expect("-ERR Disconnected for inactivity.")
-		c.expectClosed()
-		h.stillWorks()
+		c.Expect("-ERR Disconnected for inactivity.")
+		c.ExpectClosed()
+		stillWorks(t, h)
 	})
 	t.Run("bad commands", func(t *testing.T) {
 		b := startBridge(t, "--demo")
 		h := healthyDemo(t, b.POP3)
 		c := dialPOP3(t, b.POP3)
 		for i := 0; i < 2; i++ {
-			c.send("HELO x")
-			c.expect("-ERR*")
+			c.Send("HELO x")
+			c.Expect("-ERR*")
 		}
-		c.send("EHLO x")
-		c.expect("-ERR*", "-ERR too many bad commands, closing connection")
-		c.expectClosed()
+		c.Send("EHLO x")
+		c.Expect("-ERR*", "-ERR too many bad commands, closing connection")
+		c.ExpectClosed()
 		c = healthyDemo(t, b.POP3)
 		for i := 0; i < 19; i++ {
-			c.send("LIST x")
-			c.expect("-ERR*")
+			c.Send("LIST x")
+			c.Expect("-ERR*")
 		}
-		c.send("BOGUS")
-		c.expect("-ERR*", "-ERR too many bad commands, closing connection")
-		c.expectClosed()
-		h.stillWorks()
+		c.Send("BOGUS")
+		c.Expect("-ERR*", "-ERR too many bad commands, closing connection")
+		c.ExpectClosed()
+		stillWorks(t, h)
 	})
 	t.Run("connections per address and in all", func(t *testing.T) {
 		b := startBridge(t, "--demo", "--proxy-protocol", "127.0.0.1/32", "--plaintext-auth", "always",
 			"--max-conns-per-ip", "2", "--max-sessions", "4")
 		h := dialVia(t, b.POP3, "192.0.2.1")
-		h.login("demo", "demo")
+		h.Login("demo", "demo")
 		dialVia(t, b.POP3, "203.0.113.1")
 		dialVia(t, b.POP3, "203.0.113.1")
 		third := dialRaw(t, b.POP3)
-		fmt.Fprintf(third.nc, "PROXY TCP4 203.0.113.1 127.0.0.1 1 2\r\n")
-		third.expect("-ERR [SYS/TEMP] too many connections from your address")
-		third.expectClosed()
+		fmt.Fprintf(third.Conn(), "PROXY TCP4 203.0.113.1 127.0.0.1 1 2\r\n")
+		third.Expect("-ERR [SYS/TEMP] too many connections from your address")
+		third.ExpectClosed()
 		dialVia(t, b.POP3, "203.0.113.2")
 		fifth := dialRaw(t, b.POP3)
-		fmt.Fprintf(fifth.nc, "PROXY TCP4 203.0.113.3 127.0.0.1 1 2\r\n")
-		fifth.expect("-ERR [SYS/TEMP] too many connections")
-		fifth.expectClosed()
-		h.stillWorks()
+		fmt.Fprintf(fifth.Conn(), "PROXY TCP4 203.0.113.3 127.0.0.1 1 2\r\n")
+		fifth.Expect("-ERR [SYS/TEMP] too many connections")
+		fifth.ExpectClosed()
+		stillWorks(t, h)
 	})
 }
 
@@ -143,26 +143,26 @@ func TestWriteStallBoundedMemory(t *testing.T) {
 	b := startBridge(t, "--upstream", "imap+insecure://"+d.IMAPAddr, "--write-timeout", "1s")
 
 	h := dialPOP3(t, b.POP3)
-	h.login("big", "pw")
+	h.Login("big", "pw")
 	c := dialPOP3(t, b.POP3)
-	c.login("big", "pw")
-	c.nc.(*net.TCPConn).SetReadBuffer(4096)
-	before := b.memKiB("VmHWM")
-	c.send("RETR 1")
-	end := b.waitLog(map[string]string{"message": "session end", "result": "error", "retr": "0"}, 20*time.Second)
-	after := b.memKiB("VmHWM")
+	c.Login("big", "pw")
+	c.Conn().(*net.TCPConn).SetReadBuffer(4096)
+	before := memKiB(t, b, "VmHWM")
+	c.Send("RETR 1")
+	end := b.WaitLog(map[string]string{"message": "session end", "result": "error", "retr": "0"}, 20*time.Second)
+	after := memKiB(t, b, "VmHWM")
 	t.Logf("popbridge peak RSS %d KiB before, %d KiB after a stalled 20 MiB RETR (%v octets reached the socket)",
 		before, after, end["bytes_sent"])
 	if grew := after - before; grew > 10<<10 {
 		t.Errorf("peak RSS grew by %d KiB during a stalled 20 MiB RETR", grew)
 	}
-	h.send("RETR 2")
-	h.expect("+OK*")
-	if got := string(h.multiline()); got != "Subject: small\r\n\r\nsmall\r\n" {
+	h.Send("RETR 2")
+	h.Expect("+OK*")
+	if got := string(h.Multiline()); got != "Subject: small\r\n\r\nsmall\r\n" {
 		t.Fatalf("healthy RETR 2 = %q", got)
 	}
-	h.send("QUIT")
-	h.expect("+OK*")
+	h.Send("QUIT")
+	h.Expect("+OK*")
 	if n := len(d.Messages(t, "big", "INBOX")); n != 2 {
 		t.Fatalf("mailbox has %d messages, want 2 untouched", n)
 	}

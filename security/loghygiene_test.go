@@ -39,36 +39,36 @@ func logins(t *testing.T, addr, user, ok string) {
 			want = errAuth
 		}
 		c := dialPOP3(t, addr)
-		c.send("USER " + user)
-		c.expect("+OK*")
-		c.send("PASS " + pass)
-		c.expect(want)
+		c.Send("USER " + user)
+		c.Expect("+OK*")
+		c.Send("PASS " + pass)
+		c.Expect(want)
 		c = dialPOP3(t, addr)
-		c.send("AUTH PLAIN " + b64("\x00"+user+"\x00"+pass))
-		c.expect(want)
+		c.Send("AUTH PLAIN " + b64("\x00"+user+"\x00"+pass))
+		c.Expect(want)
 		c = dialPOP3(t, addr)
-		c.send("AUTH PLAIN")
-		c.expect("+ ")
-		c.send(b64(user + "\x00" + user + "\x00" + pass))
-		c.expect(want)
+		c.Send("AUTH PLAIN")
+		c.Expect("+ ")
+		c.Send(b64(user + "\x00" + user + "\x00" + pass))
+		c.Expect(want)
 		c = dialPOP3(t, addr)
-		c.send("AUTH LOGIN")
-		c.expect("+ *")
-		c.send(b64(user))
-		c.expect("+ *")
-		c.send(b64(pass))
-		c.expect(want)
+		c.Send("AUTH LOGIN")
+		c.Expect("+ *")
+		c.Send(b64(user))
+		c.Expect("+ *")
+		c.Send(b64(pass))
+		c.Expect(want)
 		// Broken exchanges carrying the password.
 		c = dialPOP3(t, addr)
-		c.send("AUTH PLAIN " + b64("\x00" + user + "\x00" + pass)[1:])
-		c.expect("-ERR invalid base64")
-		c.send("AUTH PLAIN " + b64("other\x00"+user+"\x00"+pass))
-		c.expect(errAuth)
-		c.send("AUTH LOGIN " + b64(user))
-		c.expect("+ *")
-		c.send(b64(pass + "\r\n"))
-		c.expect(errAuth)
-		c.send("QUIT")
+		c.Send("AUTH PLAIN " + b64("\x00" + user + "\x00" + pass)[1:])
+		c.Expect("-ERR invalid base64")
+		c.Send("AUTH PLAIN " + b64("other\x00"+user+"\x00"+pass))
+		c.Expect(errAuth)
+		c.Send("AUTH LOGIN " + b64(user))
+		c.Expect("+ *")
+		c.Send(b64(pass + "\r\n"))
+		c.Expect(errAuth)
+		c.Send("QUIT")
 	}
 }
 
@@ -96,8 +96,8 @@ func TestPasswordNeverLogged(t *testing.T) {
 	// 2 bad passwords × (USER, PLAIN, PLAIN continued, LOGIN) refused by
 	// Dovecot, plus 3 × 2 refused by popbridge itself.
 	waitCount(t, b, map[string]string{"event": "login_failed", "client_ip": "127.0.0.1"}, 2*4+3*2)
-	checkNoLeak(t, "log (Dovecot upstream)", b.stderr.String(), user)
-	checkNoLeak(t, "stdout", b.stdout.String(), user)
+	checkNoLeak(t, "log (Dovecot upstream)", b.LogText(), user)
+	checkNoLeak(t, "stdout", b.Stdout(), user)
 	if b.Admin != "" {
 		checkNoLeak(t, "/metrics", scrape(t, b.Admin), user)
 	} else {
@@ -110,24 +110,24 @@ func TestPasswordNeverLogged(t *testing.T) {
 	b2 := startBridge(t, append([]string{"--upstream", "imap+insecure://" + dead}, fast...)...)
 	logins(t, b2.POP3, user, errTemp)
 	waitCount(t, b2, map[string]string{"event": "login_failed", "client_ip": "127.0.0.1"}, 3*2)
-	checkNoLeak(t, "log (unreachable upstream)", b2.stderr.String(), user)
+	checkNoLeak(t, "log (unreachable upstream)", b2.LogText(), user)
 	if b2.Admin != "" {
 		checkNoLeak(t, "/metrics", scrape(t, b2.Admin), user)
 	}
-	b2.logLines() // every line one JSON object
+	b2.Entries() // every line one JSON object
 }
 
 func waitCount(t *testing.T, b *bridge, want map[string]string, n int) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for b.countLog(want) < n {
+	for b.CountLog(want) < n {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d log lines %v, want %d", b.countLog(want), want, n)
+			t.Fatalf("%d log lines %v, want %d", b.CountLog(want), want, n)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	time.Sleep(100 * time.Millisecond)
-	if got := b.countLog(want); got != n {
+	if got := b.CountLog(want); got != n {
 		t.Fatalf("%d log lines %v, want exactly %d (one per failure)", got, want, n)
 	}
 }
@@ -153,19 +153,19 @@ func TestUsernamesCannotBreakLogLines(t *testing.T) {
 		`}{"message":"forged"}`, "tab\tand\rcr", "\u202eevil-bidi", strings.Repeat("{", 200)}
 	for _, u := range evil {
 		c := dialPOP3(t, b.POP3)
-		c.send("AUTH LOGIN " + b64(u))
-		c.expect("+ *")
-		c.send(b64("pw"))
-		c.expect(errAuth)
+		c.Send("AUTH LOGIN " + b64(u))
+		c.Expect("+ *")
+		c.Send(b64("pw"))
+		c.Expect(errAuth)
 		if !strings.ContainsAny(u, "\r\n") {
-			c.send("USER " + u)
-			c.expect("+OK*")
-			c.send("PASS pw")
-			c.expect(errAuth)
+			c.Send("USER " + u)
+			c.Expect("+OK*")
+			c.Send("PASS pw")
+			c.Expect(errAuth)
 		}
 	}
 	time.Sleep(200 * time.Millisecond)
-	for _, m := range b.logLines() { // fails on any line that is not one JSON object
+	for _, m := range b.Entries() { // fails on any line that is not one JSON object
 		if m["message"] == "forged" || m["event"] == "login_ok" {
 			t.Fatalf("forged log line: %v", m)
 		}

@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/popbridge/popbridge/internal/pop3test"
 )
 
 // TLS 1.0 and 1.1 are refused on POP3S and after STLS; on TLS 1.2 only
@@ -21,15 +23,15 @@ func TestTLSVersionsAndSuites(t *testing.T) {
 		}
 		c := wrap(t, nc)
 		if stls {
-			c.expect("+OK*")
-			c.send("STLS")
-			c.expect("+OK*")
+			c.Expect("+OK*")
+			c.Send("STLS")
+			c.Expect("+OK*")
 		}
 		tc := tls.Client(nc, cfg)
 		if err := tc.Handshake(); err != nil {
 			return err
 		}
-		c.nc, c.r = tc, nil
+		c.Upgrade(tc)
 		return nil
 	}
 	cases := []struct {
@@ -38,34 +40,34 @@ func TestTLSVersionsAndSuites(t *testing.T) {
 		ok   bool
 	}{
 		{"TLS 1.0", func() *tls.Config {
-			c := trusting(cert)
+			c := pop3test.Trusting(cert)
 			c.MinVersion, c.MaxVersion = tls.VersionTLS10, tls.VersionTLS10
 			return c
 		}, false},
 		{"TLS 1.1", func() *tls.Config {
-			c := trusting(cert)
+			c := pop3test.Trusting(cert)
 			c.MinVersion, c.MaxVersion = tls.VersionTLS11, tls.VersionTLS11
 			return c
 		}, false},
 		{"TLS 1.2 CBC only", func() *tls.Config {
-			c := trusting(cert)
+			c := pop3test.Trusting(cert)
 			c.MaxVersion = tls.VersionTLS12
 			c.CipherSuites = []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA, tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256}
 			return c
 		}, false},
 		{"TLS 1.2 GCM", func() *tls.Config {
-			c := trusting(cert)
+			c := pop3test.Trusting(cert)
 			c.MaxVersion = tls.VersionTLS12
 			c.CipherSuites = []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}
 			return c
 		}, true},
 		{"TLS 1.2 ChaCha20", func() *tls.Config {
-			c := trusting(cert)
+			c := pop3test.Trusting(cert)
 			c.MaxVersion = tls.VersionTLS12
 			c.CipherSuites = []uint16{tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256}
 			return c
 		}, true},
-		{"TLS 1.3", func() *tls.Config { c := trusting(cert); c.MinVersion = tls.VersionTLS13; return c }, true},
+		{"TLS 1.3", func() *tls.Config { c := pop3test.Trusting(cert); c.MinVersion = tls.VersionTLS13; return c }, true},
 	}
 	for _, tt := range cases {
 		for _, stls := range []bool{false, true} {
@@ -89,37 +91,36 @@ func TestTLSVersionsAndSuites(t *testing.T) {
 func TestSTLSPipelinedInjection(t *testing.T) {
 	b, cert := tlsBridge(t, "--plaintext-auth", "never")
 	c := dialPOP3(t, b.POP3)
-	if caps := c.capa(); !hasCap(caps, "STLS") || hasCap(caps, "USER") || hasCap(caps, "SASL") {
+	if caps := c.Capa(); !pop3test.HasCap(caps, "STLS") || pop3test.HasCap(caps, "USER") || pop3test.HasCap(caps, "SASL") {
 		t.Fatalf("CAPA in clear = %q, want STLS, no USER, no SASL", caps)
 	}
-	io.WriteString(c.nc, "STLS\r\nCAPA\r\nUSER demo\r\nPASS demo\r\n")
-	c.expect("+OK*")
+	io.WriteString(c.Conn(), "STLS\r\nCAPA\r\nUSER demo\r\nPASS demo\r\n")
+	c.Expect("+OK*")
 	time.Sleep(100 * time.Millisecond)
-	if n := c.r.Buffered(); n > 0 {
-		got, _ := c.r.Peek(n)
+	if n := c.Reader().Buffered(); n > 0 {
+		got, _ := c.Reader().Peek(n)
 		t.Fatalf("answered in clear after STLS: %q", got)
 	}
-	tc := tls.Client(c.nc, trusting(cert))
+	tc := tls.Client(c.Conn(), pop3test.Trusting(cert))
 	if err := tc.Handshake(); err != nil {
 		t.Fatalf("handshake: %v", err)
 	}
-	c.nc = tc
-	c.r.Reset(tc)
-	caps := c.capa()
-	if hasCap(caps, "STLS") || !hasCap(caps, "USER") || !hasCap(caps, "SASL") {
+	c.Upgrade(tc)
+	caps := c.Capa()
+	if pop3test.HasCap(caps, "STLS") || !pop3test.HasCap(caps, "USER") || !pop3test.HasCap(caps, "SASL") {
 		t.Fatalf("CAPA after STLS = %q", caps)
 	}
-	if got := c.cmd("PASS demo"); got != "-ERR USER first" {
+	if got := c.Cmd("PASS demo"); got != "-ERR USER first" {
 		t.Fatalf("PASS after STLS = %q: the pipelined USER was kept", got)
 	}
-	if got := c.cmd("STAT"); got != "-ERR command not valid in this state" {
+	if got := c.Cmd("STAT"); got != "-ERR command not valid in this state" {
 		t.Fatalf("STAT = %q: the pipelined login was executed", got)
 	}
-	c.login("demo", "demo")
-	if got := c.cmd("STLS"); got != "-ERR command not valid in this state" {
+	c.Login("demo", "demo")
+	if got := c.Cmd("STLS"); got != "-ERR command not valid in this state" {
 		t.Fatalf("STLS after login = %q", got)
 	}
-	if got := c.cmd("STAT"); len(got) < 3 || got[:3] != "+OK" {
+	if got := c.Cmd("STAT"); len(got) < 3 || got[:3] != "+OK" {
 		t.Fatalf("STAT after login = %q", got)
 	}
 }
@@ -129,15 +130,15 @@ func TestSTLSPipelinedInjection(t *testing.T) {
 func TestSTLSForgetsUserAndNotAfterLogin(t *testing.T) {
 	b, cert := tlsBridge(t)
 	c := dialPOP3(t, b.POP3)
-	c.send("USER demo")
-	c.expect("+OK*")
-	c.startTLS(cert)
-	if got := c.cmd("PASS demo"); got != "-ERR USER first" {
+	c.Send("USER demo")
+	c.Expect("+OK*")
+	c.StartTLS(pop3test.Trusting(cert))
+	if got := c.Cmd("PASS demo"); got != "-ERR USER first" {
 		t.Fatalf("PASS after STLS = %q", got)
 	}
 	c2 := dialPOP3(t, b.POP3)
-	c2.login("demo", "demo")
-	if got := c2.cmd("STLS"); got != "-ERR command not valid in this state" {
+	c2.Login("demo", "demo")
+	if got := c2.Cmd("STLS"); got != "-ERR command not valid in this state" {
 		t.Fatalf("STLS after login = %q", got)
 	}
 }
@@ -151,14 +152,14 @@ func TestStalledHandshake(t *testing.T) {
 		var c *client
 		if stls {
 			c = dialPOP3(t, b.POP3)
-			c.send("STLS")
-			c.expect("+OK*")
+			c.Send("STLS")
+			c.Expect("+OK*")
 		} else {
 			c = dialRaw(t, b.POP3S)
-			c.nc.Write([]byte{0x16, 0x03, 0x01, 0x02, 0x00}) // half a record header
+			c.Conn().Write([]byte{0x16, 0x03, 0x01, 0x02, 0x00}) // half a record header
 		}
-		c.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
-		if _, err := io.Copy(io.Discard, c.nc); err != nil && !isReset(err) {
+		c.Conn().SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.Copy(io.Discard, c.Conn()); err != nil && !pop3test.IsReset(err) {
 			t.Fatalf("stls=%v: want close, got %v", stls, err)
 		}
 		if d := time.Since(start); d > 6*time.Second {
@@ -175,10 +176,10 @@ func TestCertReloadOnSIGHUP(t *testing.T) {
 	b := startBridge(t, "--demo", "--listen-tls", "127.0.0.1:0", "--tls-cert", certFile, "--tls-key", keyFile)
 
 	open := dialPOP3S(t, b.POP3S, oldCert)
-	open.login("demo", "demo")
+	open.Login("demo", "demo")
 	old := dialPOP3(t, b.POP3) // STLS session, logged in before the reload
-	old.startTLS(oldCert)
-	old.login("demo", "demo")
+	old.StartTLS(pop3test.Trusting(oldCert))
+	old.Login("demo", "demo")
 
 	newCertFile, newKeyFile, newCert := writeCert(t, dir, "renewed", "127.0.0.1")
 	replace := func(src, dst string) {
@@ -196,29 +197,29 @@ func TestCertReloadOnSIGHUP(t *testing.T) {
 	}
 	replace(newCertFile, certFile)
 	replace(newKeyFile, keyFile)
-	b.cmd.Process.Signal(syscall.SIGHUP)
-	b.waitLog(map[string]string{"message": "TLS certificate reloaded"}, 10*time.Second)
+	b.Signal(syscall.SIGHUP)
+	b.WaitLog(map[string]string{"message": "TLS certificate reloaded"}, 10*time.Second)
 
 	for _, sess := range []*client{open, old} {
-		if got := sess.cmd("STAT"); got[:3] != "+OK" {
+		if got := sess.Cmd("STAT"); got[:3] != "+OK" {
 			t.Fatalf("open session after reload: STAT = %q", got)
 		}
 	}
 	fresh := dialPOP3S(t, b.POP3S, newCert) // verifies against the new certificate only
-	if got := fresh.nc.(*tls.Conn).ConnectionState().PeerCertificates[0].SerialNumber; got.Cmp(newCert.SerialNumber) != 0 {
+	if got := fresh.Conn().(*tls.Conn).ConnectionState().PeerCertificates[0].SerialNumber; got.Cmp(newCert.SerialNumber) != 0 {
 		t.Fatalf("new connection got serial %v, want the renewed %v", got, newCert.SerialNumber)
 	}
-	fresh.login("demo", "demo")
+	fresh.Login("demo", "demo")
 	viaSTLS := dialPOP3(t, b.POP3)
-	viaSTLS.startTLS(newCert)
+	viaSTLS.StartTLS(pop3test.Trusting(newCert))
 
 	// A broken renewal: the error is logged and the current certificate stays.
 	os.WriteFile(certFile, []byte("not a certificate"), 0o644)
-	b.cmd.Process.Signal(syscall.SIGHUP)
-	b.waitLog(map[string]string{"message": "TLS certificate reload failed; keeping the old one"}, 10*time.Second)
-	dialPOP3S(t, b.POP3S, newCert).login("demo", "demo")
+	b.Signal(syscall.SIGHUP)
+	b.WaitLog(map[string]string{"message": "TLS certificate reload failed; keeping the old one"}, 10*time.Second)
+	dialPOP3S(t, b.POP3S, newCert).Login("demo", "demo")
 	for _, sess := range []*client{open, old} {
-		sess.send("QUIT")
-		sess.expect("+OK*")
+		sess.Send("QUIT")
+		sess.Expect("+OK*")
 	}
 }

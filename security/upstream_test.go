@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/popbridge/popbridge/internal/bridgetest"
 	"github.com/popbridge/popbridge/internal/fakeimap"
 	"github.com/popbridge/popbridge/internal/testenv"
 )
@@ -20,7 +21,7 @@ const upstreamSecret = "UPSTREAM-SECRET-TEXT-<script>"
 // popbridge sends in clear or, with tlsCfg, after the handshake.
 type hostile struct {
 	addr string
-	got  *syncBuffer
+	got  *bridgetest.SyncBuffer
 }
 
 func startHostile(t *testing.T, tlsCfg *tls.Config, script func(w io.Writer, r *bufio.Reader)) *hostile {
@@ -29,7 +30,7 @@ func startHostile(t *testing.T, tlsCfg *tls.Config, script func(w io.Writer, r *
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
-	h := &hostile{addr: l.Addr().String(), got: &syncBuffer{}}
+	h := &hostile{addr: l.Addr().String(), got: &bridgetest.SyncBuffer{}}
 	go func() {
 		for {
 			nc, err := l.Accept()
@@ -76,12 +77,12 @@ func answerAll(w io.Writer, r *bufio.Reader) {
 func loginFails(t *testing.T, b *bridge, pass string) {
 	t.Helper()
 	c := dialPOP3(t, b.POP3)
-	c.send("USER alice")
-	c.expect("+OK*")
-	if got := c.cmd("PASS " + pass); got != errTemp {
+	c.Send("USER alice")
+	c.Expect("+OK*")
+	if got := c.Cmd("PASS " + pass); got != errTemp {
 		t.Fatalf("login through a hostile upstream = %q, want %q", got, errTemp)
 	}
-	if got := c.cmd("STAT"); got != "-ERR command not valid in this state" {
+	if got := c.Cmd("STAT"); got != "-ERR command not valid in this state" {
 		t.Fatalf("STAT after the refused upstream = %q", got)
 	}
 }
@@ -173,13 +174,13 @@ func TestUpstreamFailsClosed(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			h := startHostile(t, nil, tt.script)
 			b := startBridge(t, "--upstream", tt.scheme+"://"+h.addr, "--upstream-login-timeout", "5s")
-			before := b.memKiB("VmHWM")
+			before := memKiB(t, b, "VmHWM")
 			loginFails(t, b, pass)
 			noCredentials(t, h, pass)
-			if grew := b.memKiB("VmHWM") - before; grew > 16<<10 {
+			if grew := memKiB(t, b, "VmHWM") - before; grew > 16<<10 {
 				t.Errorf("peak RSS grew by %d KiB", grew)
 			}
-			if strings.Contains(b.stdout.String(), upstreamSecret) {
+			if strings.Contains(b.Stdout(), upstreamSecret) {
 				t.Error("upstream text on stdout")
 			}
 		})
@@ -223,8 +224,8 @@ func TestUpstreamCertificateVerified(t *testing.T) {
 		for _, up := range []string{"imaps://" + d.IMAPSAddr, "imap://" + d.IMAPAddr} {
 			loginFails(t, startBridge(t, "--upstream", up), pass) // Dovecot's CA is not a system root
 			c := dialPOP3(t, startBridge(t, "--upstream", up, "--upstream-ca", d.CAFile).POP3)
-			c.login("alice", pass)
-			if got := c.cmd("STAT"); got != "+OK 0 0" {
+			c.Login("alice", pass)
+			if got := c.Cmd("STAT"); got != "+OK 0 0" {
 				t.Fatalf("%s: STAT = %q", up, got)
 			}
 		}
@@ -269,19 +270,19 @@ func TestHostileUpstreamAfterLogin(t *testing.T) {
 			b := startBridge(t, "--upstream", up.URL(), "--upstream-command-timeout", "3s", "--upstream-login-timeout", "5s",
 				"--auth-fail-delay", "1ms", "--auth-penalty-max", "1ms")
 			by := dialPOP3(t, b.POP3)
-			by.login("bystander", "pw")
-			before := b.memKiB("VmHWM")
+			by.Login("bystander", "pw")
+			before := memKiB(t, b, "VmHWM")
 
 			c := dialPOP3(t, b.POP3)
-			c.send("USER victim")
-			c.expect("+OK*")
+			c.Send("USER victim")
+			c.Expect("+OK*")
 			var answer string
 			if tt.retr {
-				c.send("PASS pw")
-				c.expect("+OK*")
-				c.nc.SetReadDeadline(time.Now().Add(15 * time.Second))
-				c.send("RETR 1")
-				answer = c.readLine()
+				c.Send("PASS pw")
+				c.Expect("+OK*")
+				c.Conn().SetReadDeadline(time.Now().Add(15 * time.Second))
+				c.Send("RETR 1")
+				answer = c.ReadLine()
 				t.Logf("RETR answered %q", answer)
 				switch {
 				case answer == errTemp || answer == "-ERR no such message":
@@ -289,7 +290,7 @@ func TestHostileUpstreamAfterLogin(t *testing.T) {
 					// The body broke after +OK: the connection must close
 					// without the terminating dot, and nothing of the
 					// upstream's protocol may be in what came before.
-					rest, _ := io.ReadAll(c.r)
+					rest, _ := io.ReadAll(c.Reader())
 					answer += "\n" + string(rest)
 					if strings.HasSuffix(answer, "\r\n.\r\n") {
 						t.Fatalf("a broken body was terminated as if whole")
@@ -298,7 +299,7 @@ func TestHostileUpstreamAfterLogin(t *testing.T) {
 					t.Fatalf("RETR through a hostile upstream = %q", answer)
 				}
 			} else {
-				answer = c.cmd("PASS pw")
+				answer = c.Cmd("PASS pw")
 				if answer != tt.want {
 					t.Fatalf("PASS through a hostile upstream = %q, want %q", answer, tt.want)
 				}
@@ -306,25 +307,25 @@ func TestHostileUpstreamAfterLogin(t *testing.T) {
 			if strings.Contains(answer, upstreamSecret) || strings.Contains(answer, "AAAA") {
 				t.Fatalf("upstream text reflected to the client: %q", answer[:min(len(answer), 200)])
 			}
-			if grew := b.memKiB("VmHWM") - before; grew > 32<<10 {
+			if grew := memKiB(t, b, "VmHWM") - before; grew > 32<<10 {
 				t.Errorf("peak RSS grew by %d KiB", grew)
 			}
-			by.stillWorksAs()
+			stillWorksAs(t, by)
 		})
 	}
 }
 
 // stillWorksAs is stillWorks for a fakeimap user with one message.
-func (c *client) stillWorksAs() {
-	c.t.Helper()
-	if got := c.cmd("STAT"); !strings.HasPrefix(got, "+OK 1 ") {
-		c.t.Fatalf("bystander: STAT = %q", got)
+func stillWorksAs(t *testing.T, c *client) {
+	t.Helper()
+	if got := c.Cmd("STAT"); !strings.HasPrefix(got, "+OK 1 ") {
+		t.Fatalf("bystander: STAT = %q", got)
 	}
-	c.send("RETR 1")
-	c.expect("+OK*")
-	if got := string(c.multiline()); got != "Subject: hi\r\n\r\nhello\r\n" {
-		c.t.Fatalf("bystander: RETR 1 = %q", got)
+	c.Send("RETR 1")
+	c.Expect("+OK*")
+	if got := string(c.Multiline()); got != "Subject: hi\r\n\r\nhello\r\n" {
+		t.Fatalf("bystander: RETR 1 = %q", got)
 	}
-	c.send("QUIT")
-	c.expect("+OK*")
+	c.Send("QUIT")
+	c.Expect("+OK*")
 }
