@@ -19,7 +19,9 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/popbridge/popbridge/internal/bridgetest"
 	"github.com/popbridge/popbridge/internal/config"
+	"github.com/popbridge/popbridge/internal/pop3test"
 	"github.com/popbridge/popbridge/internal/testenv"
 )
 
@@ -193,7 +195,7 @@ func TestOpsSystemdUnit(t *testing.T) {
 	}
 	analyze := testenv.RequireTool(t, "systemd-analyze")
 	// verify wants the ExecStart binary to exist.
-	bin := opsBuild(t)
+	bin := bridgetest.Binary(t)
 	tmp := filepath.Join(t.TempDir(), "popbridge.service")
 	if err := os.WriteFile(tmp, bytes.ReplaceAll(unit, []byte("/usr/local/bin/popbridge"), []byte(bin)), 0o644); err != nil {
 		t.Fatal(err)
@@ -225,7 +227,7 @@ func TestOpsBehindHAProxy(t *testing.T) {
 	// The client comes from ::1, HAProxy connects to popbridge from
 	// 127.0.0.1: only the PROXY header can tell popbridge "::1".
 	cert, key := writeTestCert(t)
-	p := opsStart(t, opsBuild(t), "--demo", "--listen", "127.0.0.1:0", "--listen-tls", "127.0.0.1:0",
+	p := opsStart(t, bridgetest.Binary(t), "--demo", "--listen", "127.0.0.1:0", "--listen-tls", "127.0.0.1:0",
 		"--tls-cert", cert, "--tls-key", key, "--admin-listen", "127.0.0.1:0",
 		"--proxy-protocol", "127.0.0.1/32")
 	pop3Front, pop3sFront := freePort(t, "[::1]"), freePort(t, "[::1]")
@@ -277,11 +279,11 @@ func TestOpsBehindHAProxy(t *testing.T) {
 	})
 
 	c := opsDial(t, pop3Front, nil)
-	c.mustLine("+OK")
-	c.ok("USER demo")
-	c.ok("PASS demo")
-	c.ok("STAT")
-	c.ok("QUIT")
+	c.MustLine("+OK")
+	c.OK("USER demo")
+	c.OK("PASS demo")
+	c.OK("STAT")
+	c.OK("QUIT")
 	p.WaitLog(map[string]string{"event": "session_end", "client_ip": "::1", "tls": "false", "result": "quit"}, 5*time.Second)
 
 	raw, err := net.DialTimeout("tcp", pop3sFront, 5*time.Second)
@@ -289,13 +291,12 @@ func TestOpsBehindHAProxy(t *testing.T) {
 		t.Fatal(err)
 	}
 	tc := tls.Client(raw, &tls.Config{InsecureSkipVerify: true}) // the test's own throwaway cert
-	c = &opsPOP3{t: t, conn: tc}
-	c.r = newCountingReader(tc, &c.n)
+	c = pop3test.New(t, tc, opsClient)
 	t.Cleanup(func() { raw.Close() })
-	c.mustLine("+OK")
-	c.ok("USER demo")
-	c.ok("PASS demo")
-	c.ok("QUIT")
+	c.MustLine("+OK")
+	c.OK("USER demo")
+	c.OK("PASS demo")
+	c.OK("QUIT")
 	p.WaitLog(map[string]string{"event": "session_end", "client_ip": "::1", "tls": "true", "result": "quit"}, 5*time.Second)
 
 	if n := p.CountLog(map[string]string{"component": "proxy-protocol"}); n != 0 {

@@ -14,22 +14,23 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
+	"github.com/popbridge/popbridge/internal/bridgetest"
 	"github.com/popbridge/popbridge/internal/testenv"
 )
 
 // TestOpsDrainIdleSession: SIGTERM with an idle, logged-in session that
 // marked a message: the client is told [SYS/TEMP], the process exits 0.
 func TestOpsDrainIdleSession(t *testing.T) {
-	p := opsStart(t, opsBuild(t), "--demo", "--listen", "127.0.0.1:0", "--drain-timeout", "10s")
+	p := opsStart(t, bridgetest.Binary(t), "--demo", "--listen", "127.0.0.1:0", "--drain-timeout", "10s")
 	c := opsDial(t, p.POP3, nil)
-	c.mustLine("+OK")
-	c.ok("USER demo")
-	c.ok("PASS demo")
-	c.ok("DELE 1")
+	c.MustLine("+OK")
+	c.OK("USER demo")
+	c.OK("PASS demo")
+	c.OK("DELE 1")
 
 	p.Signal(syscall.SIGTERM)
-	c.mustLine("-ERR [SYS/TEMP]")
-	if closed, rest := c.closed(); !closed {
+	c.MustLine("-ERR [SYS/TEMP]")
+	if closed, rest := c.Closed(); !closed {
 		t.Fatalf("connection not closed after the shutdown notice; got %q", rest)
 	}
 	if st := p.Wait(10 * time.Second); st != 0 {
@@ -56,49 +57,49 @@ func TestOpsDrainAgainstDovecot(t *testing.T) {
 	}
 	d.Append(t, "alice", "INBOX", big)
 
-	p := opsStart(t, opsBuild(t), "--upstream", "imap+insecure://"+d.IMAPAddr, "--listen", "127.0.0.1:0",
+	p := opsStart(t, bridgetest.Binary(t), "--upstream", "imap+insecure://"+d.IMAPAddr, "--listen", "127.0.0.1:0",
 		"--admin-listen", "127.0.0.1:0", "--drain-timeout", "60s")
 
 	login := func() *opsPOP3 {
 		c := opsDial(t, p.POP3, nil)
-		c.mustLine("+OK")
-		c.ok("USER alice")
-		c.ok("PASS alicepw")
+		c.MustLine("+OK")
+		c.OK("USER alice")
+		c.OK("PASS alicepw")
 		return c
 	}
 
 	// Control: DELE 2 and QUIT, applied.
 	ctl := login()
-	ctl.ok("DELE 2")
-	ctl.ok("QUIT")
+	ctl.OK("DELE 2")
+	ctl.OK("QUIT")
 	if n := len(d.Messages(t, "alice", "INBOX")); n != 3 {
 		t.Fatalf("control session's delete not applied: %d messages, want 3", n)
 	}
 
 	// Idle: DELE 1 (still message 1 in the new numbering), no QUIT.
 	idle := login()
-	idle.ok("DELE 1")
+	idle.OK("DELE 1")
 
 	// Busy: RETR the big message (now message 3), read a little, stall.
 	busy := login()
-	sz := busy.ok("LIST 3")
+	sz := busy.OK("LIST 3")
 	if want := fmt.Sprintf("+OK 3 %d", len(big)); sz != want {
 		t.Fatalf("LIST 3 = %q, want %q", sz, want)
 	}
-	busy.ok("RETR 3")
-	head := busy.multiPrefix(64 << 10)
+	busy.OK("RETR 3")
+	head := busy.MultilinePrefix(64 << 10)
 
 	p.Signal(syscall.SIGTERM)
 
-	idle.mustLine("-ERR [SYS/TEMP]")
-	if closed, rest := idle.closed(); !closed {
+	idle.MustLine("-ERR [SYS/TEMP]")
+	if closed, rest := idle.Closed(); !closed {
 		t.Fatalf("idle session not closed after the shutdown notice; got %q", rest)
 	}
 	waitFor(t, "/readyz to answer 503 during the drain", func() bool {
-		code, _, err := p.get("/readyz")
+		code, _, err := p.Get("/readyz")
 		return err == nil && code == http.StatusServiceUnavailable
 	})
-	if code, _, err := p.get("/livez"); err != nil || code != http.StatusOK {
+	if code, _, err := p.Get("/livez"); err != nil || code != http.StatusOK {
 		t.Errorf("/livez = %d %v during the drain, want 200", code, err)
 	}
 	waitFor(t, "the POP3 listener to close", func() bool {
@@ -110,18 +111,18 @@ func TestOpsDrainAgainstDovecot(t *testing.T) {
 		return false
 	})
 	select {
-	case <-p.exited:
+	case <-p.Done():
 		t.Fatal("popbridge exited while a RETR was still in progress")
 	default:
 	}
 
 	// The stalled RETR now finishes, whole and terminated.
-	rest := busy.multi()
+	rest := busy.Multiline()
 	got := append(head, rest...)
 	if !bytes.Equal(got, big) {
 		t.Fatalf("RETR during drain delivered %d octets, want the %d-octet message byte for byte", len(got), len(big))
 	}
-	busy.mustLine("-ERR [SYS/TEMP]")
+	busy.MustLine("-ERR [SYS/TEMP]")
 
 	if st := p.Wait(30 * time.Second); st != 0 {
 		t.Fatalf("exit status %d after a clean drain, want 0", st)
@@ -146,22 +147,22 @@ func TestOpsDrainTimeoutCutsTransfer(t *testing.T) {
 	big := bigMessage(20 << 20)
 	d.Append(t, "bob", "INBOX", big)
 
-	p := opsStart(t, opsBuild(t), "--upstream", "imap+insecure://"+d.IMAPAddr, "--listen", "127.0.0.1:0",
+	p := opsStart(t, bridgetest.Binary(t), "--upstream", "imap+insecure://"+d.IMAPAddr, "--listen", "127.0.0.1:0",
 		"--drain-timeout", "1s", "--delete-policy", "on-download")
 	c := opsDial(t, p.POP3, nil)
-	c.mustLine("+OK")
-	c.ok("USER bob")
-	c.ok("PASS bobpw")
-	c.ok("RETR 1")
+	c.MustLine("+OK")
+	c.OK("USER bob")
+	c.OK("PASS bobpw")
+	c.OK("RETR 1")
 	head := make([]byte, 64<<10)
-	if _, err := io.ReadFull(c.r, head); err != nil {
+	if _, err := io.ReadFull(c.Reader(), head); err != nil {
 		t.Fatal(err)
 	}
 	p.Signal(syscall.SIGTERM)
 	if st := p.Wait(20 * time.Second); st != 0 {
 		t.Fatalf("exit status %d after a drain timeout, want 0", st)
 	}
-	rest, _ := io.ReadAll(c.r)
+	rest, _ := io.ReadAll(c.Reader())
 	got := append(head, rest...)
 	if bytes.HasSuffix(got, []byte("\r\n.\r\n")) || len(got) >= len(big) {
 		t.Fatalf("cut-off RETR delivered %d of %d octets and ended %q", len(got), len(big), got[max(0, len(got)-5):])

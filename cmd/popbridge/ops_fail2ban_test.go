@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/popbridge/popbridge/internal/bridgetest"
 	"github.com/popbridge/popbridge/internal/testenv"
 )
 
@@ -19,7 +20,7 @@ import (
 // successful login nor a login refused because the upstream is down is.
 func TestOpsFail2banFilter(t *testing.T) {
 	f2b := testenv.RequireTool(t, "fail2ban-regex")
-	bin := opsBuild(t)
+	bin := bridgetest.Binary(t)
 
 	// Bad passwords, behind a load balancer, so the log has public
 	// addresses; plaintext allowed so USER/PASS and AUTH PLAIN reach the
@@ -27,21 +28,21 @@ func TestOpsFail2banFilter(t *testing.T) {
 	p := opsStart(t, bin, "--demo", "--listen", "127.0.0.1:0", "--proxy-protocol", "127.0.0.1/32",
 		"--plaintext-auth", "always", "--auth-fail-delay", "1ms", "--auth-penalty-max", "1ms")
 	c := opsDial(t, p.POP3, proxyV1("203.0.113.7", 40001))
-	c.mustLine("+OK")
+	c.MustLine("+OK")
 	for range 2 {
-		c.ok("USER demo")
-		c.mustLineAfter("PASS guess", "-ERR [AUTH]")
+		c.OK("USER demo")
+		c.CmdPrefix("PASS guess", "-ERR [AUTH]")
 	}
-	c.ok("QUIT")
+	c.OK("QUIT")
 	c = opsDial(t, p.POP3, proxyV2(t, "2001:db8:5::23", 40002))
-	c.mustLine("+OK")
-	c.mustLineAfter("AUTH PLAIN AGRlbW8Ad3Jvbmc=", "-ERR [AUTH]") // \0demo\0wrong
-	c.ok("QUIT")
+	c.MustLine("+OK")
+	c.CmdPrefix("AUTH PLAIN AGRlbW8Ad3Jvbmc=", "-ERR [AUTH]") // \0demo\0wrong
+	c.OK("QUIT")
 	c = opsDial(t, p.POP3, proxyV1("198.51.100.30", 40003)) // a good login: never banned
-	c.mustLine("+OK")
-	c.ok("USER demo")
-	c.ok("PASS demo")
-	c.ok("QUIT")
+	c.MustLine("+OK")
+	c.OK("USER demo")
+	c.OK("PASS demo")
+	c.OK("QUIT")
 	p.WaitLog(map[string]string{"event": "session_end", "client_ip": "198.51.100.30", "result": "quit"}, 5*time.Second)
 
 	// The upstream is down: a temporary failure, not the client's fault.
@@ -54,10 +55,10 @@ func TestOpsFail2banFilter(t *testing.T) {
 	q := opsStart(t, bin, "--upstream", "imap+insecure://"+deadAddr, "--listen", "127.0.0.1:0",
 		"--proxy-protocol", "127.0.0.1/32", "--plaintext-auth", "always", "--auth-fail-delay", "1ms")
 	c = opsDial(t, q.POP3, proxyV1("192.0.2.50", 40004))
-	c.mustLine("+OK")
-	c.ok("USER demo")
-	c.mustLineAfter("PASS demo", "-ERR [SYS/TEMP]")
-	c.ok("QUIT")
+	c.MustLine("+OK")
+	c.OK("USER demo")
+	c.CmdPrefix("PASS demo", "-ERR [SYS/TEMP]")
+	c.OK("QUIT")
 	q.WaitLog(map[string]string{"event": "login_temp_failure", "client_ip": "192.0.2.50"}, 5*time.Second)
 
 	logFile := filepath.Join(t.TempDir(), "popbridge.log")
@@ -79,14 +80,6 @@ func TestOpsFail2banFilter(t *testing.T) {
 	slices.Sort(want)
 	if !slices.Equal(got, want) {
 		t.Fatalf("fail2ban-regex found %q, want %q; log:\n%s", got, want, strings.Join(lines, "\n"))
-	}
-}
-
-// mustLineAfter sends a command and wants its reply to start with prefix.
-func (c *opsPOP3) mustLineAfter(cmd, prefix string) {
-	c.t.Helper()
-	if s := c.cmd(cmd); !strings.HasPrefix(s, prefix) {
-		c.t.Fatalf("%s: %s, want %s", cmd, s, prefix)
 	}
 }
 

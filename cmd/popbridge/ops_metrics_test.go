@@ -6,51 +6,53 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/popbridge/popbridge/internal/bridgetest"
 )
 
 // TestOpsMetricsAfterSession scrapes /metrics around a scripted pair of
 // sessions and checks each counter moved by exactly what the sessions did.
 func TestOpsMetricsAfterSession(t *testing.T) {
-	p := opsStart(t, opsBuild(t), "--demo", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
+	p := opsStart(t, bridgetest.Binary(t), "--demo", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
 		"--auth-fail-delay", "1ms")
-	before := p.scrape()
+	before := p.Scrape()
 
 	var octets int64
 	// A failed login.
 	c := opsDial(t, p.POP3, nil)
-	c.mustLine("+OK")
-	c.ok("USER demo")
-	if s := c.cmd("PASS wrong"); !strings.HasPrefix(s, "-ERR [AUTH]") {
+	c.MustLine("+OK")
+	c.OK("USER demo")
+	if s := c.Cmd("PASS wrong"); !strings.HasPrefix(s, "-ERR [AUTH]") {
 		t.Fatalf("PASS wrong: %s", s)
 	}
-	c.ok("QUIT")
-	io.Copy(io.Discard, c.r)
-	octets += c.n
+	c.OK("QUIT")
+	io.Copy(io.Discard, c.Reader())
+	octets += c.BytesRead()
 
 	// A session that reads one message and deletes another.
 	c = opsDial(t, p.POP3, nil)
-	c.mustLine("+OK")
-	c.ok("USER demo")
-	c.ok("PASS demo")
-	c.ok("STAT")
-	c.ok("LIST")
-	c.multi()
-	c.ok("RETR 1")
-	c.multi()
-	c.ok("NOOP")
-	if s := c.cmd("BOGUS"); !strings.HasPrefix(s, "-ERR") {
+	c.MustLine("+OK")
+	c.OK("USER demo")
+	c.OK("PASS demo")
+	c.OK("STAT")
+	c.OK("LIST")
+	c.Multiline()
+	c.OK("RETR 1")
+	c.Multiline()
+	c.OK("NOOP")
+	if s := c.Cmd("BOGUS"); !strings.HasPrefix(s, "-ERR") {
 		t.Fatalf("BOGUS: %s", s)
 	}
-	c.ok("DELE 2")
-	c.ok("QUIT")
-	io.Copy(io.Discard, c.r)
-	octets += c.n
+	c.OK("DELE 2")
+	c.OK("QUIT")
+	io.Copy(io.Discard, c.Reader())
+	octets += c.BytesRead()
 
 	// Session-end counters move after the client saw the connection close.
 	var after map[string]float64
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		after = p.scrape()
+		after = p.Scrape()
 		if after[`popbridge_sessions_ended_total{result="quit"}`]-before[`popbridge_sessions_ended_total{result="quit"}`] == 2 &&
 			after["popbridge_sessions_active"] == 0 || time.Now().After(deadline) {
 			break
@@ -108,7 +110,7 @@ func TestOpsMetricsAfterSession(t *testing.T) {
 
 	// Probes, while healthy.
 	for _, path := range []string{"/livez", "/readyz"} {
-		if code, body, err := p.get(path); err != nil || code != http.StatusOK {
+		if code, body, err := p.Get(path); err != nil || code != http.StatusOK {
 			t.Errorf("GET %s = %d %q %v, want 200", path, code, body, err)
 		}
 	}

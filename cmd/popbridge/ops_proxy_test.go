@@ -18,6 +18,9 @@ import (
 	"time"
 
 	"github.com/pires/go-proxyproto"
+
+	"github.com/popbridge/popbridge/internal/bridgetest"
+	"github.com/popbridge/popbridge/internal/pop3test"
 )
 
 func proxyV1(src string, srcPort int) []byte {
@@ -51,28 +54,12 @@ func proxyV2(t *testing.T, src string, srcPort int) []byte {
 	return b
 }
 
-// capa returns the CAPA listing.
-func (c *opsPOP3) capa() []string {
-	c.t.Helper()
-	c.ok("CAPA")
-	return strings.Split(strings.TrimSpace(string(c.multi())), "\r\n")
-}
-
-func hasCap(caps []string, name string) bool {
-	for _, c := range caps {
-		if c == name || strings.HasPrefix(c, name+" ") {
-			return true
-		}
-	}
-	return false
-}
-
 // TestOpsProxyTrusted: PROXY v1 and v2 headers from a trusted peer carry
 // the real client address into the logs, the plaintext-auth decision and
 // the per-IP limit.
 func TestOpsProxyTrusted(t *testing.T) {
 	cert, key := writeTestCert(t)
-	p := opsStart(t, opsBuild(t), "--demo", "--listen", "127.0.0.1:0", "--listen-tls", "127.0.0.1:0",
+	p := opsStart(t, bridgetest.Binary(t), "--demo", "--listen", "127.0.0.1:0", "--listen-tls", "127.0.0.1:0",
 		"--tls-cert", cert, "--tls-key", key,
 		"--proxy-protocol", "127.0.0.1/32,::1/128", "--plaintext-auth", "local",
 		"--max-conns-per-ip", "1", "--prelogin-idle-timeout", "1s")
@@ -90,40 +77,40 @@ func TestOpsProxyTrusted(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := opsDial(t, p.POP3, tc.header)
-			c.mustLine("+OK")
+			c.MustLine("+OK")
 			// The client is public and not on TLS: no cleartext login.
-			if caps := c.capa(); hasCap(caps, "USER") || !hasCap(caps, "STLS") {
+			if caps := c.Capa(); pop3test.HasCap(caps, "USER") || !pop3test.HasCap(caps, "STLS") {
 				t.Errorf("CAPA for public %s over plain text = %v, want no USER, with STLS", tc.ip, caps)
 			}
-			if s := c.cmd("USER demo"); !strings.HasPrefix(s, "-ERR") {
+			if s := c.Cmd("USER demo"); !strings.HasPrefix(s, "-ERR") {
 				t.Errorf("USER from public %s without TLS: %s", tc.ip, s)
 			}
-			c.ok("QUIT")
+			c.OK("QUIT")
 			p.WaitLog(map[string]string{"event": "session_end", "client_ip": tc.ip, "client_port": strconv.Itoa(tc.port)}, 5*time.Second)
 		})
 	}
 
 	t.Run("private address via header", func(t *testing.T) {
 		c := opsDial(t, p.POP3, proxyV2(t, "10.1.2.3", 40010))
-		c.mustLine("+OK")
-		if caps := c.capa(); !hasCap(caps, "USER") {
+		c.MustLine("+OK")
+		if caps := c.Capa(); !pop3test.HasCap(caps, "USER") {
 			t.Errorf("CAPA for private 10.1.2.3 = %v, want USER", caps)
 		}
-		c.ok("USER demo")
-		c.ok("PASS demo")
-		c.ok("QUIT")
+		c.OK("USER demo")
+		c.OK("PASS demo")
+		c.OK("QUIT")
 		p.WaitLog(map[string]string{"event": "session_end", "client_ip": "10.1.2.3", "user": "demo", "result": "quit"}, 5*time.Second)
 	})
 
 	t.Run("per-IP limit uses the real address", func(t *testing.T) {
 		first := opsDial(t, p.POP3, proxyV1("198.51.100.20", 1000))
-		first.mustLine("+OK")
+		first.MustLine("+OK")
 		same := opsDial(t, p.POP3, proxyV1("198.51.100.20", 1001))
-		same.mustLine("-ERR [SYS/TEMP]")
+		same.MustLine("-ERR [SYS/TEMP]")
 		other := opsDial(t, p.POP3, proxyV1("198.51.100.21", 1002))
-		other.mustLine("+OK")
-		first.ok("QUIT")
-		other.ok("QUIT")
+		other.MustLine("+OK")
+		first.OK("QUIT")
+		other.OK("QUIT")
 	})
 
 	t.Run("implicit TLS after a v2 header", func(t *testing.T) {
@@ -136,31 +123,29 @@ func TestOpsProxyTrusted(t *testing.T) {
 			t.Fatal(err)
 		}
 		tc := tls.Client(raw, &tls.Config{InsecureSkipVerify: true}) // the test's own throwaway cert
-		c := &opsPOP3{t: t, conn: tc}
-		c.r = newCountingReader(tc, &c.n)
-		c.mustLine("+OK")
-		if caps := c.capa(); !hasCap(caps, "USER") {
+		c := pop3test.New(t, tc, opsClient)
+		c.MustLine("+OK")
+		if caps := c.Capa(); !pop3test.HasCap(caps, "USER") {
 			t.Errorf("CAPA over TLS = %v, want USER", caps)
 		}
-		c.ok("USER demo")
-		c.ok("PASS demo")
-		c.ok("QUIT")
+		c.OK("USER demo")
+		c.OK("PASS demo")
+		c.OK("QUIT")
 		p.WaitLog(map[string]string{"event": "session_end", "client_ip": "203.0.113.9", "tls": "true", "result": "quit"}, 5*time.Second)
 	})
 
 	t.Run("STLS after a v1 header", func(t *testing.T) {
 		c := opsDial(t, p.POP3, proxyV1("203.0.113.10", 40030))
-		c.mustLine("+OK")
-		c.ok("STLS")
-		tc := tls.Client(c.conn, &tls.Config{InsecureSkipVerify: true}) // the test's own throwaway cert
-		c = &opsPOP3{t: t, conn: tc}
-		c.r = newCountingReader(tc, &c.n)
-		if caps := c.capa(); !hasCap(caps, "USER") {
+		c.MustLine("+OK")
+		c.OK("STLS")
+		tc := tls.Client(c.Conn(), &tls.Config{InsecureSkipVerify: true}) // the test's own throwaway cert
+		c.Upgrade(tc)
+		if caps := c.Capa(); !pop3test.HasCap(caps, "USER") {
 			t.Errorf("CAPA after STLS = %v, want USER", caps)
 		}
-		c.ok("USER demo")
-		c.ok("PASS demo")
-		c.ok("QUIT")
+		c.OK("USER demo")
+		c.OK("PASS demo")
+		c.OK("QUIT")
 		p.WaitLog(map[string]string{"event": "session_end", "client_ip": "203.0.113.10", "tls": "true", "result": "quit"}, 5*time.Second)
 	})
 
@@ -171,15 +156,15 @@ func TestOpsProxyTrusted(t *testing.T) {
 			t.Fatal(err)
 		}
 		c := opsDial(t, p.POP3, b)
-		c.mustLine("+OK")
-		c.ok("QUIT")
-		c.conn.Close()
+		c.MustLine("+OK")
+		c.OK("QUIT")
+		c.Conn().Close()
 		p.WaitLog(map[string]string{"event": "session_end", "client_ip": "127.0.0.1", "result": "quit"}, 5*time.Second)
 	})
 
 	t.Run("trusted peer without a header is refused", func(t *testing.T) {
 		c := opsDial(t, p.POP3, nil)
-		if closed, got := c.closed(); !closed {
+		if closed, got := c.Closed(); !closed {
 			t.Fatalf("connection without PROXY header from a trusted peer got %q, want a close without greeting", got)
 		}
 		p.WaitLog(map[string]string{"component": "proxy-protocol", "level": "warn"}, 5*time.Second)
@@ -189,7 +174,7 @@ func TestOpsProxyTrusted(t *testing.T) {
 // TestOpsProxyUntrusted: a peer outside --proxy-protocol is served as
 // itself, and a header it sends gets the connection closed.
 func TestOpsProxyUntrusted(t *testing.T) {
-	p := opsStart(t, opsBuild(t), "--demo", "--listen", "127.0.0.1:0",
+	p := opsStart(t, bridgetest.Binary(t), "--demo", "--listen", "127.0.0.1:0",
 		"--proxy-protocol", "192.0.2.0/24", "--plaintext-auth", "local")
 
 	for _, tc := range []struct {
@@ -202,8 +187,8 @@ func TestOpsProxyUntrusted(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			before := p.CountLog(map[string]string{"component": "proxy-protocol", "client_ip": "127.0.0.1"})
 			c := opsDial(t, p.POP3, append(tc.header, "CAPA\r\n"...))
-			c.mustLine("+OK") // the greeting goes out before the client's first bytes are read
-			if closed, got := c.closed(); !closed {
+			c.MustLine("+OK") // the greeting goes out before the client's first bytes are read
+			if closed, got := c.Closed(); !closed {
 				t.Fatalf("header from an untrusted peer: got %q, want the connection closed", got)
 			}
 			waitFor(t, "the rejection log line", func() bool {
@@ -217,13 +202,13 @@ func TestOpsProxyUntrusted(t *testing.T) {
 
 	t.Run("no header", func(t *testing.T) {
 		c := opsDial(t, p.POP3, nil)
-		c.mustLine("+OK")
-		if caps := c.capa(); !hasCap(caps, "USER") {
+		c.MustLine("+OK")
+		if caps := c.Capa(); !pop3test.HasCap(caps, "USER") {
 			t.Errorf("CAPA for a loopback client = %v, want USER", caps)
 		}
-		c.ok("USER demo")
-		c.ok("PASS demo")
-		c.ok("QUIT")
+		c.OK("USER demo")
+		c.OK("PASS demo")
+		c.OK("QUIT")
 		p.WaitLog(map[string]string{"event": "session_end", "client_ip": "127.0.0.1", "result": "quit"}, 5*time.Second)
 	})
 }

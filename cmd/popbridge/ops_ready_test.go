@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/popbridge/popbridge/internal/bridgetest"
 )
 
 // TestOpsReadyzUpstreamFailures: with --ready-upstream-failures 2, two
@@ -19,10 +21,10 @@ func TestOpsReadyzUpstreamFailures(t *testing.T) {
 	upAddr := l.Addr().String()
 	l.Close() // connection refused from now on
 
-	p := opsStart(t, opsBuild(t), "--upstream", "imap+insecure://"+upAddr, "--listen", "127.0.0.1:0",
+	p := opsStart(t, bridgetest.Binary(t), "--upstream", "imap+insecure://"+upAddr, "--listen", "127.0.0.1:0",
 		"--admin-listen", "127.0.0.1:0", "--ready-upstream-failures", "2", "--plaintext-auth", "always")
 	readyz := func() int {
-		code, _, err := p.get("/readyz")
+		code, _, err := p.Get("/readyz")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -32,15 +34,15 @@ func TestOpsReadyzUpstreamFailures(t *testing.T) {
 		t.Fatalf("/readyz = %d before any failure, want 200", code)
 	}
 	c := opsDial(t, p.POP3, nil)
-	c.mustLine("+OK")
+	c.MustLine("+OK")
 	for i := 0; i < 2; i++ {
-		c.ok("USER alice")
-		c.mustLineAfter("PASS pw", "-ERR [SYS/TEMP]")
+		c.OK("USER alice")
+		c.CmdPrefix("PASS pw", "-ERR [SYS/TEMP]")
 	}
 	if code := readyz(); code != http.StatusServiceUnavailable {
 		t.Fatalf("/readyz = %d after 2 upstream connect failures, want 503", code)
 	}
-	if code, _, err := p.get("/livez"); err != nil || code != http.StatusOK {
+	if code, _, err := p.Get("/livez"); err != nil || code != http.StatusOK {
 		t.Fatalf("/livez = %d %v with the upstream down, want 200", code, err)
 	}
 

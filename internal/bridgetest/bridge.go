@@ -310,6 +310,9 @@ func (b *Bridge) Exited() bool {
 	}
 }
 
+// Done is closed once the process has exited and its log is read.
+func (b *Bridge) Done() <-chan struct{} { return b.exited }
+
 // Wait waits up to timeout for the process to exit and returns its exit
 // status (-1 when killed by a signal); the test fails if it does not exit.
 func (b *Bridge) Wait(timeout time.Duration) int {

@@ -34,6 +34,8 @@ type Options struct {
 	Deadline time.Duration
 	// OpTimeout, when set, bounds every single read and write instead.
 	OpTimeout time.Duration
+	// WriteTimeout, when set, bounds every write instead of OpTimeout.
+	WriteTimeout time.Duration
 	// CloseTimeout bounds ExpectClosed and Closed; 0 means 10 s.
 	CloseTimeout time.Duration
 	// AllowReset makes ExpectClosed accept a connection reset as a close.
@@ -170,8 +172,12 @@ func (c *Client) readDeadline() {
 }
 
 func (c *Client) writeDeadline() {
-	if c.o.OpTimeout > 0 {
-		c.conn.SetWriteDeadline(time.Now().Add(c.o.OpTimeout))
+	d := c.o.WriteTimeout
+	if d == 0 {
+		d = c.o.OpTimeout
+	}
+	if d > 0 {
+		c.conn.SetWriteDeadline(time.Now().Add(d))
 	}
 }
 
