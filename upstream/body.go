@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
 
 	"github.com/popbridge/popbridge/pop3server"
 )
@@ -85,8 +85,8 @@ func (m *maildrop) openBody(ctx context.Context, msg message, first *imap.FetchI
 		}
 		return nil, pop3server.ErrTemporary.Wrap(err)
 	}
-	if b.sec.f.size != msg.size && lines < 0 && first.Specifier == imap.PartSpecifierNone {
-		m.warn().Uint32("uid", uint32(msg.uid)).Int64("listed", msg.size).Int64("literal", b.sec.f.size).
+	if b.sec.lit.Size() != msg.size && lines < 0 && first.Specifier == imap.PartSpecifierNone {
+		m.warn().Uint32("uid", uint32(msg.uid)).Int64("listed", msg.size).Int64("literal", b.sec.lit.Size()).
 			Msg("upstream body size differs from RFC822.SIZE")
 	}
 	m.body = b
@@ -95,19 +95,28 @@ func (m *maildrop) openBody(ctx context.Context, msg message, first *imap.FetchI
 
 // section is one UID FETCH of one body section, positioned at its literal.
 type section struct {
-	f    *bodyFetch
+	cmd  *imapclient.FetchCommand
+	lit  imap.LiteralReader
 	want int64 // octets asked for with a partial fetch, 0 for all
 	got  int64
+	read int64 // octets of the literal read, discarded ones included
 	err  error // the literal's first error, io.EOF included
 }
 
-// Read reads the literal and, once it has returned an error, keeps
-// returning that error: the connection is then in an unknown state.
+// Read reads the literal and, once it has returned an error, returns that
+// error again without touching it: go-imap's reader goroutine moves on as
+// soon as the literal fails, and reading it again would race with that
+// goroutine on the connection's buffer. go-imap reports a connection that
+// ends inside the literal as io.EOF; Read makes it io.ErrUnexpectedEOF.
 func (s *section) Read(p []byte) (int, error) {
 	if s.err != nil {
 		return 0, s.err
 	}
-	n, err := s.f.Read(p)
+	n, err := s.lit.Read(p)
+	s.read += int64(n)
+	if err == io.EOF && s.read < s.lit.Size() {
+		err = io.ErrUnexpectedEOF
+	}
 	s.err = err
 	return n, err
 }
@@ -116,22 +125,30 @@ func (s *section) Read(p []byte) (int, error) {
 // A FETCH that completes without it, with NIL, or with NO means the message
 // was expunged by another client: ErrNoSuchMessage.
 func (m *maildrop) openSection(uid imap.UID, item *imap.FetchItemBodySection) (*section, error) {
-	name := "BODY.PEEK[" + string(item.Specifier) + "]"
-	if item.Partial != nil {
-		name += "<" + strconv.FormatInt(item.Partial.Offset, 10) + "." + strconv.FormatInt(item.Partial.Size, 10) + ">"
-	}
-	f, err := m.l.conn.fetchBody(uid, name)
-	if err != nil {
-		if errors.Is(err, pop3server.ErrNoSuchMessage) {
-			return nil, err
+	cmd := m.l.client.Fetch(imap.UIDSetNum(uid), &imap.FetchOptions{
+		UID:         true,
+		BodySection: []*imap.FetchItemBodySection{item},
+	})
+	for msg := cmd.Next(); msg != nil; msg = cmd.Next() {
+		for it := msg.Next(); it != nil; it = msg.Next() {
+			bs, ok := it.(imapclient.FetchItemDataBodySection)
+			if ok && bs.Literal != nil {
+				s := &section{cmd: cmd, lit: bs.Literal}
+				if item.Partial != nil {
+					s.want = item.Partial.Size
+				}
+				return s, nil
+			}
 		}
-		return nil, fmt.Errorf("UID FETCH %d: %w", uid, err)
 	}
-	s := &section{f: f}
-	if item.Partial != nil {
-		s.want = item.Partial.Size
+	err := cmd.Close()
+	if err == nil || isNo(err) {
+		if err == nil {
+			err = errors.New("FETCH returned no body")
+		}
+		return nil, pop3server.ErrNoSuchMessage.Wrap(fmt.Errorf("UID %d: %w", uid, err))
 	}
-	return s, nil
+	return nil, fmt.Errorf("UID FETCH %d: %w", uid, err)
 }
 
 // body is the pop3server.Body of a RETR or TOP.
@@ -204,7 +221,7 @@ func (b *body) finishSection() error {
 		return fmt.Errorf("reading UID %d: %w", b.uid, err)
 	}
 	b.sec = nil
-	if err := s.f.finish(); err != nil {
+	if err := s.cmd.Close(); err != nil {
 		return fmt.Errorf("UID FETCH %d: %w", b.uid, err)
 	}
 	switch {
@@ -260,14 +277,25 @@ func (b *body) Close() error {
 	return nil
 }
 
-// abort gives up on the body without blocking: the connection is closed
-// and retired, mid-literal as it may be.
+// abort gives up on the body without blocking: the raw connection is closed
+// first, because go-imap's reader is parked until the literal is read to
+// its end and Client.Close would wait for it; the literal then drains at
+// once (buffered octets, then an error), and the connection is retired.
 func (b *body) abort() {
 	if b.done && b.sec == nil {
 		return
 	}
 	b.m.retire(errBodyAborted)
-	b.sec = nil
+	if s := b.sec; s != nil {
+		_, _ = io.Copy(io.Discard, s)
+		// FetchCommand.Close discards the literal itself, bypassing
+		// section.Read: only safe once the literal ended cleanly. The
+		// command fails with the connection anyway.
+		if s.err == io.EOF {
+			_ = s.cmd.Close()
+		}
+		b.sec = nil
+	}
 	if b.err == nil {
 		b.err = pop3server.ErrTemporary.Wrap(errBodyAborted)
 	}

@@ -10,22 +10,24 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"sort"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
 )
 
 // maxPreauthLine bounds one response line before login, literals included.
 const maxPreauthLine = 64 << 10
 
 // link is one upstream IMAP connection: our raw progressConn at the bottom,
-// TLS (if any) above it, the guard, and our synchronous client on top.
+// TLS (if any) above it, and the go-imap client on top.
 type link struct {
-	raw  *progressConn
-	conn *imapConn
+	raw    *progressConn
+	client *imapclient.Client
 	// caps are the capabilities before login, after TLS.
 	caps imap.CapSet
 	// bodies exempts literals from maxLiteral while a body streams.
@@ -54,7 +56,8 @@ type idParams struct {
 // rather than by go-imap because go-imap can send ID with its standard
 // fields only, and because its STARTTLS keeps plain-text bytes the server
 // sent after the OK (a response injection); here they fail the connection.
-// The session then goes on with imapConn on the same buffered stream.
+// go-imap is then started on the secured stream with a greeting that
+// carries the capabilities we learnt.
 func dial(ctx context.Context, cfg dialConfig) (*link, error) {
 	d := net.Dialer{Timeout: cfg.dialTimeout}
 	nc, err := d.DialContext(ctx, "tcp", cfg.url.Host)
@@ -154,11 +157,32 @@ func (l *link) handshake(ctx context.Context, cfg dialConfig) error {
 		}
 	}
 
-	// The session goes on with the same reader: whatever the server sent
-	// after our last command is still in it.
-	l.conn = newIMAPConn(plain, guard, br, caps)
+	// Hand the stream to go-imap: a synthetic greeting, whatever the
+	// server already sent that br holds, then the rest of the stream
+	// through the same guard.
+	leftover, _ := br.Peek(br.Buffered())
+	r := io.MultiReader(
+		strings.NewReader("* OK [CAPABILITY "+joinCaps(caps)+"] popbridge upstream ready\r\n"),
+		bytes.NewReader(bytes.Clone(leftover)),
+		guard,
+	)
+	l.client = imapclient.New(&handedConn{Conn: plain, r: r}, nil)
+	if err := l.client.WaitGreeting(); err != nil {
+		l.client.Close()
+		return fmt.Errorf("greeting: %w", err)
+	}
 	return nil
 }
+
+// handedConn is what go-imap reads and writes: the plain-text stream with
+// our buffered prefix in front. Its deadlines end at progressConn, which
+// ignores them.
+type handedConn struct {
+	net.Conn
+	r io.Reader
+}
+
+func (c *handedConn) Read(b []byte) (int, error) { return c.r.Read(b) }
 
 // statusError is a tagged NO or BAD before login.
 type statusError struct{ line string }
@@ -265,6 +289,15 @@ func canonicalCap(s string) imap.Cap {
 		}
 	}
 	return imap.Cap(strings.ToUpper(s))
+}
+
+func joinCaps(caps imap.CapSet) string {
+	l := make([]string, 0, len(caps))
+	for c := range caps {
+		l = append(l, string(c))
+	}
+	sort.Strings(l)
+	return strings.Join(l, " ")
 }
 
 func cutPrefixFold(s, prefix string) (string, bool) {

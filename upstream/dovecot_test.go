@@ -369,7 +369,7 @@ func TestDovecotSession(t *testing.T) {
 			if len(m.Messages()) != 1 {
 				t.Errorf("%s: listed %d", u, len(m.Messages()))
 			}
-			if _, ok := m.l.conn.caps[imap.CapStartTLS]; ok {
+			if _, ok := m.l.client.Caps()[imap.CapStartTLS]; ok {
 				t.Errorf("%s: STARTTLS still offered after TLS", u)
 			}
 			m.Close()

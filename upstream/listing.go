@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
 
 	"github.com/popbridge/popbridge/cache"
 	"github.com/popbridge/popbridge/policy"
@@ -117,9 +119,13 @@ func (m *maildrop) revalidate(old *cache.Entry, d cache.Revalidation, uidNext, n
 // searchHidden returns e with its hidden set as the server has it now. A
 // server that refuses the SEARCH (NO or BAD) gets a full listing: nil.
 func (m *maildrop) searchHidden(e *cache.Entry) (*cache.Entry, error) {
-	// With ESEARCH the answer is UID ranges rather than every UID: a
-	// flag-action mailbox keeps its hidden messages for ever.
-	uids, err := m.l.conn.search("KEYWORD " + policy.DeletedKeyword)
+	var opts *imap.SearchOptions
+	if m.caps.Has(imap.CapESearch) {
+		// UID ranges rather than every UID: a flag-action mailbox keeps
+		// its hidden messages for ever.
+		opts = &imap.SearchOptions{ReturnAll: true}
+	}
+	data, err := m.l.client.UIDSearch(&imap.SearchCriteria{Flag: []imap.Flag{policy.DeletedKeyword}}, opts).Wait()
 	if err != nil {
 		var ie *imap.Error
 		if errors.As(err, &ie) {
@@ -128,6 +134,7 @@ func (m *maildrop) searchHidden(e *cache.Entry) (*cache.Entry, error) {
 		}
 		return nil, fmt.Errorf("UID SEARCH KEYWORD %s: %w", policy.DeletedKeyword, err)
 	}
+	uids := data.AllUIDs()
 	hidden := make([]uint32, len(uids))
 	for i, uid := range uids {
 		hidden[i] = uint32(uid)
@@ -160,41 +167,62 @@ func (m *maildrop) listAll(uidNext, n uint32, hms uint64) (*cache.Entry, error) 
 }
 
 // fetchListing fetches UID, size and flags for set, with CHANGEDSINCE
-// since when it is not 0. UIDs that came only in responses lacking the
-// size or the flags (another session's flag change, reported with the
-// UID) are asked for again, by UID and without CHANGEDSINCE.
+// since when it is not 0.
+//
+// go-imap routes a FETCH carrying one of our UIDs to our command even when
+// it is another client's unsolicited flag update, and then drops the real
+// response as a duplicate: the UIDs whose response lacked the size or the
+// flags are asked for again, by UID and without CHANGEDSINCE.
 func (m *maildrop) fetchListing(set imap.UIDSet, since uint64) ([]cache.Message, error) {
-	msgs, partial, err := m.l.conn.fetchListing(set, since)
+	msgs, partial, err := m.fetchOnce(set, since)
 	if err != nil || len(partial) == 0 {
 		return msgs, err
 	}
-	got := make(map[uint32]bool, len(msgs))
-	for _, msg := range msgs {
-		got[msg.UID] = true
-	}
-	var missing []imap.UID
-	for _, uid := range partial {
-		if !got[uid] {
-			missing = append(missing, imap.UID(uid))
-			got[uid] = true
-		}
-	}
-	if len(missing) == 0 {
-		return msgs, nil
-	}
-	more, still, err := m.l.conn.fetchListing(imap.UIDSetNum(missing...), 0)
+	more, still, err := m.fetchOnce(imap.UIDSetNum(partial...), 0)
 	if err != nil {
 		return nil, err
 	}
-	for _, msg := range more {
-		got[msg.UID] = false // now complete
-	}
-	for _, uid := range still {
-		if got[uid] {
-			return nil, fmt.Errorf("no size or flags for UID %d", uid)
-		}
+	if len(still) > 0 {
+		return nil, fmt.Errorf("no size or flags for UIDs %v", still)
 	}
 	return append(msgs, more...), nil
+}
+
+// fetchOnce is one UID FETCH of fetchListing.
+func (m *maildrop) fetchOnce(set imap.UIDSet, since uint64) (msgs []cache.Message, partial []imap.UID, err error) {
+	cmd := m.l.client.Fetch(set, &imap.FetchOptions{UID: true, RFC822Size: true, Flags: true, ChangedSince: since})
+	for msg := cmd.Next(); msg != nil; msg = cmd.Next() {
+		var (
+			l                 cache.Message
+			hasSize, hasFlags bool
+		)
+		for item := msg.Next(); item != nil; item = msg.Next() {
+			switch item := item.(type) {
+			case imapclient.FetchItemDataUID:
+				l.UID = uint32(item.UID)
+			case imapclient.FetchItemDataRFC822Size:
+				l.Size, hasSize = item.Size, true
+			case imapclient.FetchItemDataFlags:
+				hasFlags = true
+				for _, f := range item.Flags {
+					// imapmemserver lower-cases keywords; IMAP flags
+					// are case-insensitive anyway.
+					l.Hidden = l.Hidden || strings.EqualFold(string(f), policy.DeletedKeyword)
+				}
+			}
+		}
+		switch {
+		case l.UID == 0:
+		case hasSize && hasFlags:
+			msgs = append(msgs, l)
+		default:
+			partial = append(partial, imap.UID(l.UID))
+		}
+	}
+	if err := cmd.Close(); err != nil {
+		return nil, nil, fmt.Errorf("UID FETCH %v: %w", set, err)
+	}
+	return msgs, partial, nil
 }
 
 // afterUpdate keeps the cache exact after the session's own QUIT update:

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-sasl"
 	"github.com/rs/zerolog"
 
 	"github.com/popbridge/popbridge/cache"
@@ -93,12 +94,18 @@ func (m *maildrop) open(ctx context.Context, username, password string) error {
 		}
 		return err
 	}
-	m.l.caps = nil // the capabilities before login
-	m.caps = m.l.conn.caps
+	m.l.caps = nil // the capabilities before login; go-imap keeps the new ones
+	if m.caps = m.l.client.Caps(); m.caps == nil {
+		err := cause(errors.New("no capabilities after login"))
+		m.retire(err)
+		return pop3server.ErrTemporary.Wrap(err)
+	}
 
 	start = time.Now()
-	// With CONDSTORE, for HIGHESTMODSEQ: it revalidates cached listings.
-	sel, err := m.l.conn.selectMailbox(m.mailbox, m.caps.Has(imap.CapCondStore) && !m.b.opts.noCondStore)
+	sel, err := m.l.client.Select(m.mailbox, &imap.SelectOptions{
+		// HIGHESTMODSEQ, for revalidating cached listings.
+		CondStore: m.caps.Has(imap.CapCondStore) && !m.b.opts.noCondStore,
+	}).Wait()
 	m.b.observe("select", start, err)
 	if err != nil {
 		err = cause(fmt.Errorf("SELECT %q: %w", m.mailbox, err))
@@ -137,9 +144,9 @@ func (m *maildrop) login(username, password string) error {
 	var err error
 	switch {
 	case !m.l.caps.Has(imap.CapLoginDisabled):
-		err = m.l.conn.login(username, password)
+		err = m.l.client.Login(username, password).Wait()
 	case m.l.caps.Has(imap.Cap("AUTH=PLAIN")):
-		err = m.l.conn.authenticatePlain(username, password)
+		err = m.l.client.Authenticate(sasl.NewPlainClient("", username, password))
 	default:
 		return errConfig.Wrap(errors.New("upstream has LOGINDISABLED and no AUTH=PLAIN"))
 	}
@@ -182,7 +189,9 @@ func (m *maildrop) usable() error {
 }
 
 // retire marks the connection unusable and closes it, which unblocks
-// anything waiting on it.
+// anything waiting on it. go-imap's Client.Close waits for its reader, which
+// may be parked on a literal nobody reads; it is left to Close, after any
+// open body has been drained.
 func (m *maildrop) retire(err error) {
 	if m.dead == nil {
 		m.dead = err
@@ -239,11 +248,11 @@ func (m *maildrop) Close() error {
 		m.l.raw.arm()
 		t := time.AfterFunc(logoutTimeout, func() { m.l.raw.Close() })
 		start := time.Now()
-		err := m.l.conn.logout()
+		err := m.l.client.Logout().Wait()
 		t.Stop()
 		m.b.observe("logout", start, err)
 	}
 	m.l.raw.Close()
-	m.l.conn.release()
+	_ = m.l.client.Close() // waits for go-imap's reader to exit
 	return nil
 }

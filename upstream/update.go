@@ -79,7 +79,7 @@ func (m *maildrop) apply(plan policy.Plan) error {
 	// still shows the old UIDVALIDITY after the mailbox was recreated. A
 	// SELECT of the selected mailbox deselects it without expunging
 	// (RFC 3501 6.3.1) and reports the mailbox as it is now.
-	sel, err := m.l.conn.selectMailbox(m.mailbox, false)
+	sel, err := m.l.client.Select(m.mailbox, nil).Wait()
 	if err != nil {
 		return fmt.Errorf("SELECT %q again: %w", m.mailbox, err)
 	}
@@ -124,7 +124,8 @@ func (m *maildrop) keepsKeyword() bool {
 // store sends UID STORE uids ±FLAGS.SILENT (flags).
 func (m *maildrop) store(uids []uint32, op imap.StoreFlagsOp, flags ...imap.Flag) error {
 	for _, set := range uidSets(uids) {
-		if err := m.l.conn.store(set, storeOp(op), flags); err != nil {
+		cmd := m.l.client.Store(set, &imap.StoreFlags{Op: op, Silent: true, Flags: flags}, nil)
+		if err := cmd.Close(); err != nil {
 			return fmt.Errorf("UID STORE %s %v: %w", storeOp(op), flags, err)
 		}
 	}
@@ -150,7 +151,7 @@ func (m *maildrop) expunge(uids []uint32) error {
 			return err
 		}
 		for _, set := range uidSets(uids) {
-			if err := m.l.conn.uidExpunge(set); err != nil {
+			if err := m.l.client.UIDExpunge(set).Close(); err != nil {
 				return fmt.Errorf("UID EXPUNGE: %w", err)
 			}
 		}
@@ -178,7 +179,7 @@ func (m *maildrop) expunge(uids []uint32) error {
 	if !foreign(after, uids) {
 		// Another client may flag a message between the SEARCH and the
 		// EXPUNGE; without UIDPLUS no server offers anything tighter.
-		if err := m.l.conn.expunge(); err != nil {
+		if err := m.l.client.Expunge().Close(); err != nil {
 			return fmt.Errorf("EXPUNGE: %w", err)
 		}
 		return nil
@@ -199,7 +200,11 @@ func (m *maildrop) expunge(uids []uint32) error {
 
 // searchDeleted returns the UIDs flagged \Deleted now.
 func (m *maildrop) searchDeleted() ([]imap.UID, error) {
-	return m.l.conn.search("DELETED")
+	found, err := m.l.client.UIDSearch(&imap.SearchCriteria{Flag: []imap.Flag{imap.FlagDeleted}}, nil).Wait()
+	if err != nil {
+		return nil, fmt.Errorf("UID SEARCH DELETED: %w", err)
+	}
+	return found.AllUIDs(), nil
 }
 
 // foreign reports whether found holds a UID outside ours (sorted).
@@ -219,7 +224,7 @@ func (m *maildrop) move(uids []uint32, mailbox string) error {
 		err := f()
 		if err != nil && !created && hasCode(err, imap.ResponseCodeTryCreate, imap.ResponseCodeNonExistent) {
 			created = true
-			if cerr := m.l.conn.create(mailbox); cerr != nil && !hasCode(cerr, imap.ResponseCodeAlreadyExists) {
+			if cerr := m.l.client.Create(mailbox, nil).Wait(); cerr != nil && !hasCode(cerr, imap.ResponseCodeAlreadyExists) {
 				return fmt.Errorf("CREATE %q: %w (after %s: %w)", mailbox, cerr, name, err)
 			}
 			err = f()
@@ -231,15 +236,17 @@ func (m *maildrop) move(uids []uint32, mailbox string) error {
 	}
 	sets := uidSets(uids)
 	if m.caps.Has(imap.CapMove) { // IMAP4rev2 implies it
+		// With MOVE in the capabilities Client.Move sends UID MOVE, never
+		// its COPY/EXPUNGE fallback.
 		for _, set := range sets {
-			if err := retry("UID MOVE", func() error { return m.l.conn.copyOrMove("UID MOVE", set, mailbox) }); err != nil {
+			if err := retry("UID MOVE", func() error { _, err := m.l.client.Move(set, mailbox).Wait(); return err }); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
 	for _, set := range sets {
-		if err := retry("UID COPY", func() error { return m.l.conn.copyOrMove("UID COPY", set, mailbox) }); err != nil {
+		if err := retry("UID COPY", func() error { _, err := m.l.client.Copy(set, mailbox).Wait(); return err }); err != nil {
 			return err
 		}
 	}
