@@ -20,11 +20,11 @@ func runTranscript(t *testing.T, addr string, login bool, steps []step) *client 
 	t.Helper()
 	c := dial(t, addr)
 	if login {
-		c.login()
+		loginAlice(c)
 	}
 	for _, s := range steps {
-		c.send(s.send)
-		c.expect(s.expect...)
+		c.Send(s.send)
+		c.Expect(s.expect...)
 	}
 	return c
 }
@@ -133,38 +133,38 @@ func TestRetrAndTopBodies(t *testing.T) {
 	b := newFake()
 	_, addr := startServer(t, b, Options{})
 	c := dial(t, addr)
-	c.login()
+	loginAlice(c)
 	for i, msg := range sampleMsgs[:2] {
-		c.send("RETR " + strconv.Itoa(i+1))
-		c.expect("+OK " + strconv.Itoa(len(msg)) + " octets")
-		if got := c.multiline(); !bytes.Equal(got, msg) {
+		c.Send("RETR " + strconv.Itoa(i+1))
+		c.Expect("+OK " + strconv.Itoa(len(msg)) + " octets")
+		if got := c.Multiline(); !bytes.Equal(got, msg) {
 			t.Errorf("RETR %d = %q, want %q", i+1, got, msg)
 		}
 	}
 	// Message 3 has bare LFs and no final newline: CRLF'd and terminated.
-	c.send("RETR 3")
-	c.expect("+OK*")
-	if got, want := string(c.multiline()), "Subject: three\r\n\r\nbare\r\nlf\r\nno final newline\r\n"; got != want {
+	c.Send("RETR 3")
+	c.Expect("+OK*")
+	if got, want := string(c.Multiline()), "Subject: three\r\n\r\nbare\r\nlf\r\nno final newline\r\n"; got != want {
 		t.Errorf("RETR 3 = %q, want %q", got, want)
 	}
-	c.send("TOP 2 0")
-	c.expect("+OK")
-	if got, want := string(c.multiline()), "From: b@example.org\r\nSubject: two\r\n\r\n"; got != want {
+	c.Send("TOP 2 0")
+	c.Expect("+OK")
+	if got, want := string(c.Multiline()), "From: b@example.org\r\nSubject: two\r\n\r\n"; got != want {
 		t.Errorf("TOP 2 0 = %q, want %q", got, want)
 	}
-	c.send("TOP 2 2")
-	c.expect("+OK")
-	if got, want := string(c.multiline()), "From: b@example.org\r\nSubject: two\r\n\r\nline1\r\nline2\r\n"; got != want {
+	c.Send("TOP 2 2")
+	c.Expect("+OK")
+	if got, want := string(c.Multiline()), "From: b@example.org\r\nSubject: two\r\n\r\nline1\r\nline2\r\n"; got != want {
 		t.Errorf("TOP 2 2 = %q, want %q", got, want)
 	}
-	c.send("TOP 2 99999999999")
-	c.expect("+OK")
-	if got := c.multiline(); !bytes.Equal(got, sampleMsgs[1]) {
+	c.Send("TOP 2 99999999999")
+	c.Expect("+OK")
+	if got := c.Multiline(); !bytes.Equal(got, sampleMsgs[1]) {
 		t.Errorf("TOP 2 huge = %q", got)
 	}
-	c.send("QUIT")
-	c.expect("+OK*")
-	c.expectClosed()
+	c.Send("QUIT")
+	c.Expect("+OK*")
+	c.ExpectClosed()
 	updates, closes := b.snapshot()
 	if len(updates) != 1 || closes != 1 {
 		t.Fatalf("updates %v closes %d", updates, closes)
@@ -192,20 +192,20 @@ func TestRetrWireBytes(t *testing.T) {
 	b := newFake()
 	_, addr := startServer(t, b, Options{})
 	c := dial(t, addr)
-	c.login()
-	c.send("RETR 1")
-	c.expect("+OK*", "From: a@example.org", "Subject: one", "", "Hello", "..dot line", "..", "end", ".")
+	loginAlice(c)
+	c.Send("RETR 1")
+	c.Expect("+OK*", "From: a@example.org", "Subject: one", "", "Hello", "..dot line", "..", "end", ".")
 }
 
 func TestEmptyMessage(t *testing.T) {
 	b := &fakeBackend{password: "secret", msgs: [][]byte{{}}}
 	_, addr := startServer(t, b, Options{})
 	c := dial(t, addr)
-	c.login()
-	c.send("RETR 1")
-	c.expect("+OK 0 octets", ".")
-	c.send("STAT")
-	c.expect("+OK 1 0")
+	loginAlice(c)
+	c.Send("RETR 1")
+	c.Expect("+OK 0 octets", ".")
+	c.Send("STAT")
+	c.Expect("+OK 1 0")
 }
 
 func TestEmptyMaildrop(t *testing.T) {
@@ -225,13 +225,13 @@ func TestPipelining(t *testing.T) {
 	_, addr := startServer(t, b, Options{})
 	c := dial(t, addr)
 	// One write, many commands, answered in order.
-	io.WriteString(c.nc, "USER alice\r\nPASS secret\r\nSTAT\r\nLIST 1\r\nUIDL 2\r\nRETR 2\r\nDELE 1\r\nNOOP\r\nQUIT\r\n")
-	c.expect("+OK", "+OK Logged in.", "+OK 3 *", "+OK 1 *", "+OK 2 uid2", "+OK "+strconv.Itoa(len(sampleMsgs[1]))+" octets")
-	if got := c.multiline(); !bytes.Equal(got, sampleMsgs[1]) {
+	io.WriteString(c.Conn(), "USER alice\r\nPASS secret\r\nSTAT\r\nLIST 1\r\nUIDL 2\r\nRETR 2\r\nDELE 1\r\nNOOP\r\nQUIT\r\n")
+	c.Expect("+OK", "+OK Logged in.", "+OK 3 *", "+OK 1 *", "+OK 2 uid2", "+OK "+strconv.Itoa(len(sampleMsgs[1]))+" octets")
+	if got := c.Multiline(); !bytes.Equal(got, sampleMsgs[1]) {
 		t.Fatalf("pipelined RETR = %q", got)
 	}
-	c.expect("+OK message 1 deleted", "+OK", "+OK popbridge signing off")
-	c.expectClosed()
+	c.Expect("+OK message 1 deleted", "+OK", "+OK popbridge signing off")
+	c.ExpectClosed()
 	updates, _ := b.snapshot()
 	if len(updates) != 1 || !equalInts(updates[0].Deleted, []int{1}) || !equalInts(updates[0].Retrieved, []int{2}) {
 		t.Fatalf("updates = %+v", updates)
@@ -241,23 +241,23 @@ func TestPipelining(t *testing.T) {
 func TestLineTooLong(t *testing.T) {
 	_, addr := startServer(t, newFake(), Options{MaxLineLength: 100})
 	c := dial(t, addr)
-	c.send("NOOP " + strings.Repeat("x", 95)) // 100 octets: allowed
-	c.expect("-ERR command not valid in this state")
-	c.send("NOOP " + strings.Repeat("x", 200))
-	c.expect("-ERR line too long")
-	c.expectClosed()
+	c.Send("NOOP " + strings.Repeat("x", 95)) // 100 octets: allowed
+	c.Expect("-ERR command not valid in this state")
+	c.Send("NOOP " + strings.Repeat("x", 200))
+	c.Expect("-ERR line too long")
+	c.ExpectClosed()
 }
 
 func TestBadCommandBudget(t *testing.T) {
 	_, addr := startServer(t, newFake(), Options{})
 	c := dial(t, addr)
-	c.send("X1")
-	c.expect("-ERR unknown command")
-	c.send("X2")
-	c.expect("-ERR unknown command")
-	c.send("X3")
-	c.expect("-ERR unknown command", "-ERR too many bad commands, closing connection")
-	c.expectClosed()
+	c.Send("X1")
+	c.Expect("-ERR unknown command")
+	c.Send("X2")
+	c.Expect("-ERR unknown command")
+	c.Send("X3")
+	c.Expect("-ERR unknown command", "-ERR too many bad commands, closing connection")
+	c.ExpectClosed()
 }
 
 func TestLoginFailureLimit(t *testing.T) {
@@ -265,16 +265,16 @@ func TestLoginFailureLimit(t *testing.T) {
 	_, addr := startServer(t, b, Options{})
 	c := dial(t, addr)
 	for i := 0; i < 2; i++ {
-		c.send("USER alice")
-		c.expect("+OK")
-		c.send("PASS nope")
-		c.expect("-ERR [AUTH] authentication failed")
+		c.Send("USER alice")
+		c.Expect("+OK")
+		c.Send("PASS nope")
+		c.Expect("-ERR [AUTH] authentication failed")
 	}
-	c.send("USER alice")
-	c.expect("+OK")
-	c.send("PASS nope")
-	c.expect("-ERR [AUTH] authentication failed")
-	c.expectClosed()
+	c.Send("USER alice")
+	c.Expect("+OK")
+	c.Send("PASS nope")
+	c.Expect("-ERR [AUTH] authentication failed")
+	c.ExpectClosed()
 }
 
 func TestUpstreamDownIsTemporaryNotAuth(t *testing.T) {
@@ -283,10 +283,10 @@ func TestUpstreamDownIsTemporaryNotAuth(t *testing.T) {
 	_, addr := startServer(t, b, Options{})
 	c := dial(t, addr)
 	for i := 0; i < 5; i++ { // never counted as a login failure
-		c.send("USER alice")
-		c.expect("+OK")
-		c.send("PASS secret")
-		c.expect("-ERR [SYS/TEMP] temporary failure, try again later")
+		c.Send("USER alice")
+		c.Expect("+OK")
+		c.Send("PASS secret")
+		c.Expect("-ERR [SYS/TEMP] temporary failure, try again later")
 	}
 }
 
@@ -295,23 +295,23 @@ func TestUnknownBackendErrorIsGeneric(t *testing.T) {
 	b.retrieveErr = errors.New("upstream said: * BYE secret internal text")
 	_, addr := startServer(t, b, Options{})
 	c := dial(t, addr)
-	c.login()
-	c.send("RETR 1")
-	c.expect("-ERR [SYS/TEMP] temporary failure, try again later")
+	loginAlice(c)
+	c.Send("RETR 1")
+	c.Expect("-ERR [SYS/TEMP] temporary failure, try again later")
 }
 
 func TestControlBytesRefusedBeforeBackend(t *testing.T) {
 	b := newFake()
 	_, addr := startServer(t, b, Options{})
 	c := dial(t, addr)
-	c.send("USER al\x00ice")
-	c.expect("+OK")
-	c.send("PASS secret")
-	c.expect("-ERR [AUTH] authentication failed")
-	c.send("USER alice")
-	c.expect("+OK")
-	c.send("PASS sec\x01ret")
-	c.expect("-ERR [AUTH] authentication failed")
+	c.Send("USER al\x00ice")
+	c.Expect("+OK")
+	c.Send("PASS secret")
+	c.Expect("-ERR [AUTH] authentication failed")
+	c.Send("USER alice")
+	c.Expect("+OK")
+	c.Send("PASS sec\x01ret")
+	c.Expect("-ERR [AUTH] authentication failed")
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if len(b.logins) != 0 {
@@ -325,25 +325,25 @@ func TestControlBytesRefusedBeforeBackend(t *testing.T) {
 func TestNothingAppliedWithoutQuit(t *testing.T) {
 	cases := map[string]func(t *testing.T, srv *Server, c *client){
 		"drop": func(t *testing.T, srv *Server, c *client) {
-			c.nc.Close()
+			c.Conn().Close()
 		},
 		"rset then drop": func(t *testing.T, srv *Server, c *client) {
-			c.send("RSET")
-			c.expect("+OK*")
-			c.nc.Close()
+			c.Send("RSET")
+			c.Expect("+OK*")
+			c.Conn().Close()
 		},
 		"timeout": func(t *testing.T, srv *Server, c *client) {
-			c.expect("-ERR Disconnected for inactivity.")
-			c.expectClosed()
+			c.Expect("-ERR Disconnected for inactivity.")
+			c.ExpectClosed()
 		},
 		"shutdown": func(t *testing.T, srv *Server, c *client) {
 			go srv.Shutdown(context.Background())
-			c.expect("-ERR [SYS/TEMP] server shutting down, try again later")
-			c.expectClosed()
+			c.Expect("-ERR [SYS/TEMP] server shutting down, try again later")
+			c.ExpectClosed()
 		},
 		"half-written quit": func(t *testing.T, srv *Server, c *client) {
-			io.WriteString(c.nc, "QUI")
-			c.nc.Close()
+			io.WriteString(c.Conn(), "QUI")
+			c.Conn().Close()
 		},
 	}
 	for name, end := range cases {
@@ -351,12 +351,12 @@ func TestNothingAppliedWithoutQuit(t *testing.T) {
 			b := newFake()
 			srv, addr := startServer(t, b, Options{IdleTimeout: 300 * time.Millisecond})
 			c := dial(t, addr)
-			c.login()
-			c.send("DELE 1")
-			c.expect("+OK*")
-			c.send("RETR 2")
-			c.expect("+OK*")
-			c.multiline()
+			loginAlice(c)
+			c.Send("DELE 1")
+			c.Expect("+OK*")
+			c.Send("RETR 2")
+			c.Expect("+OK*")
+			c.Multiline()
 			end(t, srv, c)
 			waitFor(t, func() bool { _, closes := b.snapshot(); return closes == 1 })
 			if updates, _ := b.snapshot(); len(updates) != 0 {
@@ -382,12 +382,12 @@ func TestQuitUpdateFailure(t *testing.T) {
 	b.updateErr = ErrUpdateFailed.Wrap(errors.New("UID EXPUNGE: NO"))
 	_, addr := startServer(t, b, Options{})
 	c := dial(t, addr)
-	c.login()
-	c.send("DELE 1")
-	c.expect("+OK*")
-	c.send("QUIT")
-	c.expect("-ERR [SYS/TEMP] some deleted messages not removed")
-	c.expectClosed()
+	loginAlice(c)
+	c.Send("DELE 1")
+	c.Expect("+OK*")
+	c.Send("QUIT")
+	c.Expect("-ERR [SYS/TEMP] some deleted messages not removed")
+	c.ExpectClosed()
 }
 
 // A body that fails mid-transfer closes the connection without the dot,
@@ -399,10 +399,10 @@ func TestRetrFailureMidBodyClosesWithoutDot(t *testing.T) {
 	}
 	_, addr := startServer(t, b, Options{})
 	c := dial(t, addr)
-	c.login()
-	c.send("RETR 1")
-	c.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
-	rest, _ := io.ReadAll(c.r)
+	loginAlice(c)
+	c.Send("RETR 1")
+	c.Conn().SetReadDeadline(time.Now().Add(5 * time.Second))
+	rest, _ := io.ReadAll(c.Reader())
 	if bytes.Contains(rest, []byte("\r\n.\r\n")) {
 		t.Fatalf("terminating dot sent after failure: %q", rest)
 	}
@@ -423,14 +423,14 @@ func TestPreLoginTotalDeadline(t *testing.T) {
 	// Keep talking: the idle timer never fires, the total one does.
 	go func() {
 		for i := 0; i < 50; i++ {
-			if _, err := io.WriteString(c.nc, "CAPA\r\n"); err != nil {
+			if _, err := io.WriteString(c.Conn(), "CAPA\r\n"); err != nil {
 				return
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
 	}()
-	c.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
-	all, _ := io.ReadAll(c.r)
+	c.Conn().SetReadDeadline(time.Now().Add(5 * time.Second))
+	all, _ := io.ReadAll(c.Reader())
 	if !bytes.HasSuffix(all, []byte("-ERR Disconnected for inactivity.\r\n")) {
 		t.Fatalf("last words: %q", all[max(0, len(all)-80):])
 	}
@@ -444,24 +444,24 @@ func TestMaxConnsPerIP(t *testing.T) {
 	dial(t, addr)
 	dial(t, addr)
 	c := dialRaw(t, addr)
-	c.expect("-ERR [SYS/TEMP] too many connections from your address")
-	c.expectClosed()
+	c.Expect("-ERR [SYS/TEMP] too many connections from your address")
+	c.ExpectClosed()
 }
 
 func TestLockSession(t *testing.T) {
 	b := newFake()
 	_, addr := startServer(t, b, Options{LockSession: true})
 	c1 := dial(t, addr)
-	c1.login()
+	loginAlice(c1)
 	c2 := dial(t, addr)
-	c2.send("USER ALICE")
-	c2.expect("+OK")
-	c2.send("PASS secret")
-	c2.expect("-ERR [IN-USE] maildrop already in use")
-	c1.nc.Close()
+	c2.Send("USER ALICE")
+	c2.Expect("+OK")
+	c2.Send("PASS secret")
+	c2.Expect("-ERR [IN-USE] maildrop already in use")
+	c1.Conn().Close()
 	waitFor(t, func() bool { _, closes := b.snapshot(); return closes == 2 })
 	c3 := dial(t, addr)
-	c3.login()
+	loginAlice(c3)
 }
 
 func TestShutdownLetsBusySessionFinish(t *testing.T) {
@@ -470,18 +470,18 @@ func TestShutdownLetsBusySessionFinish(t *testing.T) {
 	b.bodyReader = func(ctx context.Context, r io.Reader) io.Reader { return &gatedReader{ctx: ctx, r: r, gate: release} }
 	srv, addr := startServer(t, b, Options{})
 	c := dial(t, addr)
-	c.login()
-	c.send("RETR 2")
+	loginAlice(c)
+	c.Send("RETR 2")
 	time.Sleep(50 * time.Millisecond) // let RETR start
 	done := make(chan error)
 	go func() { done <- srv.Shutdown(context.Background()) }()
 	time.Sleep(50 * time.Millisecond)
 	close(release)
-	c.expect("+OK*")
-	if got := c.multiline(); !bytes.Equal(got, sampleMsgs[1]) {
+	c.Expect("+OK*")
+	if got := c.Multiline(); !bytes.Equal(got, sampleMsgs[1]) {
 		t.Fatalf("RETR during drain = %q", got)
 	}
-	c.expect("-ERR [SYS/TEMP] server shutting down, try again later")
+	c.Expect("-ERR [SYS/TEMP] server shutting down, try again later")
 	if err := <-done; err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
@@ -511,8 +511,8 @@ func TestShutdownDeadlineForcesClose(t *testing.T) {
 	}
 	srv, addr := startServer(t, b, Options{})
 	c := dial(t, addr)
-	c.login()
-	c.send("RETR 2")
+	loginAlice(c)
+	c.Send("RETR 2")
 	time.Sleep(50 * time.Millisecond) // let RETR start
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
@@ -536,20 +536,20 @@ func TestRsetForgetsRetrieved(t *testing.T) {
 	b := newFake()
 	_, addr := startServer(t, b, Options{})
 	c := dial(t, addr)
-	c.login()
-	c.send("RETR 1")
-	c.expect("+OK*")
-	c.multiline()
-	c.send("DELE 2")
-	c.expect("+OK*")
-	c.send("RSET")
-	c.expect("+OK*")
-	c.send("RETR 3")
-	c.expect("+OK*")
-	c.multiline()
-	c.send("QUIT")
-	c.expect("+OK*")
-	c.expectClosed()
+	loginAlice(c)
+	c.Send("RETR 1")
+	c.Expect("+OK*")
+	c.Multiline()
+	c.Send("DELE 2")
+	c.Expect("+OK*")
+	c.Send("RSET")
+	c.Expect("+OK*")
+	c.Send("RETR 3")
+	c.Expect("+OK*")
+	c.Multiline()
+	c.Send("QUIT")
+	c.Expect("+OK*")
+	c.ExpectClosed()
 	updates, _ := b.snapshot()
 	if len(updates) != 1 || len(updates[0].Deleted) != 0 || !equalInts(updates[0].Retrieved, []int{3}) {
 		t.Fatalf("updates = %+v, want only message 3 retrieved", updates)

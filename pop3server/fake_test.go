@@ -1,17 +1,17 @@
 package pop3server
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/popbridge/popbridge/internal/pop3test"
 )
 
 // fakeBackend is an in-memory Backend recording what sessions did.
@@ -161,102 +161,33 @@ func serveOn(t *testing.T, srv *Server, wrap func(net.Listener) net.Listener) st
 	return addr
 }
 
-// client is a line-oriented test client.
-type client struct {
-	t  *testing.T
-	nc net.Conn
-	r  *bufio.Reader
-}
+// client is the raw POP3 test client.
+type client = pop3test.Client
+
+// clientOptions: a 10 s deadline for a whole connection; ExpectClosed
+// waits 5 s and takes no reset for a close.
+var clientOptions = pop3test.Options{Deadline: 10 * time.Second, CloseTimeout: 5 * time.Second}
 
 func dial(t *testing.T, addr string) *client {
 	t.Helper()
 	c := dialRaw(t, addr)
-	c.expect("+OK popbridge ready.")
+	c.Expect("+OK popbridge ready.")
 	return c
 }
 
 // dialRaw connects without reading the greeting.
 func dialRaw(t *testing.T, addr string) *client {
 	t.Helper()
-	nc, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nc.Close() })
-	nc.SetDeadline(time.Now().Add(10 * time.Second))
-	return &client{t: t, nc: nc, r: bufio.NewReader(nc)}
+	return pop3test.Dial(t, addr, clientOptions)
 }
 
-func (c *client) send(line string) {
-	c.t.Helper()
-	if _, err := io.WriteString(c.nc, line+"\r\n"); err != nil {
-		c.t.Fatalf("send %q: %v", line, err)
-	}
-}
-
-func (c *client) readLine() string {
-	c.t.Helper()
-	line, err := c.r.ReadString('\n')
-	if err != nil {
-		c.t.Fatalf("read: %v (got %q)", err, line)
-	}
-	if !strings.HasSuffix(line, "\r\n") {
-		c.t.Fatalf("line without CRLF: %q", line)
-	}
-	return strings.TrimSuffix(line, "\r\n")
-}
-
-// expect reads one line per pattern; a pattern ending in "*" matches a
-// prefix.
-func (c *client) expect(patterns ...string) {
-	c.t.Helper()
-	for _, p := range patterns {
-		got := c.readLine()
-		if prefix, ok := strings.CutSuffix(p, "*"); ok {
-			if !strings.HasPrefix(got, prefix) {
-				c.t.Fatalf("got %q, want prefix %q", got, prefix)
-			}
-		} else if got != p {
-			c.t.Fatalf("got %q, want %q", got, p)
-		}
-	}
-}
-
-// multiline reads a multi-line body up to the terminating dot, un-stuffed.
-func (c *client) multiline() []byte {
-	c.t.Helper()
-	var buf bytes.Buffer
-	for {
-		line, err := c.r.ReadString('\n')
-		if err != nil {
-			c.t.Fatalf("multiline: %v", err)
-		}
-		if line == ".\r\n" {
-			return buf.Bytes()
-		}
-		buf.WriteString(strings.TrimPrefix(line, "."))
-	}
-}
-
-// expectClosed asserts the server closes the connection.
-func (c *client) expectClosed() {
-	c.t.Helper()
-	c.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
-	rest, err := io.ReadAll(c.r)
-	if err != nil {
-		c.t.Fatalf("want close, got %v after %q", err, rest)
-	}
-	if len(rest) > 0 {
-		c.t.Fatalf("unexpected data before close: %q", rest)
-	}
-}
-
-func (c *client) login() {
-	c.t.Helper()
-	c.send("USER alice")
-	c.expect("+OK")
-	c.send("PASS secret")
-	c.expect("+OK Logged in.")
+// loginAlice logs in as alice with the exact answers of the fake backend.
+func loginAlice(c *client) {
+	c.TB().Helper()
+	c.Send("USER alice")
+	c.Expect("+OK")
+	c.Send("PASS secret")
+	c.Expect("+OK Logged in.")
 }
 
 func newFake() *fakeBackend {

@@ -14,22 +14,22 @@ import (
 // session hits a limit.
 func healthy(t *testing.T, addr string) *client {
 	c := dial(t, addr)
-	c.login()
+	loginAlice(c)
 	return c
 }
 
 // stillWorks checks a healthy session after the limit fired elsewhere.
-func (c *client) stillWorks() {
-	c.t.Helper()
-	c.send("STAT")
-	c.expect("+OK 3 *")
-	c.send("RETR 2")
-	c.expect("+OK*")
-	if got := c.multiline(); !bytes.Equal(got, sampleMsgs[1]) {
-		c.t.Fatalf("RETR 2 = %q", got)
+func stillWorks(c *client) {
+	c.TB().Helper()
+	c.Send("STAT")
+	c.Expect("+OK 3 *")
+	c.Send("RETR 2")
+	c.Expect("+OK*")
+	if got := c.Multiline(); !bytes.Equal(got, sampleMsgs[1]) {
+		c.TB().Fatalf("RETR 2 = %q", got)
 	}
-	c.send("QUIT")
-	c.expect("+OK popbridge signing off")
+	c.Send("QUIT")
+	c.Expect("+OK popbridge signing off")
 }
 
 // Every limit ends only the session that exceeds it, with -ERR or a clean
@@ -39,36 +39,36 @@ func TestLimits(t *testing.T) {
 		_, addr := startServer(t, newFake(), Options{MaxLineLength: 255})
 		h := healthy(t, addr)
 		c := dial(t, addr)
-		c.send("USER " + strings.Repeat("a", 300))
-		c.expect("-ERR line too long")
-		c.expectClosed()
-		h.stillWorks()
+		c.Send("USER " + strings.Repeat("a", 300))
+		c.Expect("-ERR line too long")
+		c.ExpectClosed()
+		stillWorks(h)
 	})
 	t.Run("line length after login", func(t *testing.T) {
 		_, addr := startServer(t, newFake(), Options{MaxLineLength: 255})
 		h := healthy(t, addr)
 		c := healthy(t, addr)
 		// A megabyte without a line end: the server must not buffer it.
-		io.WriteString(c.nc, strings.Repeat("x", 1<<20))
-		c.expect("-ERR line too long")
-		c.expectClosedOrReset()
-		h.stillWorks()
+		io.WriteString(c.Conn(), strings.Repeat("x", 1<<20))
+		c.Expect("-ERR line too long")
+		expectClosedOrReset(c)
+		stillWorks(h)
 	})
 	t.Run("pre-login idle", func(t *testing.T) {
 		_, addr := startServer(t, newFake(), Options{PreLoginIdleTimeout: 150 * time.Millisecond})
 		h := healthy(t, addr)
 		c := dial(t, addr)
-		c.expect("-ERR Disconnected for inactivity.")
-		c.expectClosed()
-		h.stillWorks()
+		c.Expect("-ERR Disconnected for inactivity.")
+		c.ExpectClosed()
+		stillWorks(h)
 	})
 	t.Run("pre-login idle in a SASL exchange", func(t *testing.T) {
 		_, addr := startServer(t, newFake(), Options{PreLoginIdleTimeout: 150 * time.Millisecond})
 		c := dial(t, addr)
-		c.send("AUTH PLAIN")
-		c.expect("+ ")
-		c.expect("-ERR Disconnected for inactivity.")
-		c.expectClosed()
+		c.Send("AUTH PLAIN")
+		c.Expect("+ ")
+		c.Expect("-ERR Disconnected for inactivity.")
+		c.ExpectClosed()
 	})
 	t.Run("post-login idle", func(t *testing.T) {
 		_, addr := startServer(t, newFake(), Options{IdleTimeout: 200 * time.Millisecond})
@@ -77,38 +77,38 @@ func TestLimits(t *testing.T) {
 		// The healthy session keeps talking past the idle timeout.
 		for i := 0; i < 8; i++ {
 			time.Sleep(50 * time.Millisecond)
-			h.send("NOOP")
-			h.expect("+OK")
+			h.Send("NOOP")
+			h.Expect("+OK")
 		}
-		c.expect("-ERR Disconnected for inactivity.")
-		c.expectClosed()
-		h.stillWorks()
+		c.Expect("-ERR Disconnected for inactivity.")
+		c.ExpectClosed()
+		stillWorks(h)
 	})
 	t.Run("bad commands before login", func(t *testing.T) {
 		_, addr := startServer(t, newFake(), Options{})
 		h := healthy(t, addr)
 		c := dial(t, addr)
 		for i := 0; i < 2; i++ {
-			c.send("STAT")
-			c.expect("-ERR command not valid in this state")
+			c.Send("STAT")
+			c.Expect("-ERR command not valid in this state")
 		}
-		c.send("XYZZY")
-		c.expect("-ERR unknown command", "-ERR too many bad commands, closing connection")
-		c.expectClosed()
-		h.stillWorks()
+		c.Send("XYZZY")
+		c.Expect("-ERR unknown command", "-ERR too many bad commands, closing connection")
+		c.ExpectClosed()
+		stillWorks(h)
 	})
 	t.Run("bad commands after login", func(t *testing.T) {
 		_, addr := startServer(t, newFake(), Options{})
 		h := healthy(t, addr)
 		c := healthy(t, addr)
 		for i := 0; i < 19; i++ {
-			c.send("RETR x")
-			c.expect("-ERR invalid message number")
+			c.Send("RETR x")
+			c.Expect("-ERR invalid message number")
 		}
-		c.send("USER bob")
-		c.expect("-ERR command not valid in this state", "-ERR too many bad commands, closing connection")
-		c.expectClosed()
-		h.stillWorks()
+		c.Send("USER bob")
+		c.Expect("-ERR command not valid in this state", "-ERR too many bad commands, closing connection")
+		c.ExpectClosed()
+		stillWorks(h)
 	})
 	t.Run("connections per address", func(t *testing.T) {
 		srv := NewServer(newFake(), Options{MaxConnsPerIP: 2, AuthFailDelay: time.Millisecond, PlaintextAuth: PlaintextAlways})
@@ -118,12 +118,12 @@ func TestLimits(t *testing.T) {
 		dial(t, addr)
 		c2 := dial(t, addr)
 		c := dialRaw(t, addr)
-		c.expect("-ERR [SYS/TEMP] too many connections from your address")
-		c.expectClosed()
-		h.stillWorks()
-		c2.send("QUIT")
-		c2.expect("+OK*")
-		c2.expectClosed()
+		c.Expect("-ERR [SYS/TEMP] too many connections from your address")
+		c.ExpectClosed()
+		stillWorks(h)
+		c2.Send("QUIT")
+		c2.Expect("+OK*")
+		c2.ExpectClosed()
 		waitFor(t, func() bool { return srv.ActiveSessions() == 1 })
 		dial(t, addr)
 	})
@@ -135,26 +135,21 @@ func TestLimits(t *testing.T) {
 		dial(t, addrA)
 		c3 := dial(t, addrB)
 		c := dialRaw(t, addrB)
-		c.expect("-ERR [SYS/TEMP] too many connections")
-		c.expectClosed()
-		h.stillWorks()
-		c3.nc.Close()
+		c.Expect("-ERR [SYS/TEMP] too many connections")
+		c.ExpectClosed()
+		stillWorks(h)
+		c3.Conn().Close()
 		waitFor(t, func() bool { return srv.ActiveSessions() == 1 })
-		dial(t, addrB).login()
+		loginAlice(dial(t, addrB))
 	})
 }
 
 // expectClosedOrReset accepts a close after unread input, which the
 // kernel may turn into a reset.
-func (c *client) expectClosedOrReset() {
-	c.t.Helper()
-	c.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
-	rest, err := io.ReadAll(c.r)
-	if err != nil && strings.Contains(err.Error(), "timeout") {
-		c.t.Fatalf("want close, got %v", err)
-	}
-	if len(rest) > 0 {
-		c.t.Fatalf("unexpected data before close: %q", rest)
+func expectClosedOrReset(c *client) {
+	c.TB().Helper()
+	if closed, rest := c.Closed(); !closed {
+		c.TB().Fatalf("want close, got %q and no close", rest)
 	}
 }
 
@@ -183,7 +178,7 @@ func TestWriteStall(t *testing.T) {
 	_, addr := startServer(t, b, Options{WriteTimeout: 300 * time.Millisecond, Observer: rec})
 	h := healthy(t, addr)
 	c := healthy(t, addr)
-	if tc, ok := c.nc.(interface{ SetReadBuffer(int) error }); ok {
+	if tc, ok := c.Conn().(interface{ SetReadBuffer(int) error }); ok {
 		tc.SetReadBuffer(4096)
 	}
 
@@ -191,7 +186,7 @@ func TestWriteStall(t *testing.T) {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	baseline, peak := ms.HeapInuse, ms.HeapInuse
-	c.send("RETR 1")
+	c.Send("RETR 1")
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		runtime.ReadMemStats(&ms)
@@ -217,5 +212,5 @@ func TestWriteStall(t *testing.T) {
 		t.Fatalf("Update called: %+v", updates)
 	}
 	b.bodyReader = nil
-	h.stillWorks()
+	stillWorks(h)
 }

@@ -86,11 +86,11 @@ func TestFailureDelayOnTheWire(t *testing.T) {
 	addrB := serveOn(t, srv, fromAddr("198.51.100.20:1000"))
 
 	fail := func(c *client) time.Duration {
-		c.send("USER alice")
-		c.expect("+OK")
+		c.Send("USER alice")
+		c.Expect("+OK")
 		start := time.Now()
-		c.send("PASS wrong")
-		c.expect("-ERR [AUTH] authentication failed")
+		c.Send("PASS wrong")
+		c.Expect("-ERR [AUTH] authentication failed")
 		return time.Since(start)
 	}
 	want := []time.Duration{40, 80, 160, 250, 250}
@@ -98,7 +98,7 @@ func TestFailureDelayOnTheWire(t *testing.T) {
 	c := dial(t, addrA)
 	for i := range want {
 		if i == 3 { // the third failure closed the first connection
-			c.expectClosed()
+			c.ExpectClosed()
 			c = dial(t, addrA)
 		}
 		got = append(got, fail(c))
@@ -120,7 +120,7 @@ func TestFailureDelayOnTheWire(t *testing.T) {
 		t.Errorf("failures of B = %d, want 1 (A's penalty must not spill over)", n)
 	}
 	// A right password is not delayed by the penalty and does not count.
-	cb.login()
+	loginAlice(cb)
 	if n := srv.penalties.failures(b); n != 1 {
 		t.Errorf("failures of B after a good login = %d", n)
 	}
@@ -133,16 +133,16 @@ func TestFailureDelayHoldsConnectionSlot(t *testing.T) {
 	b := newFake()
 	_, addr := startServer(t, b, Options{AuthFailDelay: 500 * time.Millisecond, MaxConnsPerIP: 1})
 	c := dial(t, addr)
-	c.send("USER alice")
-	c.expect("+OK")
-	c.send("PASS wrong")
+	c.Send("USER alice")
+	c.Expect("+OK")
+	c.Send("PASS wrong")
 	waitFor(t, func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.logins) == 1 })
-	c.nc.Close()
+	c.Conn().Close()
 	c2 := dialRaw(t, addr)
-	c2.expect("-ERR [SYS/TEMP] too many connections from your address")
-	c2.expectClosed()
+	c2.Expect("-ERR [SYS/TEMP] too many connections from your address")
+	c2.ExpectClosed()
 	time.Sleep(600 * time.Millisecond)
-	dial(t, addr).login()
+	loginAlice(dial(t, addr))
 }
 
 // An unreachable upstream is [SYS/TEMP]: no delay, no penalty, and no
@@ -154,8 +154,8 @@ func TestUpstreamDownNotPenalized(t *testing.T) {
 	c := dial(t, addr)
 	start := time.Now()
 	for i := 0; i < 5; i++ {
-		c.send("AUTH PLAIN " + b64("\x00alice\x00secret"))
-		c.expect("-ERR [SYS/TEMP] temporary failure, try again later")
+		c.Send("AUTH PLAIN " + b64("\x00alice\x00secret"))
+		c.Expect("-ERR [SYS/TEMP] temporary failure, try again later")
 	}
 	if d := time.Since(start); d >= 3*time.Second {
 		t.Errorf("5 upstream failures took %v: the failure delay was applied", d)
@@ -166,5 +166,5 @@ func TestUpstreamDownNotPenalized(t *testing.T) {
 	b.mu.Lock()
 	b.loginErr = nil
 	b.mu.Unlock()
-	c.login()
+	loginAlice(c)
 }

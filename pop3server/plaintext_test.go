@@ -3,6 +3,8 @@ package pop3server
 import (
 	"net/netip"
 	"testing"
+
+	"github.com/popbridge/popbridge/internal/pop3test"
 )
 
 // Which client addresses count as local for --plaintext-auth local.
@@ -50,39 +52,39 @@ func TestPlaintextAuthOnTheWire(t *testing.T) {
 			srv := NewServer(b, Options{PlaintextAuth: tt.mode, TLSConfig: serverTLS(t), MaxBadCommandsPreLogin: 20})
 			addr := serveOn(t, srv, fromAddr(tt.remote))
 			c := dial(t, addr)
-			caps := c.capa()
-			if hasCap(caps, "USER") != tt.allow || hasCap(caps, "SASL") != tt.allow || !hasCap(caps, "STLS") {
+			caps := capa(c)
+			if pop3test.HasCap(caps, "USER") != tt.allow || pop3test.HasCap(caps, "SASL") != tt.allow || !pop3test.HasCap(caps, "STLS") {
 				t.Fatalf("CAPA = %q, want USER and SASL %v, STLS", caps, tt.allow)
 			}
 			if tt.allow {
-				c.send("AUTH")
-				c.expect("+OK", "PLAIN", "LOGIN", ".")
-				c.login()
+				c.Send("AUTH")
+				c.Expect("+OK", "PLAIN", "LOGIN", ".")
+				loginAlice(c)
 				return
 			}
-			c.send("AUTH")
-			c.expect("+OK", ".")
-			c.send("USER alice")
-			c.expect(refused)
-			c.send("PASS secret")
-			c.expect(refused)
-			c.send("AUTH PLAIN " + b64("\x00alice\x00secret"))
-			c.expect(refused)
-			c.send("AUTH LOGIN")
-			c.expect(refused)
-			c.send("STAT")
-			c.expect("-ERR command not valid in this state")
+			c.Send("AUTH")
+			c.Expect("+OK", ".")
+			c.Send("USER alice")
+			c.Expect(refused)
+			c.Send("PASS secret")
+			c.Expect(refused)
+			c.Send("AUTH PLAIN " + b64("\x00alice\x00secret"))
+			c.Expect(refused)
+			c.Send("AUTH LOGIN")
+			c.Expect(refused)
+			c.Send("STAT")
+			c.Expect("-ERR command not valid in this state")
 			b.mu.Lock()
 			n := len(b.logins)
 			b.mu.Unlock()
 			if n != 0 {
 				t.Fatalf("backend saw %d logins", n)
 			}
-			c.startTLS()
-			if caps := c.capa(); !hasCap(caps, "USER") || !hasCap(caps, "SASL PLAIN LOGIN") || hasCap(caps, "STLS") {
+			startTLS(c)
+			if caps := capa(c); !pop3test.HasCap(caps, "USER") || !pop3test.HasCap(caps, "SASL PLAIN LOGIN") || pop3test.HasCap(caps, "STLS") {
 				t.Fatalf("CAPA over TLS = %q", caps)
 			}
-			c.login()
+			loginAlice(c)
 		})
 	}
 }

@@ -4,33 +4,18 @@ import (
 	"crypto/tls"
 	"io"
 	"net"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/popbridge/popbridge/internal/pop3test"
 )
 
-// capaLines reads a CAPA response and returns its capability lines.
-func (c *client) capa() []string {
-	c.t.Helper()
-	c.send("CAPA")
-	c.expect("+OK Capability list follows")
-	var caps []string
-	for {
-		line := c.readLine()
-		if line == "." {
-			return caps
-		}
-		caps = append(caps, line)
-	}
-}
-
-func hasCap(caps []string, name string) bool {
-	for _, c := range caps {
-		if c == name || strings.HasPrefix(c, name+" ") {
-			return true
-		}
-	}
-	return false
+// capa reads a CAPA response and returns its capability lines.
+func capa(c *client) []string {
+	c.TB().Helper()
+	c.Send("CAPA")
+	c.Expect("+OK Capability list follows")
+	return c.LinesToDot()
 }
 
 // Commands pipelined after STLS in the same write were sent in clear and
@@ -40,40 +25,39 @@ func TestSTLSDiscardsPipelinedCommands(t *testing.T) {
 	b := newFake()
 	_, addr := startServer(t, b, Options{TLSConfig: serverTLS(t), PlaintextAuth: PlaintextNever})
 	c := dial(t, addr)
-	if caps := c.capa(); !hasCap(caps, "STLS") || hasCap(caps, "USER") || hasCap(caps, "SASL") {
+	if caps := capa(c); !pop3test.HasCap(caps, "STLS") || pop3test.HasCap(caps, "USER") || pop3test.HasCap(caps, "SASL") {
 		t.Fatalf("CAPA in clear with plaintext-auth never = %q, want STLS and no USER/SASL", caps)
 	}
-	io.WriteString(c.nc, "STLS\r\nCAPA\r\nUSER alice\r\nPASS secret\r\nNOOP\r\n")
-	c.expect("+OK Begin TLS negotiation now.")
+	io.WriteString(c.Conn(), "STLS\r\nCAPA\r\nUSER alice\r\nPASS secret\r\nNOOP\r\n")
+	c.Expect("+OK Begin TLS negotiation now.")
 	// Nothing else in clear: an answer to the pipelined CAPA would sit in
 	// the buffer now, or break the handshake below.
 	time.Sleep(50 * time.Millisecond)
-	if n := c.r.Buffered(); n > 0 {
-		got, _ := c.r.Peek(n)
+	if n := c.Reader().Buffered(); n > 0 {
+		got, _ := c.Reader().Peek(n)
 		t.Fatalf("pipelined command answered in clear: %q", got)
 	}
-	tc := tls.Client(c.nc, clientTLS(t))
+	tc := tls.Client(c.Conn(), clientTLS(t))
 	if err := tc.Handshake(); err != nil {
 		t.Fatalf("handshake: %v", err)
 	}
-	c.nc = tc
-	c.r.Reset(tc)
-	caps := c.capa() // the first answer over TLS is to this CAPA, not the pipelined one
-	if hasCap(caps, "STLS") || !hasCap(caps, "USER") || !hasCap(caps, "SASL") {
+	c.Upgrade(tc)
+	caps := capa(c) // the first answer over TLS is to this CAPA, not the pipelined one
+	if pop3test.HasCap(caps, "STLS") || !pop3test.HasCap(caps, "USER") || !pop3test.HasCap(caps, "SASL") {
 		t.Fatalf("CAPA after STLS = %q, want USER and SASL, no STLS", caps)
 	}
 	// The pipelined USER was not executed: PASS now has no USER.
-	c.send("PASS secret")
-	c.expect("-ERR USER first")
-	c.send("STAT")
-	c.expect("-ERR command not valid in this state")
+	c.Send("PASS secret")
+	c.Expect("-ERR USER first")
+	c.Send("STAT")
+	c.Expect("-ERR command not valid in this state")
 	b.mu.Lock()
 	logins := len(b.logins)
 	b.mu.Unlock()
 	if logins != 0 {
 		t.Fatalf("pipelined PASS reached the backend: %d logins", logins)
 	}
-	c.login()
+	loginAlice(c)
 }
 
 // A USER given in clear is forgotten by STLS: the client logs in afresh.
@@ -81,14 +65,14 @@ func TestSTLSForgetsUser(t *testing.T) {
 	b := newFake()
 	_, addr := startServer(t, b, Options{TLSConfig: serverTLS(t)})
 	c := dial(t, addr)
-	c.send("USER alice")
-	c.expect("+OK")
-	c.startTLS()
-	c.send("PASS secret")
-	c.expect("-ERR USER first")
-	c.login()
-	c.send("STAT")
-	c.expect("+OK 3 *")
+	c.Send("USER alice")
+	c.Expect("+OK")
+	startTLS(c)
+	c.Send("PASS secret")
+	c.Expect("-ERR USER first")
+	loginAlice(c)
+	c.Send("STAT")
+	c.Expect("+OK 3 *")
 }
 
 func TestSTLSRefusals(t *testing.T) {
@@ -97,25 +81,25 @@ func TestSTLSRefusals(t *testing.T) {
 
 	t.Run("after login", func(t *testing.T) {
 		c := dial(t, addr)
-		c.login()
-		c.send("STLS")
-		c.expect("-ERR command not valid in this state")
-		c.send("STAT")
-		c.expect("+OK 3 *")
+		loginAlice(c)
+		c.Send("STLS")
+		c.Expect("-ERR command not valid in this state")
+		c.Send("STAT")
+		c.Expect("+OK 3 *")
 	})
 	t.Run("twice", func(t *testing.T) {
 		c := dial(t, addr)
-		c.startTLS()
-		c.send("STLS")
-		c.expect("-ERR TLS already active")
-		if caps := c.capa(); hasCap(caps, "STLS") {
+		startTLS(c)
+		c.Send("STLS")
+		c.Expect("-ERR TLS already active")
+		if caps := capa(c); pop3test.HasCap(caps, "STLS") {
 			t.Fatalf("CAPA over TLS offers STLS: %q", caps)
 		}
 	})
 	t.Run("with argument", func(t *testing.T) {
 		c := dial(t, addr)
-		c.send("STLS now")
-		c.expect("-ERR STLS takes no argument")
+		c.Send("STLS now")
+		c.Expect("-ERR STLS takes no argument")
 	})
 }
 
@@ -131,14 +115,14 @@ func TestImplicitTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := wrapClient(t, nc)
-	c.expect("+OK popbridge ready.")
-	caps := c.capa()
-	if hasCap(caps, "STLS") || !hasCap(caps, "USER") {
+	c.Expect("+OK popbridge ready.")
+	caps := capa(c)
+	if pop3test.HasCap(caps, "STLS") || !pop3test.HasCap(caps, "USER") {
 		t.Fatalf("CAPA on POP3S = %q", caps)
 	}
-	c.send("STLS")
-	c.expect("-ERR TLS already active")
-	c.login()
+	c.Send("STLS")
+	c.Expect("-ERR TLS already active")
+	loginAlice(c)
 }
 
 // A TLS handshake that stalls, or fails, ends the connection within the
@@ -149,16 +133,16 @@ func TestStalledHandshakeClosed(t *testing.T) {
 		"stls silent": func(t *testing.T) *client {
 			_, addr := startServer(t, newFake(), opts)
 			c := dial(t, addr)
-			c.send("STLS")
-			c.expect("+OK Begin TLS negotiation now.")
+			c.Send("STLS")
+			c.Expect("+OK Begin TLS negotiation now.")
 			return c
 		},
 		"stls garbage": func(t *testing.T) *client {
 			_, addr := startServer(t, newFake(), opts)
 			c := dial(t, addr)
-			c.send("STLS")
-			c.expect("+OK Begin TLS negotiation now.")
-			c.send("USER alice") // not a ClientHello
+			c.Send("STLS")
+			c.Expect("+OK Begin TLS negotiation now.")
+			c.Send("USER alice") // not a ClientHello
 			return c
 		},
 		"implicit silent": func(t *testing.T) *client {
@@ -170,7 +154,7 @@ func TestStalledHandshakeClosed(t *testing.T) {
 			srv := NewServer(newFake(), opts)
 			addr := serveOn(t, srv, func(l net.Listener) net.Listener { return tls.NewListener(l, opts.TLSConfig) })
 			c := dialRaw(t, addr)
-			c.nc.Write([]byte{0x16, 0x03, 0x01, 0x02, 0x00, 0x01}) // a record header promising 512 octets
+			c.Conn().Write([]byte{0x16, 0x03, 0x01, 0x02, 0x00, 0x01}) // a record header promising 512 octets
 			return c
 		},
 	}
@@ -178,8 +162,8 @@ func TestStalledHandshakeClosed(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			begin := time.Now()
 			c := start(t)
-			c.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
-			_, err := io.Copy(io.Discard, c.nc)
+			c.Conn().SetReadDeadline(time.Now().Add(5 * time.Second))
+			_, err := io.Copy(io.Discard, c.Conn())
 			if err != nil {
 				t.Fatalf("want the server to close, got %v", err)
 			}

@@ -1,7 +1,6 @@
 package pop3server
 
 import (
-	"bufio"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -14,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/popbridge/popbridge/internal/pop3test"
 )
 
 // fromAddr wraps a listener so every accepted connection reports remote as
@@ -90,7 +91,7 @@ func serverTLS(t *testing.T) *tls.Config {
 }
 
 // clientTLS trusts serverTLS's certificate.
-func clientTLS(t *testing.T) *tls.Config {
+func clientTLS(t testing.TB) *tls.Config {
 	t.Helper()
 	cert, err := testCert()
 	if err != nil {
@@ -103,25 +104,13 @@ func clientTLS(t *testing.T) *tls.Config {
 
 // wrapClient makes a test client of an open connection.
 func wrapClient(t *testing.T, nc net.Conn) *client {
-	t.Cleanup(func() { nc.Close() })
-	nc.SetDeadline(time.Now().Add(10 * time.Second))
-	return &client{t: t, nc: nc, r: bufio.NewReader(nc)}
+	t.Helper()
+	return pop3test.New(t, nc, clientOptions)
 }
 
 // startTLS runs STLS on c and swaps its connection for the TLS one. The
 // +OK must be the last thing the server sent in clear.
-func (c *client) startTLS() {
-	c.t.Helper()
-	c.send("STLS")
-	c.expect("+OK Begin TLS negotiation now.")
-	if n := c.r.Buffered(); n > 0 {
-		b, _ := c.r.Peek(n)
-		c.t.Fatalf("server sent %q in clear after STLS's +OK", b)
-	}
-	tc := tls.Client(c.nc, clientTLS(c.t))
-	if err := tc.Handshake(); err != nil {
-		c.t.Fatalf("TLS handshake after STLS: %v", err)
-	}
-	c.nc = tc
-	c.r.Reset(tc)
+func startTLS(c *client) {
+	c.TB().Helper()
+	c.StartTLSWant(clientTLS(c.TB()), "+OK Begin TLS negotiation now.")
 }

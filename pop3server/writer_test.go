@@ -41,19 +41,19 @@ func TestPipelinedRepliesShareAFlush(t *testing.T) {
 	wc := &writeCounter{}
 	addr := serveOn(t, srv, func(l net.Listener) net.Listener { wc.Listener = l; return wc })
 	c := dial(t, addr)
-	c.login()
+	loginAlice(c)
 
 	before := wc.writes.Load()
-	io.WriteString(c.nc, "STAT\r\nLIST 1\r\nUIDL 2\r\nNOOP\r\n")
-	c.expect("+OK 3 *", "+OK 1 *", "+OK 2 uid2", "+OK")
+	io.WriteString(c.Conn(), "STAT\r\nLIST 1\r\nUIDL 2\r\nNOOP\r\n")
+	c.Expect("+OK 3 *", "+OK 1 *", "+OK 2 uid2", "+OK")
 	if n := wc.writes.Load() - before; n != 1 {
 		t.Errorf("4 pipelined commands answered in %d writes, want 1", n)
 	}
 
 	before = wc.writes.Load()
 	for range 3 {
-		c.send("NOOP")
-		c.expect("+OK")
+		c.Send("NOOP")
+		c.Expect("+OK")
 	}
 	if n := wc.writes.Load() - before; n != 3 {
 		t.Errorf("3 commands sent one at a time answered in %d writes, want 3", n)
@@ -76,21 +76,21 @@ func TestIdleSessionsHoldNoWriter(t *testing.T) {
 	var clients []*client
 	for range 10 {
 		c := dial(t, addr)
-		c.login()
-		c.send("STAT")
-		c.expect("+OK 3 *")
+		loginAlice(c)
+		c.Send("STAT")
+		c.Expect("+OK 3 *")
 		clients = append(clients, c)
 	}
 	waitHeld(0)
 	// A long reply and an error reply on a held session still work.
 	c := clients[0]
-	c.send("RETR 2")
-	c.expect("+OK *")
-	c.multiline()
-	c.send("RETR 9")
-	c.expect("-ERR *")
+	c.Send("RETR 2")
+	c.Expect("+OK *")
+	c.Multiline()
+	c.Send("RETR 9")
+	c.Expect("-ERR *")
 	waitHeld(0)
-	c.send("QUIT")
-	c.expect("+OK popbridge signing off")
-	c.expectClosed()
+	c.Send("QUIT")
+	c.Expect("+OK popbridge signing off")
+	c.ExpectClosed()
 }

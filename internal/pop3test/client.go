@@ -145,6 +145,10 @@ func TryDial(addr string, o Options) (*Client, error) {
 // SetTB sets the test that failing methods fail.
 func (c *Client) SetTB(tb testing.TB) { c.tb = tb }
 
+// TB returns the test that failing methods fail, for helpers built on
+// the Client.
+func (c *Client) TB() testing.TB { return c.tb }
+
 func dialTimeout(o Options) time.Duration {
 	if o.DialTimeout > 0 {
 		return o.DialTimeout
@@ -327,13 +331,20 @@ func (c *Client) Capa() []string {
 	c.tb.Helper()
 	c.Send("CAPA")
 	c.Expect("+OK*")
-	var caps []string
+	return c.LinesToDot()
+}
+
+// LinesToDot reads lines, as they are (not un-stuffed), up to a line
+// that is only a dot, and returns them without it.
+func (c *Client) LinesToDot() []string {
+	c.tb.Helper()
+	var lines []string
 	for {
 		line := c.ReadLine()
 		if line == "." {
-			return caps
+			return lines
 		}
-		caps = append(caps, line)
+		lines = append(lines, line)
 	}
 }
 
@@ -400,8 +411,15 @@ func IsReset(err error) bool {
 // runs the TLS handshake with cfg.
 func (c *Client) StartTLS(cfg *tls.Config) {
 	c.tb.Helper()
+	c.StartTLSWant(cfg, "+OK*")
+}
+
+// StartTLSWant is StartTLS with the answer to STLS matching pattern (see
+// Match).
+func (c *Client) StartTLSWant(cfg *tls.Config, pattern string) {
+	c.tb.Helper()
 	c.Send("STLS")
-	c.Expect("+OK*")
+	c.Expect(pattern)
 	if n := c.r.Buffered(); n > 0 {
 		b, _ := c.r.Peek(n)
 		c.tb.Fatalf("server sent %q in clear after STLS", b)
