@@ -268,7 +268,8 @@ func TestUpdate(t *testing.T) {
 			false, []int{3, 4}, nil, nil, nil},
 		{"no UIDPLUS, no foreign", setup{capsRev1, policy.Policy{Delete: policy.Honor, Action: expunge}, false},
 			false, []int{2, 3, 4}, nil, nil, nil},
-		{"no UIDPLUS, foreign", setup{capsRev1, policy.Policy{Delete: policy.Honor, Action: expunge}, true},
+		// A refused update leaves everything as it was, \Seen included.
+		{"no UIDPLUS, foreign", setup{capsRev1, policy.Policy{Delete: policy.Honor, Action: expunge, MarkSeen: true}, true},
 			true, []int{1, 2, 3, 4, 5}, nil, nil, nil},
 		{"flag", setup{capsFull, policy.Policy{Delete: policy.Honor, Action: flag}, false},
 			false, []int{1, 2, 3, 4}, nil, []int{1}, []int{1}},
@@ -276,8 +277,9 @@ func TestUpdate(t *testing.T) {
 			false, []int{3, 4}, []int{1, 2}, []int{2}, nil},
 		{"move without MOVE", setup{capsRev1, policy.Policy{Delete: policy.Honor, Action: move}, false},
 			false, []int{2, 3, 4}, []int{1}, nil, nil},
-		{"move without MOVE, foreign", setup{capsRev1, policy.Policy{Delete: policy.Honor, Action: move}, true},
-			true, []int{1, 2, 3, 4, 5}, []int{1}, nil, nil},
+		// Refused before the COPY: no copy that each retry would add again.
+		{"move without MOVE, foreign", setup{capsRev1, policy.Policy{Delete: policy.Honor, Action: move, MarkSeen: true}, true},
+			true, []int{1, 2, 3, 4, 5}, nil, nil, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

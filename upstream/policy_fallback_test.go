@@ -120,15 +120,15 @@ func TestUpdateFallbacks(t *testing.T) {
 			trash:       map[int]string{2: ``, 6: ``, 9: ``},
 		},
 		{
-			// SPEC §3 runs the expunge sequence after a successful COPY, and
-			// that sequence refuses here; the copies are not taken back.
-			name:    "move:Trash without MOVE, foreign \\Deleted: copied, originals stay",
+			// The expunge sequence that follows the COPY would refuse, so
+			// the guard runs first: no copy (each retry would add one) and
+			// no Trash created.
+			name:    "move:Trash without MOVE, foreign \\Deleted: nothing copied, originals stay",
 			policy:  honor(trash, false),
 			pre:     map[int][]imap.Flag{6: deleted},
 			dele:    []int{1, 2},
 			wantErr: true,
 			inbox:   map[int]string{1: ``, 2: ``, 3: ``, 4: ``, 5: ``, 6: `\deleted`},
-			trash:   map[int]string{1: ``, 2: ``},
 		},
 		{
 			name:   "flag without UIDPLUS and MOVE, foreign \\Deleted: never expunges",

@@ -90,6 +90,20 @@ func (m *maildrop) apply(plan policy.Plan) error {
 	if plan.Action.Kind == policy.Flag && len(plan.Apply) > 0 && !m.keepsKeyword() {
 		return errNoKeywords
 	}
+	// Without UIDPLUS the expunge sequence may only run while ours are the
+	// only \Deleted messages. Asking before anything is stored means a
+	// refusal leaves the mailbox exactly as it was: no \Seen, no copies
+	// in the move target that every retry would multiply. It also tells
+	// which of ours were \Deleted already, to be left so if we back out.
+	var deletedBefore []imap.UID
+	if len(plan.Apply) > 0 && m.needsGuardedExpunge(plan.Action) {
+		if deletedBefore, err = m.searchDeleted(); err != nil {
+			return err
+		}
+		if foreign(deletedBefore, plan.Apply) {
+			return errForeignDeleted
+		}
+	}
 	if err := m.store(plan.Seen, imap.StoreFlagsAdd, imap.FlagSeen); err != nil {
 		return err
 	}
@@ -98,13 +112,25 @@ func (m *maildrop) apply(plan policy.Plan) error {
 	}
 	switch plan.Action.Kind {
 	case policy.Expunge:
-		return m.expunge(plan.Apply)
+		return m.expunge(plan.Apply, deletedBefore)
 	case policy.Flag:
 		return m.store(plan.Apply, imap.StoreFlagsAdd, imap.FlagSeen, imap.Flag(policy.DeletedKeyword))
 	case policy.Move:
-		return m.move(plan.Apply, plan.Action.Mailbox)
+		return m.move(plan.Apply, plan.Action.Mailbox, deletedBefore)
 	}
 	return fmt.Errorf("unknown action %v", plan.Action)
+}
+
+// needsGuardedExpunge reports whether applying a ends in a plain EXPUNGE
+// (no UIDPLUS, and for move no MOVE either).
+func (m *maildrop) needsGuardedExpunge(a policy.Action) bool {
+	switch a.Kind {
+	case policy.Expunge:
+		return !m.caps.Has(imap.CapUIDPlus)
+	case policy.Move:
+		return !m.caps.Has(imap.CapMove) && !m.caps.Has(imap.CapUIDPlus)
+	}
+	return false
 }
 
 // keepsKeyword reports whether PERMANENTFLAGS lets $POP3Deleted stick.
@@ -144,8 +170,9 @@ func storeOp(op imap.StoreFlagsOp) string {
 
 // expunge removes exactly uids. go-imap's helpers are not used: without
 // UIDPLUS they end in a plain EXPUNGE, which would also remove messages
-// other clients flagged \Deleted.
-func (m *maildrop) expunge(uids []uint32) error {
+// other clients flagged \Deleted. Without UIDPLUS, before is what
+// UID SEARCH DELETED found before anything was stored (apply asks).
+func (m *maildrop) expunge(uids []uint32, before []imap.UID) error {
 	if m.caps.Has(imap.CapUIDPlus) { // IMAP4rev2 implies it
 		if err := m.store(uids, imap.StoreFlagsAdd, imap.FlagDeleted); err != nil {
 			return err
@@ -158,17 +185,7 @@ func (m *maildrop) expunge(uids []uint32) error {
 		return nil
 	}
 	// Without UIDPLUS a plain EXPUNGE removes every \Deleted message: go
-	// ahead only while ours are the only ones. Asking before our STORE
-	// (rather than trusting the flags seen at login, which a cached
-	// listing does not even carry) also tells which of ours were \Deleted
-	// already, to be left so if we back out.
-	before, err := m.searchDeleted()
-	if err != nil {
-		return err
-	}
-	if foreign(before, uids) {
-		return errForeignDeleted
-	}
+	// ahead only while ours are still the only ones after our STORE.
 	if err := m.store(uids, imap.StoreFlagsAdd, imap.FlagDeleted); err != nil {
 		return err
 	}
@@ -218,7 +235,7 @@ func foreign(found []imap.UID, ours []uint32) bool {
 // move moves uids into mailbox, creating it when the server says it does
 // not exist. Without MOVE: UID COPY, then the expunge sequence only once
 // every copy succeeded.
-func (m *maildrop) move(uids []uint32, mailbox string) error {
+func (m *maildrop) move(uids []uint32, mailbox string, deletedBefore []imap.UID) error {
 	created := false
 	retry := func(name string, f func() error) error {
 		err := f()
@@ -250,7 +267,7 @@ func (m *maildrop) move(uids []uint32, mailbox string) error {
 			return err
 		}
 	}
-	return m.expunge(uids)
+	return m.expunge(uids, deletedBefore)
 }
 
 // uidSets packs sorted, unique UIDs into ranges, split so that no set's
