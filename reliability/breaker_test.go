@@ -48,9 +48,9 @@ func TestBreakerDuringOutage(t *testing.T) {
 				if err != nil {
 					return err.Error()
 				}
-				defer c.nc.Close()
-				r, _ := c.login("alice", "secret")
-				c.cmd("QUIT")
+				defer c.Close()
+				r, _ := c.TryLogin("alice", "secret")
+				c.TryCmd("QUIT")
 				return r
 			}
 			if r := login(); !strings.HasPrefix(r, "+OK") {

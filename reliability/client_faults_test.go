@@ -57,12 +57,12 @@ func TestClientGoesAway(t *testing.T) {
 			l.fake.Append("alice", "INBOX", testMessage("alice", 2, 10))
 			before := l.fake.Messages("alice", "INBOX")
 			c := dialPOP3(t, l.relay.Addr())
-			c.mustLogin("alice", "secret")
-			c.mustCmd("DELE 2", "+OK")
+			c.Login("alice", "secret")
+			c.CmdPrefix("DELE 2", "+OK")
 			// Slow the download so that the fault lands mid-message.
 			l.relay.Set(faultnet.ToClient, faultnet.Faults{BytesPerSecond: 256 << 10})
-			c.mustCmd("RETR 1", "+OK")
-			if _, err := c.readLine(); err != nil {
+			c.CmdPrefix("RETR 1", "+OK")
+			if _, err := c.Line(); err != nil {
 				t.Fatal(err)
 			}
 			start := time.Now()
@@ -91,10 +91,10 @@ func TestClientDropsAfterDele(t *testing.T) {
 	}{
 		{"cut", func(_ *pop3Client, r *faultnet.Relay) { r.CutAll() }},
 		{"reset", func(_ *pop3Client, r *faultnet.Relay) { r.ResetAll() }},
-		{"client closes", func(c *pop3Client, _ *faultnet.Relay) { c.nc.Close() }},
+		{"client closes", func(c *pop3Client, _ *faultnet.Relay) { c.Close() }},
 		{"QUIT never arrives", func(c *pop3Client, r *faultnet.Relay) {
 			r.Set(faultnet.ToServer, faultnet.Faults{BlackHole: true})
-			io.WriteString(c.nc, "QUIT\r\n") // swallowed by the relay
+			io.WriteString(c.Conn(), "QUIT\r\n") // swallowed by the relay
 			r.CutAll()
 		}},
 	} {
@@ -102,10 +102,10 @@ func TestClientDropsAfterDele(t *testing.T) {
 			l := startClientLeg(t, 3)
 			before := l.fake.Messages("alice", "INBOX")
 			c := dialPOP3(t, l.relay.Addr())
-			c.mustLogin("alice", "secret")
-			c.mustCmd("DELE 1", "+OK")
-			c.mustCmd("DELE 2", "+OK")
-			if _, _, err := c.multi("RETR 3"); err != nil {
+			c.Login("alice", "secret")
+			c.CmdPrefix("DELE 1", "+OK")
+			c.CmdPrefix("DELE 2", "+OK")
+			if _, _, err := c.TryMulti("RETR 3"); err != nil {
 				t.Fatal(err)
 			}
 			tc.drop(c, l.relay)
@@ -138,14 +138,14 @@ func TestSlowClient(t *testing.T) {
 			l.relay.Set(faultnet.ToServer, tc.up)
 			l.relay.Set(faultnet.ToClient, tc.down)
 			c := dialPOP3(t, l.relay.Addr())
-			c.mustLogin("alice", "secret")
+			c.Login("alice", "secret")
 			for i, m := range before {
-				if _, body, err := c.multi("RETR " + strconv.Itoa(i+1)); err != nil || !bytes.Equal(body, m.Body) {
+				if _, body, err := c.TryMulti("RETR " + strconv.Itoa(i+1)); err != nil || !bytes.Equal(body, m.Body) {
 					t.Fatalf("RETR %d: %v, %d of %d octets", i+1, err, len(body), len(m.Body))
 				}
 			}
-			c.mustCmd("DELE 1", "+OK")
-			c.quit("+OK")
+			c.CmdPrefix("DELE 1", "+OK")
+			quit(c, "+OK")
 			l.relay.Clear()
 			l.q.check(l.b, l.fake, logoutBound+slack)
 			if after := l.fake.Messages("alice", "INBOX"); len(after) != len(before)-1 || after[0].UID == before[0].UID {

@@ -23,20 +23,20 @@ func healthySession(addr string, want []fakeimap.Message) error {
 	if err != nil {
 		return err
 	}
-	defer c.nc.Close()
-	if r, err := c.login("bob", "pw"); err != nil || !strings.HasPrefix(r, "+OK") {
+	defer c.Close()
+	if r, err := c.TryLogin("bob", "pw"); err != nil || !strings.HasPrefix(r, "+OK") {
 		return fmt.Errorf("login: %q %v", r, err)
 	}
-	if r, err := c.cmd("STAT"); err != nil || !strings.HasPrefix(r, "+OK "+strconv.Itoa(len(want))+" ") {
+	if r, err := c.TryCmd("STAT"); err != nil || !strings.HasPrefix(r, "+OK "+strconv.Itoa(len(want))+" ") {
 		return fmt.Errorf("STAT: %q %v", r, err)
 	}
 	for i, m := range want {
-		_, body, err := c.multi("RETR " + strconv.Itoa(i+1))
+		_, body, err := c.TryMulti("RETR " + strconv.Itoa(i+1))
 		if err != nil || !bytes.Equal(body, m.Body) {
 			return fmt.Errorf("RETR %d: %v (%d octets)", i+1, err, len(body))
 		}
 	}
-	if r, err := c.cmd("QUIT"); err != nil || !strings.HasPrefix(r, "+OK") {
+	if r, err := c.TryCmd("QUIT"); err != nil || !strings.HasPrefix(r, "+OK") {
 		return fmt.Errorf("QUIT: %q %v", r, err)
 	}
 	return nil
@@ -92,30 +92,30 @@ func TestOtherSessionsUnaffected(t *testing.T) {
 				stuckErrs <- err
 				return
 			}
-			defer c.nc.Close()
+			defer c.Close()
 			switch {
 			case i < 3:
-				if r, _ := c.login("alice", "secret"); !strings.HasPrefix(r, "-ERR [SYS/TEMP]") {
+				if r, _ := c.TryLogin("alice", "secret"); !strings.HasPrefix(r, "-ERR [SYS/TEMP]") {
 					stuckErrs <- fmt.Errorf("alice at SELECT: %q", r)
 				}
 			case i < 6:
-				if r, _ := c.login("dave", "pw"); !strings.HasPrefix(r, "+OK") {
+				if r, _ := c.TryLogin("dave", "pw"); !strings.HasPrefix(r, "+OK") {
 					stuckErrs <- fmt.Errorf("dave login: %q", r)
 					return
 				}
-				c.cmd("DELE 2")
-				if st, _, err := c.multi("RETR 1"); err != errNoDot && st != "" {
+				c.TryCmd("DELE 2")
+				if st, _, err := c.TryMulti("RETR 1"); err != errNoDot && st != "" {
 					stuckErrs <- fmt.Errorf("dave RETR: %q %v", st, err)
 				}
 			default:
-				if r, _ := c.login("carol", "pw"); !strings.HasPrefix(r, "+OK") {
+				if r, _ := c.TryLogin("carol", "pw"); !strings.HasPrefix(r, "+OK") {
 					stuckErrs <- fmt.Errorf("carol login: %q", r)
 					close(carolIn)
 					return
 				}
 				relay.Set(faultnet.ToClient, faultnet.Faults{Stall: true})
 				close(carolIn)
-				st, _, err := c.multi("RETR 1")
+				st, _, err := c.TryMulti("RETR 1")
 				if !strings.HasPrefix(st, "-ERR [SYS/TEMP]") && err != errNoDot {
 					stuckErrs <- fmt.Errorf("carol RETR through a stalled upstream: %q %v", st, err)
 				}

@@ -26,22 +26,22 @@ func TestRepeatedFaultsLeaveNoTrace(t *testing.T) {
 		func() { // the upstream cuts the body
 			fake.AddRule(fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.CutMidBody, Times: 1})
 			c := mustSession(t, b.addr)
-			c.multi("RETR 4")
-			c.nc.Close()
+			c.TryMulti("RETR 4")
+			c.Close()
 		},
 		func() { // the update is cut between STORE and EXPUNGE
 			fake.AddRule(fakeimap.Rule{At: fakeimap.Store, Step: fakeimap.CutAfter, Times: 1})
 			c := mustSession(t, b.addr)
-			c.cmd("DELE 1")
-			c.cmd("QUIT")
-			c.nc.Close()
+			c.TryCmd("DELE 1")
+			c.TryCmd("QUIT")
+			c.Close()
 		},
 		func() { // BYE instead of a body, then QUIT
 			fake.AddRule(fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.Bye, Times: 1})
 			c := mustSession(t, b.addr)
-			c.multi("TOP 2 3")
-			c.cmd("QUIT")
-			c.nc.Close()
+			c.TryMulti("TOP 2 3")
+			c.TryCmd("QUIT")
+			c.Close()
 		},
 		func() { // an endless greeting line
 			fake.AddRule(fakeimap.Rule{At: fakeimap.Greeting, Step: fakeimap.EndlessLine, Times: 1})
@@ -49,19 +49,19 @@ func TestRepeatedFaultsLeaveNoTrace(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			c.login("alice", "secret")
-			c.nc.Close()
+			c.TryLogin("alice", "secret")
+			c.Close()
 		},
 		func() { // the client resets mid-RETR
 			c := mustSession(t, relay.Addr())
-			c.cmd("RETR 4")
+			c.TryCmd("RETR 4")
 			relay.ResetAll()
 		},
 		func() { // a good session
 			c := mustSession(t, b.addr)
-			c.multi("RETR 1")
-			c.cmd("QUIT")
-			c.nc.Close()
+			c.TryMulti("RETR 1")
+			c.TryCmd("QUIT")
+			c.Close()
 		},
 	}
 	round := func(n int) {
@@ -94,8 +94,8 @@ func mustSession(t *testing.T, addr string) *pop3Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.t = t
-	if r, err := c.login("alice", "secret"); err != nil || !strings.HasPrefix(r, "+OK") {
+	c.SetTB(t)
+	if r, err := c.TryLogin("alice", "secret"); err != nil || !strings.HasPrefix(r, "+OK") {
 		t.Fatalf("login: %q %v", r, err)
 	}
 	return c

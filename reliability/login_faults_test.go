@@ -46,14 +46,14 @@ func TestLoginFaults(t *testing.T) {
 			var got string
 			within(t, loginTimeout+deadlineSlack, "failed login", func() {
 				var err error
-				if got, err = c.login("alice", "secret"); err != nil {
+				if got, err = c.TryLogin("alice", "secret"); err != nil {
 					t.Fatalf("login: %q %v", got, err)
 				}
 			})
 			if !strings.HasPrefix(got, "-ERR [SYS/TEMP]") {
 				t.Fatalf("PASS answered %q, want -ERR [SYS/TEMP]", got)
 			}
-			c.quit("+OK")
+			quit(c, "+OK")
 			q.check(b, fake, logoutBound+slack)
 			mailboxUnchanged(t, fake, "alice", before)
 		})
@@ -66,11 +66,11 @@ func TestLoginFaultIsPerConnection(t *testing.T) {
 	b := startBridge(t, bridgeOptions{upstream: fake.URL()})
 	fake.AddRule(fakeimap.Rule{At: fakeimap.Select, Step: fakeimap.Hang, Times: 1})
 	c := dialPOP3(t, b.addr)
-	if r, _ := c.login("alice", "secret"); !strings.HasPrefix(r, "-ERR [SYS/TEMP]") {
+	if r, _ := c.TryLogin("alice", "secret"); !strings.HasPrefix(r, "-ERR [SYS/TEMP]") {
 		t.Fatalf("first login: %q", r)
 	}
 	c = dialPOP3(t, b.addr)
-	c.mustLogin("alice", "secret")
-	c.mustCmd("STAT", "+OK 2 ")
-	c.quit("+OK")
+	c.Login("alice", "secret")
+	c.CmdPrefix("STAT", "+OK 2 ")
+	quit(c, "+OK")
 }

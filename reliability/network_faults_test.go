@@ -71,11 +71,11 @@ func TestUpstreamUnreachable(t *testing.T) {
 			tc.fault(u.relay)
 			c := dialPOP3(t, u.b.addr)
 			var r string
-			within(t, tc.bound, "login", func() { r, _ = c.login("alice", "secret") })
+			within(t, tc.bound, "login", func() { r, _ = c.TryLogin("alice", "secret") })
 			if !strings.HasPrefix(r, "-ERR [SYS/TEMP]") {
 				t.Fatalf("PASS: %q, want -ERR [SYS/TEMP]", r)
 			}
-			c.quit("+OK")
+			quit(c, "+OK")
 			if err := u.relay.Up(); err != nil {
 				t.Fatal(err)
 			}
@@ -114,14 +114,14 @@ func TestUpstreamDiesMidRetr(t *testing.T) {
 			}
 			before := u.fake.Messages("alice", "INBOX")
 			c := dialPOP3(t, u.b.addr)
-			c.mustLogin("alice", "secret")
-			c.mustCmd("DELE 2", "+OK")
+			c.Login("alice", "secret")
+			c.CmdPrefix("DELE 2", "+OK")
 			u.relay.Set(faultnet.ToClient, tc.before)
-			status, err := c.cmd("RETR 1")
+			status, err := c.TryCmd("RETR 1")
 			if err != nil || !strings.HasPrefix(status, "+OK") {
 				t.Fatalf("RETR: %q %v", status, err)
 			}
-			first, err := c.readLine()
+			first, err := c.Line()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -129,7 +129,7 @@ func TestUpstreamDiesMidRetr(t *testing.T) {
 				tc.during(u.relay)
 			}
 			var body []byte
-			within(t, tc.bound, "the end of the RETR", func() { body, err = c.readBody() })
+			within(t, tc.bound, "the end of the RETR", func() { body, err = c.Body() })
 			if !errors.Is(err, errNoDot) {
 				t.Fatalf("RETR ended with %v after %d octets; want a close without the dot", err, len(body))
 			}
@@ -166,18 +166,18 @@ func TestSlowButAliveUpstream(t *testing.T) {
 			u.relay.Set(faultnet.ToServer, tc.up)
 			u.relay.Set(faultnet.ToClient, tc.down)
 			c := dialPOP3(t, u.b.addr)
-			c.mustLogin("alice", "secret")
+			c.Login("alice", "secret")
 			for i, m := range before {
-				_, body, err := c.multi("RETR " + strconv.Itoa(i+1))
+				_, body, err := c.TryMulti("RETR " + strconv.Itoa(i+1))
 				if err != nil || !bytes.Equal(body, m.Body) {
 					t.Fatalf("RETR %d: %v, %d octets of %d, equal=%v", i+1, err, len(body), len(m.Body), bytes.Equal(body, m.Body))
 				}
 			}
-			if _, body, err := c.multi("TOP 1 2"); err != nil || !bytes.HasPrefix(before[0].Body, body) {
+			if _, body, err := c.TryMulti("TOP 1 2"); err != nil || !bytes.HasPrefix(before[0].Body, body) {
 				t.Fatalf("TOP: %v %q", err, body)
 			}
-			c.mustCmd("DELE 1", "+OK")
-			c.quit("+OK")
+			c.CmdPrefix("DELE 1", "+OK")
+			quit(c, "+OK")
 			u.idle(t)
 			after := u.fake.Messages("alice", "INBOX")
 			if len(after) != len(before)-1 {
@@ -208,12 +208,12 @@ func TestUpstreamDiesAtQuit(t *testing.T) {
 			u := startUpstreamLeg(t, 3)
 			before := u.fake.Messages("alice", "INBOX")
 			c := dialPOP3(t, u.b.addr)
-			c.mustLogin("alice", "secret")
-			c.mustCmd("DELE 1", "+OK")
-			c.mustCmd("DELE 3", "+OK")
+			c.Login("alice", "secret")
+			c.CmdPrefix("DELE 1", "+OK")
+			c.CmdPrefix("DELE 3", "+OK")
 			tc.fault(u.relay)
 			within(t, commandTimeout+deadlineSlack, "QUIT", func() {
-				c.quit("-ERR [SYS/TEMP] some deleted messages not removed")
+				quit(c, "-ERR [SYS/TEMP] some deleted messages not removed")
 			})
 			u.idle(t)
 			after := u.fake.Messages("alice", "INBOX")

@@ -50,8 +50,8 @@ func TestBodyFaults(t *testing.T) {
 			q := startQuiet(t)
 			before := fake.Messages("alice", "INBOX")
 			c := dialPOP3(t, b.addr)
-			c.mustLogin("alice", "secret")
-			c.mustCmd("DELE 2", "+OK")
+			c.Login("alice", "secret")
+			c.CmdPrefix("DELE 2", "+OK")
 			fake.AddRule(tc.rule)
 
 			cmd, whole := "RETR 1", before[0].Body
@@ -61,7 +61,7 @@ func TestBodyFaults(t *testing.T) {
 			var status string
 			var body []byte
 			var err error
-			within(t, boundFor(tc.rule.Step), cmd, func() { status, body, err = c.multi(cmd) })
+			within(t, boundFor(tc.rule.Step), cmd, func() { status, body, err = c.TryMulti(cmd) })
 			switch tc.want {
 			case noDot:
 				// A small message's +OK may still sit in popbridge's
@@ -82,11 +82,11 @@ func TestBodyFaults(t *testing.T) {
 				if err != nil || !strings.HasPrefix(status, want) {
 					t.Fatalf("%s: %q, %v; want %s", cmd, status, err, want)
 				}
-				c.mustCmd("STAT", "+OK")
+				c.CmdPrefix("STAT", "+OK")
 				if tc.want == plainErr {
 					// A NO is "expunged by another client": the
 					// connection is still good, the DELE applies.
-					c.quit("+OK")
+					quit(c, "+OK")
 					q.check(b, fake, logoutBound+slack)
 					othersUnchanged(t, before, fake.Messages("alice", "INBOX"), before[1].UID)
 					if len(fake.Messages("alice", "INBOX")) != 2 {
@@ -96,7 +96,7 @@ func TestBodyFaults(t *testing.T) {
 				}
 				// The upstream connection is gone: the pending DELE
 				// cannot be applied, and QUIT must say so.
-				c.quit("-ERR [SYS/TEMP] some deleted messages not removed")
+				quit(c, "-ERR [SYS/TEMP] some deleted messages not removed")
 			}
 			q.check(b, fake, logoutBound+slack)
 			mailboxUnchanged(t, fake, "alice", before)
@@ -149,13 +149,13 @@ func TestUpdateFaults(t *testing.T) {
 				fake.AddRule(tc.rule)
 			}
 			c := dialPOP3(t, b.addr)
-			c.mustLogin("alice", "secret")
+			c.Login("alice", "secret")
 			if !tc.atLogin {
 				fake.AddRule(tc.rule)
 			}
-			c.mustCmd("DELE 1", "+OK")
+			c.CmdPrefix("DELE 1", "+OK")
 			within(t, boundFor(tc.rule.Step), "QUIT", func() {
-				c.quit("-ERR [SYS/TEMP] some deleted messages not removed")
+				quit(c, "-ERR [SYS/TEMP] some deleted messages not removed")
 			})
 			q.check(b, fake, logoutBound+slack)
 			noUnscopedExpunge(t, fake)
@@ -191,12 +191,12 @@ func TestSizeMismatch(t *testing.T) {
 	fake.AddRule(fakeimap.Rule{At: fakeimap.List, Step: fakeimap.UnderstateSize})
 	want := fake.Messages("alice", "INBOX")[0].Body
 	c := dialPOP3(t, b.addr)
-	c.mustLogin("alice", "secret")
-	c.mustCmd("LIST 1", "+OK 1 "+strconv.Itoa(len(want)-10))
-	if _, body, err := c.multi("RETR 1"); err != nil || !bytes.Equal(body, want) {
+	c.Login("alice", "secret")
+	c.CmdPrefix("LIST 1", "+OK 1 "+strconv.Itoa(len(want)-10))
+	if _, body, err := c.TryMulti("RETR 1"); err != nil || !bytes.Equal(body, want) {
 		t.Fatalf("RETR: %v, %d octets of %d", err, len(body), len(want))
 	}
-	c.quit("+OK")
+	quit(c, "+OK")
 	b.waitSessions(slack)
 	if !strings.Contains(b.logs.String(), "differs from RFC822.SIZE") {
 		t.Error("the size mismatch was not logged")
