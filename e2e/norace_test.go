@@ -1,6 +1,0 @@
-//go:build !race
-
-package e2e
-
-// raceEnabled: the tests run without -race, and so does the bridge.
-const raceEnabled = false

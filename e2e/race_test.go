@@ -1,6 +1,0 @@
-//go:build race
-
-package e2e
-
-// raceEnabled: the tests run with -race, so the bridge is built with it.
-const raceEnabled = true
