@@ -33,12 +33,12 @@ func (v maildropView) String() string {
 // view polls as a device does (log in, STAT, LIST, UIDL, QUIT).
 func view(t *testing.T, b *Bridge, user string) maildropView {
 	t.Helper()
-	p := dialPOP3(t, b.Addr)
-	p.login(user, password(user))
+	p := dialPOP3(t, b.POP3)
+	p.Login(user, password(user))
 	var v maildropView
-	v.count, v.size = p.stat()
-	v.list, v.uidl = p.list("LIST"), p.list("UIDL")
-	p.quit()
+	v.count, v.size = stat(p)
+	v.list, v.uidl = list(p, "LIST"), list(p, "UIDL")
+	quit(p)
 	return v
 }
 
@@ -78,7 +78,7 @@ func (r *cacheRig) check(t *testing.T, user string, want int) string {
 func (r *cacheRig) decision(t *testing.T, user string) string {
 	t.Helper()
 	skip := r.listings[user]
-	e := r.cached.waitEntry(t, 10*time.Second, func(e map[string]any) bool {
+	e := r.cached.WaitEntry(10*time.Second, func(e map[string]any) bool {
 		if e["message"] != "listing" || e["user"] != user {
 			return false
 		}
@@ -155,28 +155,28 @@ func TestCacheThroughTheBinary(t *testing.T) {
 		appendMsgs(t, d, "c-replica", 1, 3)
 		r.check(t, "c-replica", 3)
 		replica := startBridge(t, d, "--delete-action", "flag")
-		p := dialPOP3(t, replica.Addr)
-		p.login("c-replica", password("c-replica"))
-		p.ok("DELE 1")
-		if s := p.quit(); s[:3] != "+OK" {
+		p := dialPOP3(t, replica.POP3)
+		p.Login("c-replica", password("c-replica"))
+		p.OK("DELE 1")
+		if s := quit(p); s[:3] != "+OK" {
 			t.Fatalf("QUIT on the replica: %q", s)
 		}
-		replica.waitSessionEnd(t, p.Port)
+		waitSessionEnd(t, replica, localPort(p))
 		r.check(t, "c-replica", 2)
 	})
 	t.Run("own QUIT update", func(t *testing.T) {
 		appendMsgs(t, d, "c-own", 1, 4)
 		r.check(t, "c-own", 4)
-		p := dialPOP3(t, r.cached.Addr)
-		p.login("c-own", password("c-own"))
+		p := dialPOP3(t, r.cached.POP3)
+		p.Login("c-own", password("c-own"))
 		r.decision(t, "c-own")
-		p.multi("RETR 2")
-		p.ok("DELE 1")
-		p.ok("DELE 3")
-		if s := p.quit(); s[:3] != "+OK" {
+		multi(p, "RETR 2")
+		p.OK("DELE 1")
+		p.OK("DELE 3")
+		if s := quit(p); s[:3] != "+OK" {
 			t.Fatalf("QUIT: %q", s)
 		}
-		r.cached.waitSessionEnd(t, p.Port)
+		waitSessionEnd(t, r.cached, localPort(p))
 		if got := r.check(t, "c-own", 2); got == "full" {
 			t.Errorf("after our own update: %s, want the entry we replaced", got)
 		}

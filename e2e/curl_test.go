@@ -29,7 +29,7 @@ func TestCurl(t *testing.T) {
 	fetch := func(path string, extra ...string) []byte {
 		t.Helper()
 		args := append([]string{"-sS", "--max-time", "60"}, extra...)
-		args = append(args, b.url(user, password(user), path))
+		args = append(args, bridgeURL(b, user, password(user), path))
 		return runTool(t, exec.Command(curl, args...))
 	}
 

@@ -101,7 +101,7 @@ func newFetchmail(t testing.TB, bin string, b *Bridge, user, options string) *fe
 	if err := os.Mkdir(fm.out, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	host, port, _ := net.SplitHostPort(b.Addr)
+	host, port, _ := net.SplitHostPort(b.POP3)
 	// mktemp gives every message its own file. fetchmail only expands
 	// %-escapes in the MDA string; the shell it runs does the rest.
 	// fetchmail's rcfile strings take no escaped quotes, and t.TempDir

@@ -44,7 +44,7 @@ func TestGetmail(t *testing.T) {
 	if err := os.Mkdir(getmailDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	host, port, _ := net.SplitHostPort(b.Addr)
+	host, port, _ := net.SplitHostPort(b.POP3)
 	rc := filepath.Join(getmailDir, "getmailrc")
 	writeFile(t, rc, 0o600, fmt.Sprintf(`[retriever]
 type = SimplePOP3Retriever

@@ -32,7 +32,7 @@ func TestMpop(t *testing.T) {
 	home := t.TempDir()
 	maildir := filepath.Join(home, "Maildir")
 	makeMaildir(t, maildir)
-	host, port, _ := net.SplitHostPort(b.Addr)
+	host, port, _ := net.SplitHostPort(b.POP3)
 	conf := filepath.Join(home, "mpoprc")
 	// passwordeval keeps the password out of the file, but mpop still
 	// wants its configuration private.

@@ -33,22 +33,22 @@ func TestDovecotParity(t *testing.T) {
 	}
 	b := startBridge(t, d)
 
-	bp := dialPOP3(t, b.Addr)
-	bp.login("viabridge", password("viabridge"))
+	bp := dialPOP3(t, b.POP3)
+	bp.Login("viabridge", password("viabridge"))
 	dp := dialPOP3(t, d.POP3Addr)
-	dp.login("viadovecot", password("viadovecot"))
+	dp.Login("viadovecot", password("viadovecot"))
 
-	bn, bsize := bp.stat()
-	dn, dsize := dp.stat()
+	bn, bsize := stat(bp)
+	dn, dsize := stat(dp)
 	if bn != dn || bsize != dsize || bn != len(msgs) {
 		t.Fatalf("STAT: popbridge %d %d, Dovecot %d %d (%d messages appended)", bn, bsize, dn, dsize, len(msgs))
 	}
-	if bl, dl := bp.list("LIST"), dp.list("LIST"); !maps.Equal(bl, dl) {
+	if bl, dl := list(bp, "LIST"), list(dp, "LIST"); !maps.Equal(bl, dl) {
 		t.Errorf("LIST: popbridge %v, Dovecot %v", bl, dl)
 	}
 	// The users' mailboxes have the same UIDs and (new) UIDVALIDITYs that
 	// may differ, so UIDLs are compared by their UID half.
-	bu, du := bp.list("UIDL"), dp.list("UIDL")
+	bu, du := list(bp, "UIDL"), list(dp, "UIDL")
 	for n := 1; n <= bn; n++ {
 		if len(bu[n]) != 16 || len(du[n]) != 16 || bu[n][:8] != du[n][:8] {
 			t.Errorf("UIDL %d: popbridge %q, Dovecot %q", n, bu[n], du[n])
@@ -61,8 +61,8 @@ func TestDovecotParity(t *testing.T) {
 			cmds = append(cmds, fmt.Sprintf("TOP %d %d", n, k))
 		}
 		for _, cmd := range cmds {
-			_, got := bp.multi(cmd)
-			_, want := dp.multi(cmd)
+			_, got := multi(bp, cmd)
+			_, want := multi(dp, cmd)
 			if !bytes.Equal(got, want) {
 				t.Errorf("%s: popbridge and Dovecot differ: %s", cmd, firstDiff(got, want))
 			}
@@ -72,16 +72,16 @@ func TestDovecotParity(t *testing.T) {
 	// RSET here: Dovecot's RSET also forgets the RETRs, so that they do
 	// not mark \Seen; SPEC §3 says a RETR'd message gets \Seen at QUIT.)
 	for _, cmd := range []string{"DELE 2", "DELE 4"} {
-		bp.ok(cmd)
-		dp.ok(cmd)
+		bp.OK(cmd)
+		dp.OK(cmd)
 	}
-	if s := bp.quit(); !strings.HasPrefix(s, "+OK") {
+	if s := quit(bp); !strings.HasPrefix(s, "+OK") {
 		t.Errorf("popbridge QUIT: %q", s)
 	}
-	if s := dp.quit(); !strings.HasPrefix(s, "+OK") {
+	if s := quit(dp); !strings.HasPrefix(s, "+OK") {
 		t.Errorf("Dovecot QUIT: %q", s)
 	}
-	b.waitSessionEnd(t, bp.Port)
+	waitSessionEnd(t, b, localPort(bp))
 
 	// Dovecot's POP3 marked every RETR'd message \Seen; so must popbridge.
 	viaBridge := d.Messages(t, "viabridge", "INBOX")

@@ -161,31 +161,31 @@ func (mx *matrixMailbox) uidl(i int) string { return dovecotUIDL(uint32(mx.befor
 // the caller ends it with QUIT or a drop.
 func (mx *matrixMailbox) session(t *testing.T, b *Bridge) *pop3Client {
 	t.Helper()
-	p := dialPOP3(t, b.Addr)
-	p.login(mx.user, password(mx.user))
+	p := dialPOP3(t, b.POP3)
+	p.Login(mx.user, password(mx.user))
 	want := make(listing)
 	for i := range mx.before {
 		want[i+1] = mx.uidl(i)
 	}
 	// The foreign \Deleted message exists upstream, so it is in the
 	// snapshot (SPEC §2) like any other.
-	if got := p.list("UIDL"); !maps.Equal(got, want) {
+	if got := list(p, "UIDL"); !maps.Equal(got, want) {
 		t.Fatalf("UIDL at the start of the session: %v, want %v", got, want)
 	}
 	for i, m := range matrixMsgs {
 		n, body := i+1, mx.before[i].Body
 		for _, k := range m.tops {
-			if _, got := p.multi(fmt.Sprintf("TOP %d %d", n, k)); !bytes.Equal(got, topLines(body, k)) {
+			if _, got := multi(p, fmt.Sprintf("TOP %d %d", n, k)); !bytes.Equal(got, topLines(body, k)) {
 				t.Errorf("TOP %d %d (%s): %s", n, k, m.name, firstDiff(got, topLines(body, k)))
 			}
 		}
 		if m.retr {
-			if _, got := p.multi(fmt.Sprintf("RETR %d", n)); !bytes.Equal(got, body) {
+			if _, got := multi(p, fmt.Sprintf("RETR %d", n)); !bytes.Equal(got, body) {
 				t.Errorf("RETR %d (%s): %s", n, m.name, firstDiff(got, body))
 			}
 		}
 		if m.dele {
-			p.ok(fmt.Sprintf("DELE %d", n))
+			p.OK(fmt.Sprintf("DELE %d", n))
 		}
 	}
 	return p
@@ -251,10 +251,10 @@ func TestPolicyMatrix(t *testing.T) {
 func matrixQuit(t *testing.T, d *testenv.Dovecot, b *Bridge, c matrixCell) {
 	mx := seedMatrix(t, d, c.user("quit"))
 	p := mx.session(t, b)
-	if s := p.quit(); !strings.HasPrefix(s, "+OK") {
+	if s := quit(p); !strings.HasPrefix(s, "+OK") {
 		t.Errorf("QUIT: %q, want +OK (Dovecot has UIDPLUS and MOVE)", s)
 	}
-	if end := b.waitSessionEnd(t, p.Port); end["result"] != "quit" {
+	if end := waitSessionEnd(t, b, localPort(p)); end["result"] != "quit" {
 		t.Errorf("session end result %v, want quit", end["result"])
 	}
 
@@ -302,8 +302,8 @@ func matrixQuit(t *testing.T, d *testenv.Dovecot, b *Bridge, c matrixCell) {
 	}
 
 	// What the POP3 client sees next time.
-	p = dialPOP3(t, b.Addr)
-	p.login(mx.user, password(mx.user))
+	p = dialPOP3(t, b.POP3)
+	p.Login(mx.user, password(mx.user))
 	wantList, wantUIDL := make(listing), make(listing)
 	var wantSize int64
 	for n, i := range visible {
@@ -311,13 +311,13 @@ func matrixQuit(t *testing.T, d *testenv.Dovecot, b *Bridge, c matrixCell) {
 		wantUIDL[n+1] = mx.uidl(i)
 		wantSize += mx.before[i].Size
 	}
-	if n, size := p.stat(); n != len(visible) || size != wantSize {
+	if n, size := stat(p); n != len(visible) || size != wantSize {
 		t.Errorf("STAT in the next session: %d %d, want %d %d", n, size, len(visible), wantSize)
 	}
-	if l := p.list("LIST"); !maps.Equal(l, wantList) {
+	if l := list(p, "LIST"); !maps.Equal(l, wantList) {
 		t.Errorf("LIST in the next session: %v, want %v", l, wantList)
 	}
-	uidl := p.list("UIDL")
+	uidl := list(p, "UIDL")
 	if !maps.Equal(uidl, wantUIDL) {
 		t.Errorf("UIDL in the next session: %v, want %v", uidl, wantUIDL)
 	}
@@ -336,15 +336,15 @@ func matrixQuit(t *testing.T, d *testenv.Dovecot, b *Bridge, c matrixCell) {
 	}
 	// The numbering follows: message n is the n-th visible one.
 	for n, i := range visible {
-		if _, hdr := p.multi(fmt.Sprintf("TOP %d 0", n+1)); !bytes.Equal(hdr, headerSection(mx.before[i].Body)) {
+		if _, hdr := multi(p, fmt.Sprintf("TOP %d 0", n+1)); !bytes.Equal(hdr, headerSection(mx.before[i].Body)) {
 			t.Errorf("TOP %d 0 in the next session is not %s: %s", n+1, matrixMsgs[i].name,
 				firstDiff(hdr, headerSection(mx.before[i].Body)))
 		}
 	}
-	if s := p.quit(); !strings.HasPrefix(s, "+OK") {
+	if s := quit(p); !strings.HasPrefix(s, "+OK") {
 		t.Errorf("QUIT of the next session: %q", s)
 	}
-	b.waitSessionEnd(t, p.Port)
+	waitSessionEnd(t, b, localPort(p))
 	// TOP alone, even under on-download, changes nothing.
 	if again, _, _, _ := mx.upstream(t, d); again != got {
 		t.Errorf("a session of TOPs changed the mailbox:\n before:\n%s\n after:\n%s", got, again)
@@ -356,8 +356,8 @@ func matrixQuit(t *testing.T, d *testenv.Dovecot, b *Bridge, c matrixCell) {
 func matrixDrop(t *testing.T, d *testenv.Dovecot, b *Bridge, c matrixCell) {
 	mx := seedMatrix(t, d, c.user("drop"))
 	p := mx.session(t, b)
-	p.drop(c.markSeen)
-	b.waitSessionEnd(t, p.Port)
+	drop(p, c.markSeen)
+	waitSessionEnd(t, b, localPort(p))
 
 	if got, want := stateOf(d.Messages(t, mx.user, "INBOX")), stateOf(mx.before); got != want {
 		t.Errorf("INBOX after a dropped connection (nothing may change, flags included):\n got:\n%s\nwant:\n%s", got, want)
@@ -365,16 +365,16 @@ func matrixDrop(t *testing.T, d *testenv.Dovecot, b *Bridge, c matrixCell) {
 	if mailboxExists(t, d, mx.user, "Trash") {
 		t.Errorf("Trash exists after a dropped connection")
 	}
-	p = dialPOP3(t, b.Addr)
-	p.login(mx.user, password(mx.user))
+	p = dialPOP3(t, b.POP3)
+	p.Login(mx.user, password(mx.user))
 	want := make(listing)
 	for i := range mx.before {
 		want[i+1] = mx.uidl(i)
 	}
-	if got := p.list("UIDL"); !maps.Equal(got, want) {
+	if got := list(p, "UIDL"); !maps.Equal(got, want) {
 		t.Errorf("UIDL after a dropped session: %v, want every message again %v", got, want)
 	}
-	if s := p.quit(); !strings.HasPrefix(s, "+OK") {
+	if s := quit(p); !strings.HasPrefix(s, "+OK") {
 		t.Errorf("QUIT of the next session: %q", s)
 	}
 }

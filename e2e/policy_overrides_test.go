@@ -74,23 +74,23 @@ users:
 	// CAPA EXPIRE the user's policy implies.
 	session := func(t *testing.T, user string, s seeded, expire string) {
 		t.Helper()
-		p := dialPOP3(t, b.Addr)
-		p.login(user, password(user))
-		if capa := p.capa(); !strings.Contains(capa, "\nEXPIRE "+expire+"\n") {
+		p := dialPOP3(t, b.POP3)
+		p.Login(user, password(user))
+		if capa := capa(p); !strings.Contains(capa, "\nEXPIRE "+expire+"\n") {
 			t.Errorf("CAPA after login lacks EXPIRE %s:\n%s", expire, capa)
 		}
-		if n, _ := p.stat(); n != len(s.before) {
+		if n, _ := stat(p); n != len(s.before) {
 			t.Fatalf("STAT: %d messages, want the %d of %s", n, len(s.before), s.mailbox)
 		}
-		p.ok("DELE 1")
-		if _, got := p.multi("RETR 2"); string(got) != string(s.before[1].Body) {
+		p.OK("DELE 1")
+		if _, got := multi(p, "RETR 2"); string(got) != string(s.before[1].Body) {
 			t.Errorf("RETR 2: %s", firstDiff(got, s.before[1].Body))
 		}
-		p.multi("TOP 3 0")
-		if q := p.quit(); !strings.HasPrefix(q, "+OK") {
+		multi(p, "TOP 3 0")
+		if q := quit(p); !strings.HasPrefix(q, "+OK") {
 			t.Errorf("QUIT: %q", q)
 		}
-		b.waitSessionEnd(t, p.Port)
+		waitSessionEnd(t, b, localPort(p))
 	}
 	expect := func(t *testing.T, user, mailbox string, want []testenv.StoredMessage) {
 		t.Helper()
@@ -100,20 +100,20 @@ users:
 	}
 	nextStat := func(t *testing.T, user string, want int) {
 		t.Helper()
-		p := dialPOP3(t, b.Addr)
-		p.login(user, password(user))
-		if n, _ := p.stat(); n != want {
+		p := dialPOP3(t, b.POP3)
+		p.Login(user, password(user))
+		if n, _ := stat(p); n != want {
 			t.Errorf("STAT in the next session of %s: %d, want %d", user, n, want)
 		}
-		p.quit()
+		quit(p)
 	}
 
 	// Before login the CAPA is the server default's.
-	p := dialPOP3(t, b.Addr)
-	if capa := p.capa(); !strings.Contains(capa, "\nEXPIRE NEVER\n") {
+	p := dialPOP3(t, b.POP3)
+	if capa := capa(p); !strings.Contains(capa, "\nEXPIRE NEVER\n") {
 		t.Errorf("CAPA before login (server default honor) lacks EXPIRE NEVER:\n%s", capa)
 	}
-	p.quit()
+	quit(p)
 
 	t.Run("DomainLeaveNoSeen", func(t *testing.T) {
 		t.Parallel()

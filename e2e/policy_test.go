@@ -26,7 +26,7 @@ func TestPolicies(t *testing.T) {
 	session := func(t *testing.T, b *Bridge, user string, before []testenv.StoredMessage) {
 		t.Helper()
 		p := e.login(t, b, user)
-		p.ok("DELE 1")
+		p.OK("DELE 1")
 		e.retr(t, p, 2, before[1].Body)
 		e.quitOK(t, p)
 		e.waitEnd(t, b, p, "quit")
@@ -40,7 +40,7 @@ func TestPolicies(t *testing.T) {
 		b := startBridge(t, d, "--delete-policy", "leave")
 
 		p := e.login(t, b, user)
-		if capa := p.capa(); !strings.Contains(capa, "\nEXPIRE NEVER\n") {
+		if capa := capa(p); !strings.Contains(capa, "\nEXPIRE NEVER\n") {
 			t.Errorf("CAPA with --delete-policy leave lacks EXPIRE NEVER:\n%s", capa)
 		}
 		e.quitOK(t, p)
@@ -49,7 +49,7 @@ func TestPolicies(t *testing.T) {
 			withFlag(before, imap.FlagSeen, uids[1]))
 
 		p = e.login(t, b, user)
-		if n, _ := p.stat(); n != len(before) {
+		if n, _ := stat(p); n != len(before) {
 			t.Errorf("STAT in the next session: %d, want all %d messages listed again", n, len(before))
 		}
 		e.quitOK(t, p)
@@ -63,11 +63,11 @@ func TestPolicies(t *testing.T) {
 		b := startBridge(t, d, "--delete-policy", "on-download")
 
 		p := e.login(t, b, user)
-		if capa := p.capa(); !strings.Contains(capa, "\nEXPIRE 0\n") {
+		if capa := capa(p); !strings.Contains(capa, "\nEXPIRE 0\n") {
 			t.Errorf("CAPA with --delete-policy on-download lacks EXPIRE 0:\n%s", capa)
 		}
 		// TOP is not a download.
-		p.multi("TOP 3 99999999")
+		multi(p, "TOP 3 99999999")
 		e.quitOK(t, p)
 		session(t, b, user, before)
 		e.expectState(t, user, "after DELE 1, RETR 2 and QUIT with on-download (both removed)",
@@ -88,10 +88,10 @@ func TestPolicies(t *testing.T) {
 
 		// Hidden from the next POP3 session, kept for IMAP.
 		p := e.login(t, b, user)
-		if n, _ := p.stat(); n != len(before)-1 {
+		if n, _ := stat(p); n != len(before)-1 {
 			t.Errorf("STAT in the next session: %d messages, want %d ($POP3Deleted hidden)", n, len(before)-1)
 		}
-		for n, u := range p.list("UIDL") {
+		for n, u := range list(p, "UIDL") {
 			if u == dovecotUIDL(uint32(uids[0]), uidv) {
 				t.Errorf("UIDL in the next session lists the flagged message as %d", n)
 			}
@@ -126,8 +126,8 @@ func TestPolicies(t *testing.T) {
 		b := startBridge(t, d, "--mailbox", mailbox)
 
 		p := e.login(t, b, user)
-		p.ok("DELE 1")
-		p.ok("DELE 2")
+		p.OK("DELE 1")
+		p.OK("DELE 2")
 		// Another client deletes the mailbox and creates it again with
 		// the same messages: same UIDs, new UIDVALIDITY.
 		c := d.Client(t, user)
@@ -141,7 +141,7 @@ func TestPolicies(t *testing.T) {
 			t.Fatalf("recreated %s kept UIDVALIDITY %d", mailbox, v)
 		}
 		recreated := d.Messages(t, user, mailbox)
-		s := p.quit()
+		s := quit(p)
 		e.waitEnd(t, b, p, "")
 		// +OK would tell the client its deletes were done (RFC 1939 §6).
 		if !strings.HasPrefix(s, "-ERR [SYS/TEMP]") {
@@ -157,8 +157,8 @@ func TestPolicies(t *testing.T) {
 
 // capa sends CAPA and returns the capability lines, each ending in "\n",
 // with a leading "\n" so tests can look for "\nNAME ...\n".
-func (p *pop3Client) capa() string {
-	p.t.Helper()
-	_, body := p.multi("CAPA")
+func capa(p *pop3Client) string {
+	p.TB().Helper()
+	_, body := multi(p, "CAPA")
 	return "\n" + strings.ReplaceAll(string(body), "\r\n", "\n")
 }

@@ -32,7 +32,7 @@ func TestPoplib(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	host, port, _ := net.SplitHostPort(b.Addr)
+	host, port, _ := net.SplitHostPort(b.POP3)
 	out := t.TempDir()
 	cmd := exec.Command(python, script, host, port, user, out)
 	cmd.Stdin = strings.NewReader(password(user) + "\n")

@@ -35,10 +35,10 @@ func TestSafety(t *testing.T) {
 		before := d.Messages(t, user, "INBOX")
 
 		p := e.login(t, b, user)
-		p.ok("DELE 1")
-		p.ok("DELE 2")
+		p.OK("DELE 1")
+		p.OK("DELE 2")
 		e.retr(t, p, 3, before[2].Body)
-		p.drop(false)
+		drop(p, false)
 		e.waitEnd(t, b, p, "disconnected")
 		e.expectState(t, user, "after DELE, DELE, RETR and a dropped connection (nothing applied, no \\Seen)", before)
 	})
@@ -51,23 +51,23 @@ func TestSafety(t *testing.T) {
 		big := slices.IndexFunc(before, func(m testenv.StoredMessage) bool { return messageName(m.Body) == "big" }) + 1
 
 		p := e.login(t, b, user)
-		p.ok("DELE 1")
+		p.OK("DELE 1")
 		e.retr(t, p, 2, before[1].Body)
-		p.ok(fmt.Sprintf("RETR %d", big))
+		p.OK(fmt.Sprintf("RETR %d", big))
 		// Take part of the 20 MiB body, then vanish with a reset.
-		if _, err := io.CopyN(io.Discard, p.r, 1<<20); err != nil {
+		if _, err := io.CopyN(io.Discard, p.Reader(), 1<<20); err != nil {
 			t.Fatalf("reading the first MiB of RETR %d: %v", big, err)
 		}
-		p.drop(true)
+		drop(p, true)
 		e.waitEnd(t, b, p, "")
 		e.expectState(t, user, "after a reset in the middle of a 20 MiB RETR", before)
 
 		// The aborted transfer left nothing stuck: a new session works.
 		p = e.login(t, b, user)
-		if n, _ := p.stat(); n != len(before) {
+		if n, _ := stat(p); n != len(before) {
 			t.Errorf("STAT after the reset: %d messages, want %d", n, len(before))
 		}
-		if s := p.quit(); !strings.HasPrefix(s, "+OK") {
+		if s := quit(p); !strings.HasPrefix(s, "+OK") {
 			t.Errorf("QUIT: %q", s)
 		}
 	})
@@ -80,13 +80,13 @@ func TestSafety(t *testing.T) {
 
 		p := e.login(t, b, user)
 		for n := 1; n <= len(before); n++ {
-			p.ok(fmt.Sprintf("DELE %d", n))
+			p.OK(fmt.Sprintf("DELE %d", n))
 		}
-		if n, _ := p.stat(); n != 0 {
+		if n, _ := stat(p); n != 0 {
 			t.Errorf("STAT after deleting everything: %d messages, want 0", n)
 		}
-		p.ok("RSET")
-		if n, _ := p.stat(); n != len(before) {
+		p.OK("RSET")
+		if n, _ := stat(p); n != len(before) {
 			t.Errorf("STAT after RSET: %d messages, want %d", n, len(before))
 		}
 		e.quitOK(t, p)
@@ -102,16 +102,16 @@ func TestSafety(t *testing.T) {
 		uidv := d.UIDValidity(t, user, "INBOX")
 
 		p := e.login(t, b, user)
-		p.ok("DELE 2")
-		p.fail("DELE 2") // already deleted
-		p.fail("RETR 2")
+		p.OK("DELE 2")
+		p.CmdPrefix("DELE 2", "-ERR") // already deleted
+		p.CmdPrefix("RETR 2", "-ERR")
 		e.quitOK(t, p)
 		e.waitEnd(t, b, p, "quit")
 		e.expectState(t, user, "after DELE 2 and QUIT (exactly that message gone)", without(before, uids[1]))
 
 		// The next session lists the others, renumbered, with their UIDLs.
 		p = e.login(t, b, user)
-		uidl := p.list("UIDL")
+		uidl := list(p, "UIDL")
 		want := make(listing)
 		for i, uid := range slices.Delete(slices.Clone(uids), 1, 2) {
 			want[i+1] = dovecotUIDL(uint32(uid), uidv)
@@ -135,7 +135,7 @@ func TestSafety(t *testing.T) {
 		d.SetFlags(t, user, "INBOX", uids[3], imap.FlagDeleted)
 		mid := d.Messages(t, user, "INBOX")
 		n := numberOf(t, p, dovecotUIDL(uint32(uids[2]), uidv))
-		p.ok(fmt.Sprintf("DELE %d", n))
+		p.OK(fmt.Sprintf("DELE %d", n))
 		e.quitOK(t, p)
 		e.waitEnd(t, b, p, "quit")
 		e.expectState(t, user, "after our DELE and QUIT (the \\Deleted messages of another client stay)", without(mid, uids[2]))
@@ -149,23 +149,23 @@ func TestSafety(t *testing.T) {
 		uidv := d.UIDValidity(t, user, "INBOX")
 
 		p := e.login(t, b, user)
-		n1, size1 := p.stat()
-		list1, uidl1 := p.list("LIST"), p.list("UIDL")
+		n1, size1 := stat(p)
+		list1, uidl1 := list(p, "LIST"), list(p, "UIDL")
 
 		late := message("arrival", "Arrived during the session", nil, "I am new.\r\n")
 		lateUID := d.Append(t, user, "INBOX", late)
 
-		if n2, size2 := p.stat(); n2 != n1 || size2 != size1 {
+		if n2, size2 := stat(p); n2 != n1 || size2 != size1 {
 			t.Errorf("STAT after new mail arrived: %d %d, want the snapshot's %d %d", n2, size2, n1, size1)
 		}
-		if list2 := p.list("LIST"); !maps.Equal(list2, list1) {
+		if list2 := list(p, "LIST"); !maps.Equal(list2, list1) {
 			t.Errorf("LIST after new mail arrived: %v, want %v", list2, list1)
 		}
-		if uidl2 := p.list("UIDL"); !maps.Equal(uidl2, uidl1) {
+		if uidl2 := list(p, "UIDL"); !maps.Equal(uidl2, uidl1) {
 			t.Errorf("UIDL after new mail arrived: %v, want %v", uidl2, uidl1)
 		}
-		p.fail(fmt.Sprintf("RETR %d", n1+1))
-		p.fail(fmt.Sprintf("LIST %d", n1+1))
+		p.CmdPrefix(fmt.Sprintf("RETR %d", n1+1), "-ERR")
+		p.CmdPrefix(fmt.Sprintf("LIST %d", n1+1), "-ERR")
 		for i, m := range before {
 			e.retr(t, p, i+1, m.Body)
 		}
@@ -174,10 +174,10 @@ func TestSafety(t *testing.T) {
 
 		// The next session has it, last.
 		p = e.login(t, b, user)
-		if n, _ := p.stat(); n != n1+1 {
+		if n, _ := stat(p); n != n1+1 {
 			t.Errorf("STAT in the next session: %d messages, want %d", n, n1+1)
 		}
-		if got, want := p.list("UIDL")[n1+1], dovecotUIDL(uint32(lateUID), uidv); got != want {
+		if got, want := list(p, "UIDL")[n1+1], dovecotUIDL(uint32(lateUID), uidv); got != want {
 			t.Errorf("UIDL %d in the next session: %q, want %q", n1+1, got, want)
 		}
 		e.retr(t, p, n1+1, late)
@@ -192,13 +192,13 @@ func TestSafety(t *testing.T) {
 
 		p := e.login(t, b, user)
 		d.Expunge(t, user, "INBOX", uids[1])
-		if s := p.fail("RETR 2"); strings.Contains(s, "octets") {
+		if s := p.CmdPrefix("RETR 2", "-ERR"); strings.Contains(s, "octets") {
 			t.Errorf("RETR of an expunged message: %q", s)
 		}
-		p.fail("TOP 2 0")
+		p.CmdPrefix("TOP 2 0", "-ERR")
 		e.retr(t, p, 1, before[0].Body)
 		e.retr(t, p, 3, before[2].Body)
-		if _, top := p.multi("TOP 4 0"); !bytes.Equal(top, headerSection(before[3].Body)) {
+		if _, top := multi(p, "TOP 4 0"); !bytes.Equal(top, headerSection(before[3].Body)) {
 			t.Errorf("TOP 4 0 after another message vanished: %s", firstDiff(top, headerSection(before[3].Body)))
 		}
 		e.quitOK(t, p)
@@ -220,29 +220,29 @@ func TestSafety(t *testing.T) {
 		var lists []listing
 		for range 2 {
 			p := e.login(t, b, user)
-			uidl := p.list("UIDL")
+			uidl := list(p, "UIDL")
 			if !maps.Equal(uidl, want) {
 				t.Errorf("UIDL: %v, want %%08Xu%%08Xv of UID and UIDVALIDITY %d: %v", uidl, uidv, want)
 			}
 			for n, u := range uidl {
-				if one := p.ok(fmt.Sprintf("UIDL %d", n)); one != fmt.Sprintf("+OK %d %s", n, u) {
+				if one := p.OK(fmt.Sprintf("UIDL %d", n)); one != fmt.Sprintf("+OK %d %s", n, u) {
 					t.Errorf("UIDL %d: %q, want %q", n, one, fmt.Sprintf("+OK %d %s", n, u))
 				}
 			}
-			lists = append(lists, p.list("LIST"))
+			lists = append(lists, list(p, "LIST"))
 			e.quitOK(t, p)
 		}
 
 		// Dovecot's own POP3 server, default pop3_uidl_format, same store.
 		dp := dialPOP3(t, d.POP3Addr)
-		dp.login(user, password(user))
-		if got := dp.list("UIDL"); !maps.Equal(got, want) {
+		dp.Login(user, password(user))
+		if got := list(dp, "UIDL"); !maps.Equal(got, want) {
 			t.Errorf("Dovecot's POP3 UIDL %v differs from popbridge's %v", got, want)
 		}
-		if got := dp.list("LIST"); !maps.Equal(got, lists[0]) {
+		if got := list(dp, "LIST"); !maps.Equal(got, lists[0]) {
 			t.Errorf("Dovecot's POP3 LIST %v differs from popbridge's %v", got, lists[0])
 		}
-		dp.quit()
+		quit(dp)
 	})
 
 	t.Run("TopNeverMarksSeen", func(t *testing.T) {
@@ -254,15 +254,15 @@ func TestSafety(t *testing.T) {
 		p := e.login(t, b, user)
 		for i, m := range before {
 			for _, k := range []int{0, 1, 2, 3, 99999999} {
-				_, got := p.multi(fmt.Sprintf("TOP %d %d", i+1, k))
+				_, got := multi(p, fmt.Sprintf("TOP %d %d", i+1, k))
 				if want := topLines(m.Body, k); !bytes.Equal(got, want) {
 					t.Errorf("TOP %d %d (%s): %s", i+1, k, messageName(m.Body), firstDiff(got, want))
 				}
 			}
 		}
-		p.fail("TOP 1")
-		p.fail("TOP 1 -1")
-		p.fail(fmt.Sprintf("TOP %d 0", len(before)+1))
+		p.CmdPrefix("TOP 1", "-ERR")
+		p.CmdPrefix("TOP 1 -1", "-ERR")
+		p.CmdPrefix(fmt.Sprintf("TOP %d 0", len(before)+1), "-ERR")
 		e.quitOK(t, p)
 		e.waitEnd(t, b, p, "quit")
 		e.expectState(t, user, "after TOP of every message and QUIT (TOP never marks \\Seen)", before)
@@ -277,8 +277,8 @@ func TestSafety(t *testing.T) {
 		p := e.login(t, b, user)
 		e.retr(t, p, 1, before[0].Body)
 		e.retr(t, p, 3, before[2].Body)
-		p.multi("TOP 2 0")
-		p.multi("TOP 4 99999999")
+		multi(p, "TOP 2 0")
+		multi(p, "TOP 4 99999999")
 		// Nothing before QUIT.
 		e.expectState(t, user, "before QUIT", before)
 		e.quitOK(t, p)
@@ -315,34 +315,34 @@ func TestSafety(t *testing.T) {
 			total += int64(len(m.Body))
 			sizes[i+1] = strconv.Itoa(len(m.Body))
 		}
-		if n, size := p.stat(); n != len(want) || size != total {
+		if n, size := stat(p); n != len(want) || size != total {
 			t.Errorf("STAT: %d %d, want %d %d", n, size, len(want), total)
 		}
-		if got := p.list("LIST"); !maps.Equal(got, sizes) {
+		if got := list(p, "LIST"); !maps.Equal(got, sizes) {
 			t.Errorf("LIST: %v, want the BODY[] sizes %v", got, sizes)
 		}
 
 		// PIPELINING: one write, answers in order.
-		p.send("NOOP\r\nLIST 1\r\nRETR 2\r\nSTAT")
-		if s := p.line(); !strings.HasPrefix(s, "+OK") {
+		p.Send("NOOP\r\nLIST 1\r\nRETR 2\r\nSTAT")
+		if s := p.ReadLine(); !strings.HasPrefix(s, "+OK") {
 			t.Errorf("pipelined NOOP: %q", s)
 		}
-		if s, exp := p.line(), "+OK 1 "+sizes[1]; s != exp {
+		if s, exp := p.ReadLine(), "+OK 1 "+sizes[1]; s != exp {
 			t.Errorf("pipelined LIST 1: %q, want %q", s, exp)
 		}
-		if s := p.line(); !strings.HasPrefix(s, "+OK") {
+		if s := p.ReadLine(); !strings.HasPrefix(s, "+OK") {
 			t.Fatalf("pipelined RETR 2: %q", s)
 		}
-		if body := p.readMulti("RETR 2"); !bytes.Equal(body, want[1].Body) {
+		if body := p.Multiline(); !bytes.Equal(body, want[1].Body) {
 			t.Errorf("pipelined RETR 2: %s", firstDiff(body, want[1].Body))
 		}
-		if s, exp := p.line(), fmt.Sprintf("+OK %d %d", len(want), total); s != exp {
+		if s, exp := p.ReadLine(), fmt.Sprintf("+OK %d %d", len(want), total); s != exp {
 			t.Errorf("pipelined STAT: %q, want %q", s, exp)
 		}
 
 		var got [][]byte
 		for i := range want {
-			status, body := p.multi(fmt.Sprintf("RETR %d", i+1))
+			status, body := multi(p, fmt.Sprintf("RETR %d", i+1))
 			if wantStatus := fmt.Sprintf("+OK %d octets", len(want[i].Body)); status != wantStatus {
 				t.Errorf("RETR %d: status %q, want %q", i+1, status, wantStatus)
 			}
@@ -362,15 +362,15 @@ type safetyEnv struct {
 // login opens a session on bridge b as user.
 func (e *safetyEnv) login(t testing.TB, b *Bridge, user string) *pop3Client {
 	t.Helper()
-	p := dialPOP3(t, b.Addr)
-	p.login(user, password(user))
+	p := dialPOP3(t, b.POP3)
+	p.Login(user, password(user))
 	return p
 }
 
 // retr requires RETR n to return exactly want.
 func (e *safetyEnv) retr(t testing.TB, p *pop3Client, n int, want []byte) {
 	t.Helper()
-	if _, got := p.multi(fmt.Sprintf("RETR %d", n)); !bytes.Equal(got, want) {
+	if _, got := multi(p, fmt.Sprintf("RETR %d", n)); !bytes.Equal(got, want) {
 		t.Errorf("RETR %d: %s", n, firstDiff(got, want))
 	}
 }
@@ -378,7 +378,7 @@ func (e *safetyEnv) retr(t testing.TB, p *pop3Client, n int, want []byte) {
 // quitOK requires QUIT to answer +OK.
 func (e *safetyEnv) quitOK(t testing.TB, p *pop3Client) {
 	t.Helper()
-	if s := p.quit(); !strings.HasPrefix(s, "+OK") {
+	if s := quit(p); !strings.HasPrefix(s, "+OK") {
 		t.Errorf("QUIT: %q, want +OK", s)
 	}
 }
@@ -387,7 +387,7 @@ func (e *safetyEnv) quitOK(t testing.TB, p *pop3Client) {
 // result ("" accepts any).
 func (e *safetyEnv) waitEnd(t testing.TB, b *Bridge, p *pop3Client, result string) {
 	t.Helper()
-	end := b.waitSessionEnd(t, p.Port)
+	end := waitSessionEnd(t, b, localPort(p))
 	if result != "" && end["result"] != result {
 		t.Errorf("session end result %v, want %q", end["result"], result)
 	}
@@ -421,7 +421,7 @@ func withFlag(msgs []testenv.StoredMessage, flag imap.Flag, uids ...imap.UID) []
 // numberOf returns the message number whose UIDL is uidl in p's session.
 func numberOf(t testing.TB, p *pop3Client, uidl string) int {
 	t.Helper()
-	for n, u := range p.list("UIDL") {
+	for n, u := range list(p, "UIDL") {
 		if u == uidl {
 			return n
 		}

@@ -40,6 +40,9 @@ type Options struct {
 	CloseTimeout time.Duration
 	// AllowReset makes ExpectClosed accept a connection reset as a close.
 	AllowReset bool
+	// StrictBody makes Multiline fail on a body line that does not end in
+	// CRLF or that starts with a single dot (the server forgot to stuff it).
+	StrictBody bool
 	// Prefix is written before anything else (a PROXY protocol header,
 	// say), before any greeting is read.
 	Prefix []byte
@@ -278,7 +281,7 @@ func (c *Client) Cmd(line string) string {
 	c.Send(line)
 	s, err := c.Line()
 	if err != nil {
-		c.tb.Fatalf("%s: reading reply: %v (got %q)", line, err, s)
+		c.tb.Fatalf("%s: reading reply: %v (got %q)", redact(line), err, s)
 	}
 	return s
 }
@@ -288,9 +291,17 @@ func (c *Client) CmdPrefix(line, prefix string) string {
 	c.tb.Helper()
 	s := c.Cmd(line)
 	if !strings.HasPrefix(s, prefix) {
-		c.tb.Fatalf("%s: got %q, want %s...", line, s, prefix)
+		c.tb.Fatalf("%s: got %q, want %s...", redact(line), s, prefix)
 	}
 	return s
+}
+
+// redact hides the password of a PASS command in failure messages.
+func redact(line string) string {
+	if strings.HasPrefix(strings.ToUpper(line), "PASS ") {
+		return "PASS ***"
+	}
+	return line
 }
 
 // OK sends line, which must be answered +OK; the answer is returned.
@@ -320,6 +331,14 @@ func (c *Client) MultilinePrefix(n int) []byte {
 		}
 		if line == ".\r\n" {
 			return buf.Bytes()
+		}
+		if c.o.StrictBody {
+			if !strings.HasSuffix(line, "\r\n") {
+				c.tb.Fatalf("multi-line body: line %q does not end in CRLF", line)
+			}
+			if line[0] == '.' && (len(line) < 2 || line[1] != '.') {
+				c.tb.Fatalf("multi-line body: line %q is not dot-stuffed", line[:min(len(line), 80)])
+			}
 		}
 		buf.WriteString(strings.TrimPrefix(line, "."))
 	}
