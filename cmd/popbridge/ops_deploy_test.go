@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -257,7 +256,7 @@ func TestOpsBehindHAProxy(t *testing.T) {
 	if err := os.WriteFile(cfgFile, []byte(strings.Join(cfg, "\n")), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var hlog syncBuffer
+	var hlog bridgetest.SyncBuffer
 	h := exec.Command(haproxy, "-db", "-f", cfgFile)
 	h.Stdout, h.Stderr = &hlog, &hlog
 	if err := h.Start(); err != nil {
@@ -312,22 +311,4 @@ func freePort(t *testing.T, host string) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
-}
-
-// syncBuffer is a bytes.Buffer safe for a process's output and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -367,3 +367,6 @@ func (s *SyncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// Tail returns the last n lines written.
+func (s *SyncBuffer) Tail(n int) string { return tail(s.String(), n) }
