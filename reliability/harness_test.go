@@ -8,13 +8,13 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 
+	"github.com/popbridge/popbridge/internal/bridgetest"
 	"github.com/popbridge/popbridge/internal/fakeimap"
 	"github.com/popbridge/popbridge/policy"
 	"github.com/popbridge/popbridge/pop3server"
@@ -60,13 +60,13 @@ type bridge struct {
 	t       testing.TB
 	srv     *pop3server.Server
 	addr    string
-	logs    *syncBuffer
+	logs    *bridgetest.SyncBuffer
 	stopped chan struct{}
 }
 
 func startBridge(t testing.TB, o bridgeOptions) *bridge {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &bridgetest.SyncBuffer{}
 	log := zerolog.New(logs).Level(zerolog.DebugLevel).With().Timestamp().Logger()
 	switch {
 	case o.noLogs:
@@ -125,7 +125,7 @@ func startBridge(t testing.TB, o bridgeOptions) *bridge {
 		srv.Close()
 		<-b.stopped
 		if t.Failed() {
-			t.Logf("popbridge log:\n%s", logs.tail(60))
+			t.Logf("popbridge log:\n%s", logs.Tail(60))
 		}
 	})
 	return b
@@ -148,32 +148,6 @@ func (b *bridge) waitSessions(timeout time.Duration) bool {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return true
-}
-
-// syncBuffer collects log lines from many goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.String()
-}
-
-func (s *syncBuffer) tail(n int) string {
-	lines := strings.Split(strings.TrimRight(s.String(), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // fake starts a fakeimap server with user alice (password "secret") and
