@@ -60,3 +60,26 @@ func TestHideAndWithout(t *testing.T) {
 		t.Errorf("Decide after a further expunge = %v, want full", d)
 	}
 }
+
+// TestPutReturnsStored: entries derived later from the returned entry keep
+// the age of the full listing.
+func TestPutReturnsStored(t *testing.T) {
+	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	l, _ := NewListings(10)
+	l.Now = func() time.Time { return now }
+	e := mustEntry(t, msgs(1, 2), 3, 2, 0)
+	stored := l.Put(k1, e)
+	if stored == e || !stored.Listed.Equal(now) || !e.Listed.IsZero() {
+		t.Fatalf("Put returned %+v for %+v", stored, e)
+	}
+	if got, _ := l.Get(k1); got != stored {
+		t.Error("Get does not return the entry Put returned")
+	}
+	if !stored.Without([]uint32{1}).Listed.Equal(now) || !stored.Hide([]uint32{2}).Listed.Equal(now) {
+		t.Error("derived entries lost Listed")
+	}
+	var nl *Listings
+	if nl.Put(k1, e) != e {
+		t.Error("nil Listings.Put does not return the entry")
+	}
+}
