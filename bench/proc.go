@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/popbridge/popbridge/internal/testenv"
 )
 
 // Mem is resident memory in bytes: PSS counts shared pages divided among
@@ -72,33 +74,7 @@ func kbField(b []byte, name string) int64 {
 
 // groupPIDs returns the live processes of process group pgid: a testenv
 // Dovecot runs its master and every child in a group of its own.
-func groupPIDs(pgid int) []int {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid pgrp ...; comm may hold anything.
-		i := bytes.LastIndexByte(b, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(b[i+1:]))
-		if len(f) >= 3 && f[0] != "Z" && f[2] == strconv.Itoa(pgid) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
-}
+func groupPIDs(pgid int) []int { return testenv.GroupPIDs(pgid) }
 
 // mailProcesses returns the processes of group pgid running Dovecot's imap
 // or pop3 mail process.

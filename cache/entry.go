@@ -14,6 +14,7 @@
 package cache
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"time"
@@ -68,7 +69,7 @@ type Entry struct {
 // FETCH, or the server sent something inconsistent.
 func NewEntry(msgs []Message, uidNext, numMessages uint32, highestModSeq uint64) (*Entry, error) {
 	out := slices.Clone(msgs)
-	slices.SortFunc(out, func(a, b Message) int { return cmpUID(a.UID, b.UID) })
+	slices.SortFunc(out, func(a, b Message) int { return cmp.Compare(a.UID, b.UID) })
 	for i, m := range out {
 		switch {
 		case m.UID == 0:
@@ -85,14 +86,4 @@ func NewEntry(msgs []Message, uidNext, numMessages uint32, highestModSeq uint64)
 		return nil, fmt.Errorf("cache: listing has %d messages, SELECT reported %d", len(out), numMessages)
 	}
 	return &Entry{UIDNext: uidNext, NumMessages: numMessages, HighestModSeq: highestModSeq, Messages: out}, nil
-}
-
-func cmpUID(a, b uint32) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

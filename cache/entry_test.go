@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"cmp"
 	"slices"
 	"strings"
 	"testing"
@@ -26,7 +27,7 @@ func mustEntry(t *testing.T, m []Message, uidNext, n uint32, hms uint64) *Entry 
 func TestNewEntry(t *testing.T) {
 	in := []Message{{UID: 7, Size: 1}, {UID: 3, Size: 2, Hidden: true}, {UID: 5, Size: 3}}
 	e := mustEntry(t, in, 8, 3, 0)
-	if !slices.IsSortedFunc(e.Messages, func(a, b Message) int { return cmpUID(a.UID, b.UID) }) {
+	if !slices.IsSortedFunc(e.Messages, func(a, b Message) int { return cmp.Compare(a.UID, b.UID) }) {
 		t.Errorf("not sorted: %v", e.Messages)
 	}
 	if in[0].UID != 7 {

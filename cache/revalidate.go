@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 )
@@ -117,7 +118,7 @@ func (e *Entry) Extend(msgs []Message, uidNext, numMessages uint32, highestModSe
 	}
 	// Servers may repeat a FETCH item for the same message (unsolicited
 	// flag updates): the last one wins, but its size cannot differ.
-	slices.SortStableFunc(added, func(a, b Message) int { return cmpUID(a.UID, b.UID) })
+	slices.SortStableFunc(added, func(a, b Message) int { return cmp.Compare(a.UID, b.UID) })
 	for i, m := range added {
 		if i+1 < len(added) && added[i+1].UID == m.UID {
 			if added[i+1].Size != m.Size {
@@ -139,4 +140,4 @@ func (e *Entry) Extend(msgs []Message, uidNext, numMessages uint32, highestModSe
 	}, true
 }
 
-func byUID(m Message, uid uint32) int { return cmpUID(m.UID, uid) }
+func byUID(m Message, uid uint32) int { return cmp.Compare(m.UID, uid) }

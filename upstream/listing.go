@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -161,7 +162,7 @@ func (m *maildrop) listAll(uidNext, n uint32, hms uint64) (*cache.Entry, error) 
 	}
 	m.cacheable = false
 	m.debug().Err(err).Msg("listing not cached")
-	slices.SortFunc(msgs, func(a, b cache.Message) int { return cmpUID(imap.UID(a.UID), imap.UID(b.UID)) })
+	slices.SortFunc(msgs, func(a, b cache.Message) int { return cmp.Compare(a.UID, b.UID) })
 	msgs = slices.CompactFunc(msgs, func(a, b cache.Message) bool { return a.UID == b.UID })
 	return &cache.Entry{UIDNext: uidNext, NumMessages: uint32(len(msgs)), HighestModSeq: hms, Messages: msgs}, nil
 }

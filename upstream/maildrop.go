@@ -156,16 +156,6 @@ func (m *maildrop) login(username, password string) error {
 	return nil
 }
 
-func cmpUID(a, b imap.UID) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
 // Messages returns the snapshot taken at login.
 func (m *maildrop) Messages() []pop3server.MessageInfo { return m.infos }
 

@@ -479,14 +479,21 @@ func (d *Dovecot) stopProcess() {
 }
 
 // groupRunning reports whether a process of group pgid is alive and not a
-// zombie, from /proc.
-func groupRunning(pgid int) bool {
+// zombie.
+func groupRunning(pgid int) bool { return len(GroupPIDs(pgid)) > 0 }
+
+// GroupPIDs returns the live (non-zombie) processes of process group pgid,
+// from /proc. A testenv Dovecot runs its master and every child in a group
+// of its own, so this lists all of its processes.
+func GroupPIDs(pgid int) []int {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
-		return false
+		return nil
 	}
+	var pids []int
 	for _, e := range entries {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
 			continue
 		}
 		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
@@ -500,10 +507,10 @@ func groupRunning(pgid int) bool {
 		}
 		f := strings.Fields(string(b[i+1:]))
 		if len(f) >= 3 && f[0] != "Z" && f[2] == strconv.Itoa(pgid) {
-			return true
+			pids = append(pids, pid)
 		}
 	}
-	return false
+	return pids
 }
 
 // removeDir removes Dir, retrying briefly: children of the master may still
