@@ -225,7 +225,7 @@ func TestOpsBehindHAProxy(t *testing.T) {
 
 	// The client comes from ::1, HAProxy connects to popbridge from
 	// 127.0.0.1: only the PROXY header can tell popbridge "::1".
-	cert, key := writeTestCert(t)
+	cert, key := testenv.SelfSignedCert(t)
 	p := opsStart(t, bridgetest.Binary(t), "--demo", "--listen", "127.0.0.1:0", "--listen-tls", "127.0.0.1:0",
 		"--tls-cert", cert, "--tls-key", key, "--admin-listen", "127.0.0.1:0",
 		"--proxy-protocol", "127.0.0.1/32")

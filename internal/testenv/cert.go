@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -11,6 +12,8 @@ import (
 	"math/big"
 	"net"
 	"os"
+	"path/filepath"
+	"testing"
 	"time"
 )
 
@@ -51,4 +54,40 @@ func writeSelfSignedCert(certFile, keyFile string) error {
 		return err
 	}
 	return os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600)
+}
+
+// WriteSelfSignedCert is writeSelfSignedCert for tests outside testenv:
+// a fresh certificate for 127.0.0.1, ::1 and localhost that is its own CA.
+func WriteSelfSignedCert(certFile, keyFile string) error {
+	return writeSelfSignedCert(certFile, keyFile)
+}
+
+// SelfSignedCert writes a fresh certificate and key into a temporary
+// directory of t and returns their paths.
+func SelfSignedCert(t testing.TB) (certFile, keyFile string) {
+	t.Helper()
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := writeSelfSignedCert(certFile, keyFile); err != nil {
+		t.Fatalf("self-signed certificate: %v", err)
+	}
+	return certFile, keyFile
+}
+
+// TLSConfigs returns a server configuration with a fresh self-signed
+// certificate and a client configuration that trusts it.
+func TLSConfigs(t testing.TB) (server, client *tls.Config) {
+	t.Helper()
+	certFile, keyFile := SelfSignedCert(t)
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatalf("loading self-signed certificate: %v", err)
+	}
+	pem, err := os.ReadFile(certFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	return &tls.Config{Certificates: []tls.Certificate{cert}}, &tls.Config{RootCAs: pool}
 }

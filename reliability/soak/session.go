@@ -278,20 +278,30 @@ func (c *client) unmarked(n int, marked []int) int {
 	}
 }
 
-// retr downloads message n and checks it octet for octet.
-func (c *client) retr(pc *popConn, u User, n int, e entry) error {
-	st, body, err := pc.multi("RETR " + strconv.Itoa(n))
-	k := msgKey{u.Name, e.uid}
+// checkBodyAnswer accounts for a RETR or TOP answer that carries no body
+// to check: a message expunged meanwhile (counted, not an error), a
+// transfer cut short, or another failure. done is false for a +OK body.
+func (c *client) checkBodyAnswer(verb string, n int, k msgKey, st string, err error) (done bool, _ error) {
 	switch {
 	case err == nil && st == "-ERR no such message":
 		c.l.mark(c.l.vanished, k)
 		c.st.vanished.Add(1)
-		return nil
+		return true, nil
 	case !c.cfg.TolerateTemp && (errors.Is(err, errNoDot) || errors.Is(err, io.EOF)):
 		c.l.mark(c.l.cutShort, k)
-		return fmt.Errorf("RETR %d (%s): %w", n, k, errCutShort)
+		return true, fmt.Errorf("%s %d (%s): %w", verb, n, k, errCutShort)
 	case err != nil || !strings.HasPrefix(st, "+OK"):
-		return answer("RETR", st, err)
+		return true, answer(verb, st, err)
+	}
+	return false, nil
+}
+
+// retr downloads message n and checks it octet for octet.
+func (c *client) retr(pc *popConn, u User, n int, e entry) error {
+	st, body, err := pc.multi("RETR " + strconv.Itoa(n))
+	k := msgKey{u.Name, e.uid}
+	if done, err := c.checkBodyAnswer("RETR", n, k, st, err); done {
+		return err
 	}
 	user, serial, ok := parseID(body)
 	if !ok || user != u.Name {
@@ -314,16 +324,8 @@ func (c *client) retr(pc *popConn, u User, n int, e entry) error {
 func (c *client) top(pc *popConn, u User, n int, e entry, lines int) error {
 	st, got, err := pc.multi("TOP " + strconv.Itoa(n) + " " + strconv.Itoa(lines))
 	k := msgKey{u.Name, e.uid}
-	switch {
-	case err == nil && st == "-ERR no such message":
-		c.l.mark(c.l.vanished, k)
-		c.st.vanished.Add(1)
-		return nil
-	case !c.cfg.TolerateTemp && (errors.Is(err, errNoDot) || errors.Is(err, io.EOF)):
-		c.l.mark(c.l.cutShort, k)
-		return fmt.Errorf("TOP %d (%s): %w", n, k, errCutShort)
-	case err != nil || !strings.HasPrefix(st, "+OK"):
-		return answer("TOP", st, err)
+	if done, err := c.checkBodyAnswer("TOP", n, k, st, err); done {
+		return err
 	}
 	user, serial, ok := parseID(got)
 	if !ok || user != u.Name {
