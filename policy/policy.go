@@ -56,9 +56,17 @@ const (
 	Flag
 	// Move: UID MOVE into Action.Mailbox.
 	Move
+	// Quarantine: UID MOVE into Action.Mailbox (the quarantine mailbox,
+	// DefaultQuarantineMailbox unless configured), from which a later
+	// session of the user expunges it after the quarantine period and
+	// from which "popbridge restore" moves it back (docs/policy.md).
+	Quarantine
 )
 
-// Action is a delete action; Mailbox is set only for Move.
+// DefaultQuarantineMailbox is the default --quarantine-mailbox.
+const DefaultQuarantineMailbox = "POPBRIDGE-QUARANTINE"
+
+// Action is a delete action; Mailbox is set only for Move and Quarantine.
 type Action struct {
 	Kind    ActionKind
 	Mailbox string
@@ -72,17 +80,26 @@ func (a Action) String() string {
 		return "flag"
 	case Move:
 		return "move:" + a.Mailbox
+	case Quarantine:
+		return "quarantine"
 	}
 	return fmt.Sprintf("Action(%d)", int(a.Kind))
 }
 
-// ParseAction parses "expunge", "flag" or "move:MAILBOX".
+// Moves reports whether the action takes messages out of the maildrop
+// into Mailbox (move and quarantine).
+func (a Action) Moves() bool { return a.Kind == Move || a.Kind == Quarantine }
+
+// ParseAction parses "expunge", "flag", "move:MAILBOX" or "quarantine"
+// (into DefaultQuarantineMailbox; the caller sets another Mailbox).
 func ParseAction(s string) (Action, error) {
 	switch {
 	case s == "expunge":
 		return Action{Kind: Expunge}, nil
 	case s == "flag":
 		return Action{Kind: Flag}, nil
+	case s == "quarantine":
+		return Action{Kind: Quarantine, Mailbox: DefaultQuarantineMailbox}, nil
 	case strings.HasPrefix(s, "move:"):
 		mbox := strings.TrimPrefix(s, "move:")
 		if strings.TrimSpace(mbox) == "" {
@@ -95,7 +112,19 @@ func ParseAction(s string) (Action, error) {
 		}
 		return Action{Kind: Move, Mailbox: mbox}, nil
 	}
-	return Action{}, fmt.Errorf("unknown delete action %q (want expunge, flag or move:MAILBOX)", s)
+	return Action{}, fmt.Errorf("unknown delete action %q (want expunge, flag, move:MAILBOX or quarantine)", s)
+}
+
+// CheckMailboxName rejects a mailbox name an admin could not have meant:
+// empty, or with a control character (CR/LF would break the IMAP line).
+func CheckMailboxName(name string) error {
+	if strings.TrimSpace(name) == "" {
+		return fmt.Errorf("mailbox name is empty")
+	}
+	if strings.ContainsFunc(name, isControl) {
+		return fmt.Errorf("mailbox name %q contains a control character", name)
+	}
+	return nil
 }
 
 func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
@@ -109,6 +138,9 @@ type Policy struct {
 	Delete   DeletePolicy
 	Action   Action
 	MarkSeen bool
+	// DryRun journals what would be applied (outcome "dry-run") and
+	// changes nothing upstream, \Seen included.
+	DryRun bool
 }
 
 // Default is the server default of SPEC §1.

@@ -21,6 +21,7 @@ type Override struct {
 	Delete   *DeletePolicy
 	Action   *Action
 	MarkSeen *bool
+	DryRun   *bool
 }
 
 // apply returns s with every non-nil field of o applied.
@@ -39,6 +40,9 @@ func (o Override) apply(s Settings) Settings {
 	}
 	if o.MarkSeen != nil {
 		s.Policy.MarkSeen = *o.MarkSeen
+	}
+	if o.DryRun != nil {
+		s.Policy.DryRun = *o.DryRun
 	}
 	return s
 }
