@@ -11,6 +11,10 @@ type Settings struct {
 	Mailbox string
 	// Policy is the delete policy, delete action and mark-seen setting.
 	Policy Policy
+	// Auth is how the upstream login is made: "passthrough" (or empty),
+	// "oauth2-user" or "oauth2-app" (package oauth); Provider names the
+	// OAuth2 provider of the config file's providers: section.
+	Auth, Provider string
 }
 
 // Override changes some Settings for a domain or a user; a nil field keeps
@@ -22,6 +26,8 @@ type Override struct {
 	Action   *Action
 	MarkSeen *bool
 	DryRun   *bool
+	Auth     *string
+	Provider *string
 }
 
 // apply returns s with every non-nil field of o applied.
@@ -43,6 +49,12 @@ func (o Override) apply(s Settings) Settings {
 	}
 	if o.DryRun != nil {
 		s.Policy.DryRun = *o.DryRun
+	}
+	if o.Auth != nil {
+		s.Auth = *o.Auth
+	}
+	if o.Provider != nil {
+		s.Provider = *o.Provider
 	}
 	return s
 }

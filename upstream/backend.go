@@ -74,6 +74,9 @@ type Options struct {
 	// Breaker makes logins fail fast while the upstream is unreachable
 	// (see BreakerOptions); the zero value is on with the defaults.
 	Breaker BreakerOptions
+	// Authenticator, when set, may turn a user's login into an OAuth2
+	// login (package oauth); nil means pass-through for everyone.
+	Authenticator Authenticator
 
 	// noCondStore makes the backend ignore CONDSTORE, so tests can run
 	// the revalidation of servers without it against Dovecot.
@@ -159,6 +162,18 @@ func (b *Backend) Login(ctx context.Context, conn pop3server.ConnInfo, username,
 	if b.opts.SendID {
 		cfg.id = &idParams{remote: conn.RemoteAddr, local: conn.LocalAddr}
 	}
+	mk := func(l *link) *maildrop {
+		return &maildrop{b: b, l: l, session: conn.SessionID, upstream: u.String(), user: username, mailbox: s.Mailbox, policy: s.Policy}
+	}
+	if b.opts.Authenticator != nil {
+		ts, err := b.opts.Authenticator.Authorize(ctx, username, password)
+		if err != nil {
+			return nil, err
+		}
+		if ts != nil {
+			return b.loginOAuth(ctx, cfg, conn, username, ts, mk)
+		}
+	}
 	start := time.Now()
 	l, err := b.dialGuarded(ctx, cfg)
 	b.observe("connect", start, err)
@@ -166,7 +181,7 @@ func (b *Backend) Login(ctx context.Context, conn pop3server.ConnInfo, username,
 		b.opts.Logger.Debug().Str("session", conn.SessionID).Str("user", username).Err(err).Msg("upstream connect failed")
 		return nil, pop3server.ErrTemporary.Wrap(err)
 	}
-	m := &maildrop{b: b, l: l, session: conn.SessionID, upstream: u.String(), user: username, mailbox: s.Mailbox, policy: s.Policy}
+	m := mk(l)
 	if err := m.open(ctx, username, password); err != nil {
 		m.Close()
 		return nil, err

@@ -32,6 +32,9 @@ type maildrop struct {
 	user     string // the login name exactly as sent upstream
 	mailbox  string
 	policy   policy.Policy
+	// bearer, when set, logs in with SASL OAUTHBEARER or XOAUTH2
+	// instead of the POP3 credentials (see loginOAuth).
+	bearer *Bearer
 
 	caps           imap.CapSet // after login
 	uidValidity    uint32
@@ -141,6 +144,9 @@ func (m *maildrop) open(ctx context.Context, username, password string) error {
 // login sends LOGIN, or AUTHENTICATE PLAIN where the server has disabled
 // LOGIN. The error is already mapped for the client.
 func (m *maildrop) login(username, password string) error {
+	if m.bearer != nil {
+		return m.loginBearer()
+	}
 	var err error
 	switch {
 	case !m.l.caps.Has(imap.CapLoginDisabled):

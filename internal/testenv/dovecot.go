@@ -59,6 +59,9 @@ type DovecotOptions struct {
 	// but imapc's index. Users is then ignored. Benchmarks use it as the
 	// baseline popbridge must beat.
 	IMAPC string
+	// OAuth2, when set, also accepts XOAUTH2 and OAUTHBEARER logins with
+	// Dovecot's oauth2 passdb (see DovecotOAuth2).
+	OAuth2 *DovecotOAuth2
 }
 
 // Dovecot is a running Dovecot master process with its own configuration,
@@ -158,7 +161,13 @@ func StartDovecotProcess(opts DovecotOptions) (*Dovecot, error) {
 	cfg := dovecotConfig{
 		Dir: dir, User: userName, Group: grp.Name, UID: uid, GID: gid,
 		POP3: opts.POP3, MaxSessions: opts.MaxSessions, AuthDelays: opts.AuthDelays,
-		Extra: opts.ExtraConfig,
+		Extra: opts.ExtraConfig, OAuth2: opts.OAuth2 != nil,
+	}
+	if opts.OAuth2 != nil {
+		if err := opts.OAuth2.write(dir); err != nil {
+			_ = os.RemoveAll(dir)
+			return nil, fmt.Errorf("start dovecot: %w", err)
+		}
 	}
 	if opts.IMAPC != "" {
 		host, port, err := net.SplitHostPort(opts.IMAPC)

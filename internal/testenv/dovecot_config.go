@@ -21,6 +21,8 @@ type dovecotConfig struct {
 	// IMAPCHost and IMAPCPort, when set, make this Dovecot an imapc proxy
 	// of that server (DovecotOptions.IMAPC).
 	IMAPCHost, IMAPCPort string
+	// OAuth2 adds the oauth2 passdb (DovecotOptions.OAuth2).
+	OAuth2 bool
 }
 
 // render returns dovecot.conf. Nothing comes from /etc/dovecot: every
@@ -56,7 +58,11 @@ func (c dovecotConfig) render() string {
 	p("ssl_cert = <%s/tls/cert.pem", c.Dir)
 	p("ssl_key = <%s/tls/key.pem", c.Dir)
 	p("disable_plaintext_auth = no")
-	p("auth_mechanisms = plain login")
+	if c.OAuth2 {
+		p("auth_mechanisms = plain login xoauth2 oauthbearer")
+	} else {
+		p("auth_mechanisms = plain login")
+	}
 	p("auth_verbose = yes")
 	p("# Lets tests send IMAP ID x-originating-ip, as popbridge does.")
 	p("login_trusted_networks = 127.0.0.0/8 ::1/128")
@@ -64,8 +70,14 @@ func (c dovecotConfig) render() string {
 	if c.IMAPCHost != "" {
 		c.renderIMAPCAuth(p)
 	} else {
+		if c.OAuth2 {
+			c.renderOAuth2Passdb(p)
+		}
 		p("passdb {")
 		p("  driver = passwd-file")
+		if c.OAuth2 {
+			p("  mechanisms = plain login")
+		}
 		p("  args = scheme=PLAIN username_format=%%u %s/passwd", c.Dir)
 		p("}")
 		if !c.AuthDelays {
@@ -75,6 +87,9 @@ func (c dovecotConfig) render() string {
 			p("# waits for the auth process's 500 ms failure timer.")
 			p("passdb {")
 			p("  driver = static")
+			if c.OAuth2 {
+				p("  mechanisms = plain login")
+			}
 			p("  args = nopassword=y nodelay=y")
 			p("  result_success = continue-fail")
 			p("}")

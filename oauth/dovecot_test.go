@@ -1,0 +1,199 @@
+package oauth
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/popbridge/popbridge/internal/pop3test"
+	"github.com/popbridge/popbridge/internal/testenv"
+	"github.com/popbridge/popbridge/internal/testing/oauthserver"
+	"github.com/popbridge/popbridge/policy"
+	"github.com/popbridge/popbridge/pop3server"
+	"github.com/popbridge/popbridge/upstream"
+)
+
+// cheap keeps Argon2id fast in tests; the format and code path are the
+// production ones.
+var cheap = HashParams{MemoryKiB: 64, Time: 1, Threads: 1}
+
+const alice = "alice@example.test"
+
+// env is one bridge in front of a Dovecot whose oauth2 passdb asks a test
+// authorization server.
+type env struct {
+	idp    *oauthserver.Server
+	dc     *testenv.Dovecot
+	st     *memStore
+	m      *Manager
+	addr   string // POP3
+	logBuf *syncBuffer
+}
+
+type envOptions struct {
+	mech     string // "xoauth2" or "oauthbearer": the only one Dovecot offers; "" both
+	mode     string // ModeUser (default) or ModeApp
+	idp      oauthserver.Options
+	getIntro bool // introspection by GET with ?user=%u (app mode)
+}
+
+func newEnv(t *testing.T, o envOptions) *env {
+	t.Helper()
+	e := &env{idp: oauthserver.Start(t, o.idp), st: newMemStore(), logBuf: &syncBuffer{}}
+	dopts := testenv.DovecotOptions{
+		Users:  []testenv.User{{Name: alice, Password: "seed"}, {Name: "bob@example.test", Password: "seed"}},
+		OAuth2: &testenv.DovecotOAuth2{IntrospectionURL: e.idp.URL + "/introspect"},
+	}
+	if o.getIntro {
+		dopts.OAuth2 = &testenv.DovecotOAuth2{IntrospectionURL: e.idp.URL + "/introspect?user=%u&token=", IntrospectionGet: true}
+	}
+	if o.mech != "" {
+		dopts.ExtraConfig = "auth_mechanisms = plain login " + o.mech
+	}
+	e.dc = testenv.StartDovecot(t, dopts)
+	key, err := NewServerKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &Provider{Name: "corp", Type: TypeGeneric, ClientID: "popbridge",
+		DeviceAuthURL: e.idp.URL + "/devicecode", AuthURL: e.idp.URL + "/authorize", TokenURL: e.idp.URL + "/token",
+		Scopes: []string{"mail"}, AppScopes: []string{"mail.app"}}
+	if err := p.Load(); err != nil {
+		t.Fatal(err)
+	}
+	e.m = NewManager(ManagerOptions{Store: e.st, Key: key, Providers: map[string]*Provider{"corp": p},
+		Now: e.idp.Now, Logger: zerolog.New(e.logBuf)})
+	mode := o.mode
+	if mode == "" {
+		mode = ModeUser
+	}
+	res := &policy.Resolver{Default: policy.Settings{Mailbox: "INBOX", Policy: policy.Default, Auth: mode, Provider: "corp"}}
+	u, err := upstream.ParseURL("imap+insecure://" + e.dc.IMAPAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := upstream.New(upstream.Options{URL: u, Resolver: res, Policy: policy.Default,
+		Authenticator: NewAuthenticator(e.m, NewVerifier(VerifierOptions{}), res), Logger: zerolog.New(e.logBuf)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := pop3server.NewServer(b, pop3server.Options{PlaintextAuth: pop3server.PlaintextAlways,
+		MaxConnsPerIP: -1, AuthFailDelay: -1, MaxLoginFailures: 100, Logger: zerolog.New(e.logBuf)})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	e.addr = ln.Addr().String()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("bridge log:\n%s", e.logBuf.String())
+		}
+	})
+	return e
+}
+
+// enroll enrolls mailbox by the device flow (pending once) and gives it
+// the devices' passwords.
+func (e *env) enroll(t *testing.T, mailbox string, devices map[string]string) {
+	t.Helper()
+	ctx := context.Background()
+	e.idp.NextDeviceFlow(mailbox, "authorization_pending")
+	var out bytes.Buffer
+	tok, err := e.m.DeviceFlow(ctx, e.m.Provider("corp"), mailbox, &out)
+	if err != nil {
+		t.Fatalf("device flow: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), e.idp.URL+"/device") {
+		t.Fatalf("the terminal text has no verification URL:\n%s", out.String())
+	}
+	if err := e.m.SaveGrant(ctx, mailbox, "corp", tok); err != nil {
+		t.Fatal(err)
+	}
+	for d, pw := range devices {
+		if err := e.m.SetDevicePassword(ctx, mailbox, d, pw, cheap); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func (e *env) dial(t *testing.T) *pop3test.Client {
+	t.Helper()
+	conn, err := net.Dial("tcp", e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := pop3test.New(t, conn, pop3test.Options{Deadline: 2 * time.Minute})
+	c.MustLine("+OK")
+	return c
+}
+
+// login returns the answer to PASS.
+func (e *env) login(t *testing.T, user, pass string) (*pop3test.Client, string) {
+	t.Helper()
+	c := e.dial(t)
+	r, err := c.TryLogin(user, pass)
+	if err != nil && !strings.HasPrefix(r, "-ERR") {
+		t.Fatalf("login: %q %v", r, err)
+	}
+	return c, r
+}
+
+func message(i int) []byte {
+	return []byte(fmt.Sprintf("From: a@example.test\r\nTo: %s\r\nSubject: message %d\r\n\r\nbody %d\r\n.dot-stuffed line\r\n", alice, i, i))
+}
+
+func TestUserModeRetrieves(t *testing.T) {
+	for _, mech := range []string{"oauthbearer", "xoauth2", ""} {
+		t.Run("mech="+mech, func(t *testing.T) {
+			e := newEnv(t, envOptions{mech: mech})
+			want := message(1)
+			e.dc.Append(t, alice, "INBOX", want)
+			e.enroll(t, alice, map[string]string{"scanner": "scan-pw", "pbx": "pbx-pw"})
+			for _, pw := range []string{"scan-pw", "pbx-pw", "scan-pw"} {
+				c, r := e.login(t, alice, pw)
+				if !strings.HasPrefix(r, "+OK") {
+					t.Fatalf("login with device password %q: %s", pw, r)
+				}
+				st, body, err := c.TryMulti("RETR 1")
+				if err != nil || !bytes.Equal(body, want) {
+					t.Fatalf("RETR 1: %s %v\n%q\nwant\n%q", st, err, body, want)
+				}
+				c.OK("QUIT")
+			}
+			wantMech := map[string]string{"oauthbearer": "OAUTHBEARER", "xoauth2": "XOAUTH2", "": "OAUTHBEARER"}[mech]
+			if got := strings.Count(e.dc.Log(), "method="+wantMech); got != 3 {
+				t.Errorf("Dovecot logged %d logins with method=%s, want 3", got, wantMech)
+			}
+			if n := e.idp.TokenRequests("refresh_token"); n != 0 {
+				t.Errorf("%d refreshes for a valid access token, want 0", n)
+			}
+		})
+	}
+}
+
+// syncBuffer is a log sink safe for concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
