@@ -115,18 +115,6 @@ func ParseAction(s string) (Action, error) {
 	return Action{}, fmt.Errorf("unknown delete action %q (want expunge, flag, move:MAILBOX or quarantine)", s)
 }
 
-// CheckMailboxName rejects a mailbox name an admin could not have meant:
-// empty, or with a control character (CR/LF would break the IMAP line).
-func CheckMailboxName(name string) error {
-	if strings.TrimSpace(name) == "" {
-		return fmt.Errorf("mailbox name is empty")
-	}
-	if strings.ContainsFunc(name, isControl) {
-		return fmt.Errorf("mailbox name %q contains a control character", name)
-	}
-	return nil
-}
-
 func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
 
 // DeletedKeyword is the IMAP keyword the Flag action sets; messages carrying

@@ -10,8 +10,10 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/rs/zerolog"
 
 	"github.com/popbridge/popbridge/cache"
@@ -25,6 +27,10 @@ const (
 	DefaultLoginTimeout   = 30 * time.Second
 	DefaultCommandTimeout = 60 * time.Second
 	DefaultMailbox        = "INBOX"
+	// DefaultJournalRetention and DefaultQuarantineTTL are the defaults
+	// of --journal-retention and --quarantine-days.
+	DefaultJournalRetention = 90 * 24 * time.Hour
+	DefaultQuarantineTTL    = 14 * 24 * time.Hour
 	// logoutTimeout bounds the LOGOUT that Close sends.
 	logoutTimeout = 5 * time.Second
 )
@@ -78,6 +84,34 @@ type Options struct {
 	// login (package oauth); nil means pass-through for everyone.
 	Authenticator Authenticator
 
+	// State, when set, is the durable store behind device views, the
+	// deletion journal, quarantine and queued restores (docs/policy.md).
+	// Without it none of these exist and the POP3 login name goes upstream
+	// as it is.
+	State State
+	// Passive turns on, with State, the features that need no admin
+	// action: the deletion journal, and device views for logins without a
+	// device (so leave hides from a client what it deleted). The assembly
+	// sets it when the store was configured explicitly.
+	Passive bool
+	// DeviceSeparator splits "alice@example.com#phone" into the upstream
+	// user and the device (policy.SplitDevice); "" disables devices. Only
+	// used with State.
+	DeviceSeparator string
+	// DeviceExpiry is how long a device that stopped logging in still
+	// holds back messages it has not deleted (default 30 days).
+	DeviceExpiry time.Duration
+	// JournalRetention is how long journal entries are kept (default 90
+	// days); QuarantineTTL how long quarantined messages stay before a
+	// later session of their user expunges them (default 14 days).
+	JournalRetention, QuarantineTTL time.Duration
+	// QuarantineMailbox is where the quarantine action moves messages
+	// (default policy.DefaultQuarantineMailbox); it is never served.
+	QuarantineMailbox string
+	// Now is the clock for device expiry, the journal and quarantine;
+	// default time.Now. Tests set a fake one.
+	Now func() time.Time
+
 	// noCondStore makes the backend ignore CONDSTORE, so tests can run
 	// the revalidation of servers without it against Dovecot.
 	noCondStore bool
@@ -102,6 +136,12 @@ type Backend struct {
 	opts     Options
 	uidl     uidlFormat
 	breakers breakerSet // one circuit breaker per upstream URL
+
+	pruneMu   sync.Mutex
+	lastPrune time.Time // journal pruning, see pruneJournal
+	// expiryChecked remembers when each maildrop's quarantine was last
+	// checked (expiryDue); bounded, an evicted key is only checked early.
+	expiryChecked *lru.Cache[string, time.Time]
 }
 
 var _ pop3server.Backend = (*Backend)(nil)
@@ -130,7 +170,23 @@ func New(opts Options) (*Backend, error) {
 	if opts.CommandTimeout <= 0 {
 		opts.CommandTimeout = DefaultCommandTimeout
 	}
-	return &Backend{opts: opts, uidl: f}, nil
+	if opts.DeviceExpiry <= 0 {
+		opts.DeviceExpiry = policy.DefaultDeviceExpiry
+	}
+	if opts.JournalRetention <= 0 {
+		opts.JournalRetention = DefaultJournalRetention
+	}
+	if opts.QuarantineTTL <= 0 {
+		opts.QuarantineTTL = DefaultQuarantineTTL
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	expiry, err := lru.New[string, time.Time](10000)
+	if err != nil {
+		return nil, fmt.Errorf("upstream: %w", err)
+	}
+	return &Backend{opts: opts, uidl: f, expiryChecked: expiry}, nil
 }
 
 var errLoginTimeout = errors.New("upstream login timed out")
@@ -139,7 +195,19 @@ var errLoginTimeout = errors.New("upstream login timed out")
 // Bad credentials give pop3server.ErrAuthFailed; an unreachable, slow or
 // failing upstream gives pop3server.ErrTemporary, never [AUTH].
 func (b *Backend) Login(ctx context.Context, conn pop3server.ConnInfo, username, password string) (pop3server.Mailbox, error) {
+	device := ""
+	if b.opts.State != nil {
+		username, device = policy.SplitDevice(username, b.opts.DeviceSeparator)
+	}
 	s := b.settings(username)
+	if s.Policy.Action.Kind == policy.Quarantine && b.opts.QuarantineMailbox != "" {
+		s.Policy.Action.Mailbox = b.opts.QuarantineMailbox
+	}
+	if sameMailbox(s.Mailbox, b.quarantine()) {
+		// The quarantine is never served: a client would download, and
+		// could delete, what the admin means to keep restorable.
+		return nil, errConfig.Wrap(fmt.Errorf("the maildrop %q is the quarantine mailbox", s.Mailbox))
+	}
 	u := b.opts.URL
 	if s.Upstream != "" && (u == nil || s.Upstream != u.String()) {
 		var err error
@@ -163,7 +231,12 @@ func (b *Backend) Login(ctx context.Context, conn pop3server.ConnInfo, username,
 		cfg.id = &idParams{remote: conn.RemoteAddr, local: conn.LocalAddr}
 	}
 	mk := func(l *link) *maildrop {
-		return &maildrop{b: b, l: l, session: conn.SessionID, upstream: u.String(), user: username, mailbox: s.Mailbox, policy: s.Policy}
+		m := &maildrop{b: b, l: l, session: conn.SessionID, upstream: u.String(), user: username, mailbox: s.Mailbox,
+			policy: s.Policy, device: device}
+		if conn.RemoteAddr.IsValid() {
+			m.client = conn.RemoteAddr.Addr().String()
+		}
+		return m
 	}
 	if b.opts.Authenticator != nil {
 		ts, err := b.opts.Authenticator.Authorize(ctx, username, password)
@@ -205,6 +278,26 @@ func (b *Backend) settings(username string) policy.Settings {
 	}
 	return s
 }
+
+// quarantine is the quarantine mailbox's name.
+func (b *Backend) quarantine() string {
+	if b.opts.QuarantineMailbox != "" {
+		return b.opts.QuarantineMailbox
+	}
+	return policy.DefaultQuarantineMailbox
+}
+
+// sameMailbox compares IMAP mailbox names: INBOX is case-insensitive
+// (RFC 3501 5.1), every other name is not.
+func sameMailbox(a, b string) bool {
+	if strings.EqualFold(a, "INBOX") && strings.EqualFold(b, "INBOX") {
+		return true
+	}
+	return a == b
+}
+
+// now is the backend's clock in UTC.
+func (b *Backend) now() time.Time { return b.opts.Now().UTC() }
 
 func (b *Backend) observe(name string, start time.Time, err error) {
 	if b.opts.Metrics != nil {

@@ -240,7 +240,7 @@ func (m *maildrop) afterUpdate(action policy.Action, applied []uint32, err error
 	case err != nil:
 		c.Remove(m.key)
 	case len(applied) == 0:
-	case action.Kind == policy.Expunge || action.Kind == policy.Move:
+	case action.Kind == policy.Expunge || action.Moves():
 		c.Put(m.key, m.entry.Without(applied))
 	case action.Kind == policy.Flag:
 		c.Put(m.key, m.entry.Hide(applied))
@@ -254,9 +254,10 @@ func (m *maildrop) afterUpdate(action policy.Action, applied []uint32, err error
 // which matters for a 50,000-message left-on-server mailbox polled every
 // minute.
 func (m *maildrop) setMessages(e *cache.Entry) {
+	m.setPresent(e)
 	n := 0
 	for _, msg := range e.Messages {
-		if !msg.Hidden {
+		if !msg.Hidden && !m.hidden(msg.UID) {
 			n++
 		}
 	}
@@ -273,7 +274,7 @@ func (m *maildrop) setMessages(e *cache.Entry) {
 	}
 	blob := make([]byte, 0, n*f.maxLen())
 	for _, msg := range e.Messages {
-		if msg.Hidden {
+		if msg.Hidden || m.hidden(msg.UID) {
 			continue
 		}
 		blob = f.append(blob, msg.UID, m.uidValidity)

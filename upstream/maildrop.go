@@ -35,6 +35,16 @@ type maildrop struct {
 	// bearer, when set, logs in with SASL OAUTHBEARER or XOAUTH2
 	// instead of the POP3 credentials (see loginOAuth).
 	bearer *Bearer
+	client string // the client's address, for the journal
+
+	// Device views (devices.go): device is the part of the POP3 login name
+	// after the device separator; devs the mailbox's devices and ledger as
+	// of login; hide what this device is done with (sorted UIDs, not
+	// numbered); present the listing's UIDs a QUIT may act on.
+	device  string
+	devs    policy.Devices
+	hide    []uint32
+	present []uint32
 
 	caps           imap.CapSet // after login
 	uidValidity    uint32
@@ -104,6 +114,16 @@ func (m *maildrop) open(ctx context.Context, username, password string) error {
 		return pop3server.ErrTemporary.Wrap(err)
 	}
 
+	if m.journalOn() {
+		// Queued restores first, so this session lists what they bring
+		// back.
+		if err := m.applyRestores(ctx); err != nil {
+			err = cause(err)
+			m.retire(err)
+			return pop3server.ErrTemporary.Wrap(err)
+		}
+	}
+
 	start = time.Now()
 	sel, err := m.l.client.Select(m.mailbox, &imap.SelectOptions{
 		// HIGHESTMODSEQ, for revalidating cached listings.
@@ -122,6 +142,12 @@ func (m *maildrop) open(ctx context.Context, username, password string) error {
 	}
 	m.uidValidity = sel.UIDValidity
 	m.permanentFlags = sel.PermanentFlags
+	if m.viewsOn() {
+		if err := m.loadDevices(ctx); err != nil {
+			m.retire(err)
+			return pop3server.ErrTemporary.Wrap(err)
+		}
+	}
 
 	start = time.Now()
 	fetched, err := m.snapshot(sel)

@@ -27,18 +27,53 @@ var (
 
 // Update applies the session's deletes and downloads according to the
 // user's policy. It never touches a UID outside the snapshot.
+//
+// With a journal (journal.go) every message the policy applies gets a
+// pending row before anything is sent upstream, and its outcome once the
+// upstream has answered; when the rows cannot be written nothing is
+// applied. With device views (devices.go) the device's ledger is written
+// first, and the action is applied only to what every active device is
+// done with. A dry run journals what would be applied and changes nothing.
 func (m *maildrop) Update(ctx context.Context, marks pop3server.Marks) error {
 	if m.body != nil {
 		m.body.abort()
 	}
-	plan := policy.MakePlan(m.policy, m.uids(marks.Deleted), m.uids(marks.Retrieved))
-	if plan.Empty() {
+	deleted, retrieved := m.uids(marks.Deleted), m.uids(marks.Retrieved)
+	var dp policy.DevicePlan
+	if m.viewsOn() {
+		dp = policy.MakeDevicePlan(m.policy, m.devs, m.present, deleted, retrieved)
+	} else {
+		dp.Plan = policy.MakePlan(m.policy, deleted, retrieved)
+	}
+	if m.policy.DryRun {
+		return m.dryRun(ctx, dp.Plan)
+	}
+	defer m.housekeep(ctx)
+	if dp.Empty() {
 		return nil
 	}
 	if err := m.usable(); err != nil {
 		return pop3server.ErrUpdateFailed.Wrap(err)
 	}
-	err := m.exchange(ctx, "update", func() error { return m.apply(plan) })
+	plan := dp.Plan
+	ids, err := m.journalApply(ctx, plan)
+	if err != nil {
+		m.warn().Err(err).Int("messages", len(plan.Apply)).Msg("journal not written; nothing applied")
+		return pop3server.ErrUpdateFailed.Wrap(err)
+	}
+	if len(dp.Done) > 0 {
+		if err := m.b.opts.State.MarkDone(ctx, m.ledgerKey(), m.device, m.uidValidity, dp.Done, m.b.now()); err != nil {
+			err = fmt.Errorf("store: device ledger: %w", err)
+			m.setOutcome(ctx, ids, OutcomeFailed)
+			m.warn().Err(err).Msg("device ledger not written; nothing applied")
+			return pop3server.ErrUpdateFailed.Wrap(err)
+		}
+	}
+	if plan.Empty() {
+		return nil
+	}
+	err = m.exchange(ctx, "update", func() error { return m.apply(plan) })
+	m.setOutcome(ctx, ids, journalOutcome(err))
 	m.afterUpdate(plan.Action, plan.Apply, err)
 	if err != nil {
 		m.warn().Err(err).Str("action", plan.Action.String()).Int("messages", len(plan.Apply)).
@@ -50,6 +85,28 @@ func (m *maildrop) Update(ctx context.Context, marks pop3server.Marks) error {
 	return nil
 }
 
+// dryRun journals what plan would apply, with outcome dry-run, and sends
+// nothing that changes the mailbox: not even \Seen. Device ledgers are
+// not written either, so ending the dry run starts from the mailbox as it
+// was, not with a backlog of deletes.
+func (m *maildrop) dryRun(ctx context.Context, plan policy.Plan) error {
+	if len(plan.Apply) == 0 {
+		return nil
+	}
+	if err := m.usable(); err != nil {
+		return pop3server.ErrUpdateFailed.Wrap(err)
+	}
+	ids, err := m.journalApply(ctx, plan)
+	if err != nil {
+		m.warn().Err(err).Msg("dry run: journal not written")
+		return pop3server.ErrUpdateFailed.Wrap(err)
+	}
+	m.setOutcome(ctx, ids, OutcomeDryRun)
+	m.logged(m.b.opts.Logger.Info()).Str("action", plan.Action.String()).Int("messages", len(plan.Apply)).
+		Msg("dry run: nothing applied")
+	return nil
+}
+
 func actionName(a policy.Action) string {
 	switch a.Kind {
 	case policy.Expunge:
@@ -58,6 +115,8 @@ func actionName(a policy.Action) string {
 		return "flag"
 	case policy.Move:
 		return "move"
+	case policy.Quarantine:
+		return "quarantine"
 	}
 	return a.String()
 }
@@ -115,7 +174,7 @@ func (m *maildrop) apply(plan policy.Plan) error {
 		return m.expunge(plan.Apply, deletedBefore)
 	case policy.Flag:
 		return m.store(plan.Apply, imap.StoreFlagsAdd, imap.FlagSeen, imap.Flag(policy.DeletedKeyword))
-	case policy.Move:
+	case policy.Move, policy.Quarantine:
 		return m.move(plan.Apply, plan.Action.Mailbox, deletedBefore)
 	}
 	return fmt.Errorf("unknown action %v", plan.Action)
@@ -127,7 +186,7 @@ func (m *maildrop) needsGuardedExpunge(a policy.Action) bool {
 	switch a.Kind {
 	case policy.Expunge:
 		return !m.caps.Has(imap.CapUIDPlus)
-	case policy.Move:
+	case policy.Move, policy.Quarantine:
 		return !m.caps.Has(imap.CapMove) && !m.caps.Has(imap.CapUIDPlus)
 	}
 	return false

@@ -22,6 +22,14 @@
 //	--delete-policy            honor            DeletePolicy
 //	--delete-action            expunge          DeleteAction
 //	--mark-seen                true             MarkSeen
+//	--delete-dry-run           false            DeleteDryRun
+//	--quarantine-mailbox       POPBRIDGE-QUARANTINE QuarantineMailbox
+//	--quarantine-days          14               QuarantineDays
+//	--device-separator         #                DeviceSeparator ("" disables)
+//	--device-expiry            720h             DeviceExpiry
+//	--journal-retention        2160h            JournalRetention
+//	--upstream-master-user     ""               UpstreamMasterUser
+//	--upstream-master-password-file ""          UpstreamMasterPasswordFile (path)
 //	--uidl-format              %08Xu%08Xv       UIDLFormat
 //	--lock-session             false            LockSession
 //	--client-workarounds       ""               ClientWorkarounds (outlook-no-nuls, oe-ns-eoh)
@@ -107,7 +115,17 @@ type Config struct {
 	DeletePolicy policy.DeletePolicy
 	DeleteAction policy.Action
 	MarkSeen     bool
+	DeleteDryRun bool
 	UIDLFormat   string
+
+	// Devices, journal and quarantine (docs/policy.md).
+	QuarantineMailbox          string
+	QuarantineDays             int
+	DeviceSeparator            string // "" disables devices
+	DeviceExpiry               time.Duration
+	JournalRetention           time.Duration
+	UpstreamMasterUser         string // Dovecot master user for restore
+	UpstreamMasterPasswordFile string // path
 	LockSession  bool
 
 	ClientWorkarounds []string       // deduplicated, in the order given
@@ -157,7 +175,11 @@ type Config struct {
 
 // Policy is the server-wide delete policy.
 func (c *Config) Policy() policy.Policy {
-	return policy.Policy{Delete: c.DeletePolicy, Action: c.DeleteAction, MarkSeen: c.MarkSeen}
+	a := c.DeleteAction
+	if a.Kind == policy.Quarantine {
+		a.Mailbox = c.QuarantineMailbox
+	}
+	return policy.Policy{Delete: c.DeletePolicy, Action: a, MarkSeen: c.MarkSeen, DryRun: c.DeleteDryRun}
 }
 
 // Resolver returns the per-user settings resolver: the server default from

@@ -34,7 +34,7 @@ func TestFlagAndEnvErrors(t *testing.T) {
 	}{
 		{"flag policy", []string{"--delete-policy", "x"}, nil, []string{`--delete-policy: unknown delete policy "x" (want honor, leave or on-download)`}},
 		{"env policy", nil, env{"POPBRIDGE_DELETE_POLICY": "x"}, []string{`POPBRIDGE_DELETE_POLICY: unknown delete policy "x"`}},
-		{"action typo", []string{"--delete-action", "mvoe:Trash"}, nil, []string{`--delete-action: unknown delete action "mvoe:Trash" (want expunge, flag or move:MAILBOX)`}},
+		{"action typo", []string{"--delete-action", "mvoe:Trash"}, nil, []string{`--delete-action: unknown delete action "mvoe:Trash" (want expunge, flag, move:MAILBOX or quarantine)`}},
 		{"move without mailbox", []string{"--delete-action", "move:"}, nil, []string{"--delete-action:", "names no mailbox"}},
 		{"move with CRLF", nil, env{"POPBRIDGE_DELETE_ACTION": "move:a\r\nb"}, []string{"POPBRIDGE_DELETE_ACTION:", "control character"}},
 		{"upstream scheme", []string{"--upstream", "https://x"}, nil, []string{"--upstream:", `unknown scheme "https"`}},

@@ -212,12 +212,18 @@ func parseOverride(c *Config, path, at string, m *yaml.Node) (policy.Override, e
 			if b, err = parseBool(v); err == nil {
 				o.MarkSeen = &b
 			}
+		case "delete-dry-run":
+			var b bool
+			if b, err = parseBool(v); err == nil {
+				o.DryRun = &b
+			}
 		default:
-			return fileError(path, kn, key, "unknown key (an override sets only upstream, mailbox, delete-policy, delete-action or mark-seen)")
+			return fileError(path, kn, key, "unknown key (an override sets only upstream, mailbox, delete-policy, delete-action, mark-seen or delete-dry-run)")
 		}
 		if err != nil {
 			return fileError(path, vn, key, "%v", err)
 		}
+		c.where[at+"."+k] = fmt.Sprintf("config %s:%d", path, kn.Line)
 		return nil
 	})
 	return o, err

@@ -99,7 +99,7 @@ func TestFileErrors(t *testing.T) {
 		{"unknown key in domains", "upstream: imaps://h\ndomains:\n  example.com:\n    listen: :110\n",
 			`4: domains."example.com".listen: unknown key`},
 		{"bad action in users", "upstream: imaps://h\nusers:\n  bob@example.com:\n    delete-action: mvoe:Trash\n",
-			`4: users."bob@example.com".delete-action: unknown delete action "mvoe:Trash" (want expunge, flag or move:MAILBOX)`},
+			`4: users."bob@example.com".delete-action: unknown delete action "mvoe:Trash" (want expunge, flag, move:MAILBOX or quarantine)`},
 		{"move without mailbox in domains", "upstream: imaps://h\ndomains:\n  d.test:\n    delete-action: 'move:'\n",
 			`4: domains."d.test".delete-action: delete action "move:" names no mailbox`},
 		{"bad policy in domains", "upstream: imaps://h\ndomains:\n  d.test: {delete-policy: never}\n",

@@ -49,6 +49,11 @@ func TestDefaults(t *testing.T) {
 		DeleteAction:            policy.Action{Kind: policy.Expunge},
 		MarkSeen:                true,
 		UIDLFormat:              "%08Xu%08Xv",
+		QuarantineMailbox:       "POPBRIDGE-QUARANTINE",
+		QuarantineDays:          14,
+		DeviceSeparator:         "#",
+		DeviceExpiry:            30 * 24 * time.Hour,
+		JournalRetention:        90 * 24 * time.Hour,
 		DrainTimeout:            30 * time.Second,
 		LogFormat:               "json",
 		LogLevel:                "info",
@@ -98,6 +103,9 @@ func TestEveryFlag(t *testing.T) {
 		"--auth-fail-delay", "1s", "--auth-penalty-max", "8s", "--max-conns-per-ip", "9", "--max-sessions", "10",
 		"--upstream-dial-timeout", "11s", "--upstream-login-timeout", "12s", "--upstream-command-timeout", "13s",
 		"--cache-entries", "0", "--cache-max-age", "1h", "--body-cache-bytes", "0", "--body-cache-max-body", "100",
+		"--delete-dry-run", "--quarantine-mailbox", "Held", "--quarantine-days", "3", "--device-separator", "+",
+		"--device-expiry", "48h", "--journal-retention", "240h", "--upstream-master-user", "admin",
+		"--upstream-master-password-file", "master.pw",
 	}
 	c := mustLoad(t, args, nil)
 	want := Config{
@@ -115,6 +123,9 @@ func TestEveryFlag(t *testing.T) {
 		AuthFailDelay: time.Second, AuthPenaltyMax: 8 * time.Second, MaxConnsPerIP: 9, MaxSessions: 10,
 		UpstreamDialTimeout: 11 * time.Second, UpstreamLoginTimeout: 12 * time.Second, UpstreamCommandTimeout: 13 * time.Second,
 		CacheEntries: 0, CacheMaxAge: time.Hour, BodyCacheBytes: 0, BodyCacheMaxBody: 100,
+		DeleteDryRun: true, QuarantineMailbox: "Held", QuarantineDays: 3, DeviceSeparator: "+",
+		DeviceExpiry: 48 * time.Hour, JournalRetention: 240 * time.Hour, UpstreamMasterUser: "admin",
+		UpstreamMasterPasswordFile: "master.pw",
 	}
 	got := *c
 	got.where = nil

@@ -49,6 +49,11 @@ func (c *Config) checkMoveTargets() error {
 		if a := s.Policy.Action; a.Kind == policy.Move && sameMailbox(a.Mailbox, s.Mailbox) {
 			return fmt.Errorf("%s: delete-action %v moves into the served mailbox %q", where, a, s.Mailbox)
 		}
+		if sameMailbox(s.Mailbox, c.QuarantineMailbox) {
+			// The quarantine is never served: clients could delete what
+			// the admin means to keep restorable.
+			return fmt.Errorf("%s: serves the quarantine mailbox %q (quarantine-mailbox)", where, s.Mailbox)
+		}
 		return nil
 	}
 	if err := check(r.Default, c.Where("delete-action")); err != nil {

@@ -102,6 +102,15 @@ func checkMailbox(v string) error {
 	return nil
 }
 
+// checkDeviceSeparator: a separator must not be something a login name
+// needs ('@', '.') nor whitespace or a control character.
+func checkDeviceSeparator(v string) error {
+	if strings.ContainsFunc(v, func(r rune) bool { return r <= ' ' || r == 0x7f || r == '@' || r == '.' }) {
+		return fmt.Errorf("device separator %q: no '@', '.', spaces or control characters", v)
+	}
+	return nil
+}
+
 // checkUIDLFormat is only the syntax-free part: UIDLs are 0x21..0x7E, so
 // the format must be too. upstream.ValidateUIDLFormat does the rest.
 func checkUIDLFormat(v string) error {

@@ -1,0 +1,280 @@
+package upstream
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+
+	"github.com/popbridge/popbridge/policy"
+)
+
+// The quarantine action moves a message into the quarantine mailbox and
+// journals it. A quarantined message is found again by the fingerprint its
+// journal row recorded (Message-ID, Date, size), not by UID: MOVE gives it
+// a new UID that the row, written before the move, cannot know, and the
+// fingerprint works on servers without UIDPLUS too. Identical copies are
+// interchangeable, so a fingerprint matching several messages takes any.
+//
+// A row's outcome says where its message is: "applied" while it is in
+// quarantine, then "restored", "expired", or "missing" when it was no
+// longer there (an admin removed it by hand).
+
+// RestoreFilter selects the quarantined messages of a user to restore;
+// zero fields do not filter.
+type RestoreFilter struct {
+	// Since selects messages quarantined at or after it.
+	Since time.Time
+	// MessageID selects one message by its Message-ID (angle brackets
+	// optional).
+	MessageID string
+	// JournalID selects the message one journal row quarantined.
+	JournalID int64
+}
+
+// quarantined returns the user's rows for messages still in quarantine
+// from mailbox, selected by f and quarantined before until (zero: any
+// time).
+func (b *Backend) quarantined(ctx context.Context, user, mailbox string, f RestoreFilter, until time.Time) ([]JournalEntry, error) {
+	rows, err := b.opts.State.Journal(ctx, JournalQuery{
+		User: policy.NormalizeName(user), MessageID: trimMessageID(f.MessageID), Since: f.Since, Until: until,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: reading the journal: %w", err)
+	}
+	out := rows[:0]
+	for _, r := range rows {
+		if r.Action == "quarantine" && r.Outcome == OutcomeApplied && r.Mailbox == mailbox &&
+			(f.JournalID == 0 || r.ID == f.JournalID) {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// trimMessageID drops the angle brackets an admin may copy with a
+// Message-ID; the journal keeps it without them, as IMAP's ENVELOPE has it.
+func trimMessageID(id string) string {
+	if len(id) >= 2 && id[0] == '<' && id[len(id)-1] == '>' {
+		return id[1 : len(id)-1]
+	}
+	return id
+}
+
+// locate selects the quarantine mailbox and finds the messages of rows
+// there. It returns the UIDs found, the rows they belong to, and the
+// rows whose message is not there. A missing quarantine mailbox holds
+// nothing.
+func (m *maildrop) locate(rows []JournalEntry) (found []uint32, foundRows, missing []JournalEntry, qValidity uint32, err error) {
+	q := m.b.quarantine()
+	sel, err := m.l.client.Select(q, nil).Wait()
+	if err != nil {
+		if hasCode(err, imap.ResponseCodeNonExistent) {
+			return nil, nil, rows, 0, nil
+		}
+		return nil, nil, nil, 0, fmt.Errorf("SELECT %q: %w", q, err)
+	}
+	var inQ map[uint32]meta
+	if sel.NumMessages > 0 {
+		if inQ, err = m.fetchMetaSet(imap.UIDSet{imap.UIDRange{Start: 1, Stop: 0}}, nil); err != nil {
+			return nil, nil, nil, 0, err
+		}
+	}
+	taken := make(map[uint32]bool)
+	for _, r := range rows {
+		uid, ok := match(inQ, taken, meta{messageID: r.MessageID, date: r.Date, size: r.Size})
+		if !ok {
+			missing = append(missing, r)
+			continue
+		}
+		taken[uid] = true
+		found = append(found, uid)
+		foundRows = append(foundRows, r)
+	}
+	return found, foundRows, missing, sel.UIDValidity, nil
+}
+
+// match finds an untaken message with fingerprint want. The lowest UID
+// wins, so the result does not depend on map order.
+func match(in map[uint32]meta, taken map[uint32]bool, want meta) (uint32, bool) {
+	var best uint32
+	for uid, md := range in {
+		if md == want && !taken[uid] && (best == 0 || uid < best) {
+			best = uid
+		}
+	}
+	return best, best != 0
+}
+
+// restoreRows moves the quarantined messages of rows back into the
+// maildrop, journaling each move first. The connection must be logged in;
+// the quarantine mailbox is left selected. It returns how many messages
+// went back.
+func (m *maildrop) restoreRows(ctx context.Context, rows []JournalEntry) (int, error) {
+	if len(rows) == 0 {
+		return 0, nil
+	}
+	var (
+		uids                []uint32
+		foundRows, missing  []JournalEntry
+		qValidity           uint32
+		restoreIDs, foundID []int64
+	)
+	err := m.exchange(ctx, "restore", func() (err error) {
+		uids, foundRows, missing, qValidity, err = m.locate(rows)
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	m.setOutcome(ctx, rowIDs(missing), OutcomeMissing)
+	if len(uids) == 0 {
+		return 0, nil
+	}
+	entries := make([]JournalEntry, len(uids))
+	for i, r := range foundRows {
+		entries[i] = m.journalRow(m.b.quarantine(), qValidity, uids[i], meta{messageID: r.MessageID, date: r.Date, size: r.Size},
+			ActionRestore, fmt.Sprintf("to %s (quarantined by journal entry %d)", m.mailbox, r.ID))
+		foundID = append(foundID, r.ID)
+	}
+	if restoreIDs, err = m.appendJournal(ctx, entries); err != nil {
+		return 0, err
+	}
+	sorted := slices.Sorted(slices.Values(uids))
+	err = m.exchange(ctx, "restore", func() error { return m.moveGuarded(sorted, m.mailbox) })
+	m.setOutcome(ctx, restoreIDs, journalOutcome(err))
+	if err != nil {
+		return 0, err
+	}
+	m.setOutcome(ctx, foundID, OutcomeRestored)
+	return len(uids), nil
+}
+
+// moveGuarded moves uids of the selected mailbox into mailbox, with the
+// same care as the QUIT update where the server lacks UIDPLUS.
+func (m *maildrop) moveGuarded(uids []uint32, mailbox string) error {
+	var before []imap.UID
+	if m.needsGuardedExpunge(policy.Action{Kind: policy.Move}) {
+		var err error
+		if before, err = m.searchDeleted(); err != nil {
+			return err
+		}
+		if foreign(before, uids) {
+			return errForeignDeleted
+		}
+	}
+	return m.move(uids, mailbox, before)
+}
+
+// expungeGuarded expunges uids of the selected mailbox, never another.
+func (m *maildrop) expungeGuarded(uids []uint32) error {
+	var before []imap.UID
+	if m.needsGuardedExpunge(policy.Action{Kind: policy.Expunge}) {
+		var err error
+		if before, err = m.searchDeleted(); err != nil {
+			return err
+		}
+		if foreign(before, uids) {
+			return errForeignDeleted
+		}
+	}
+	return m.expunge(uids, before)
+}
+
+// expireQuarantine expunges from quarantine what this user's sessions put
+// there longer than the quarantine period ago. It runs after the QUIT
+// update, when the maildrop no longer needs to be selected.
+func (m *maildrop) expireQuarantine(ctx context.Context) error {
+	rows, err := m.b.quarantined(ctx, m.user, m.mailbox, RestoreFilter{}, m.b.now().Add(-m.b.opts.QuarantineTTL))
+	if err != nil || len(rows) == 0 {
+		return err
+	}
+	var (
+		uids               []uint32
+		foundRows, missing []JournalEntry
+		qValidity          uint32
+	)
+	err = m.exchange(ctx, "expire", func() (err error) {
+		uids, foundRows, missing, qValidity, err = m.locate(rows)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	m.setOutcome(ctx, rowIDs(missing), OutcomeMissing)
+	if len(uids) == 0 {
+		return nil
+	}
+	entries := make([]JournalEntry, len(uids))
+	for i, r := range foundRows {
+		entries[i] = m.journalRow(m.b.quarantine(), qValidity, uids[i], meta{messageID: r.MessageID, date: r.Date, size: r.Size},
+			ActionExpire, fmt.Sprintf("quarantined by journal entry %d", r.ID))
+	}
+	ids, err := m.appendJournal(ctx, entries)
+	if err != nil {
+		return err
+	}
+	sorted := slices.Sorted(slices.Values(uids))
+	err = m.exchange(ctx, "expire", func() error { return m.expungeGuarded(sorted) })
+	m.setOutcome(ctx, ids, journalOutcome(err))
+	if err != nil {
+		return err
+	}
+	m.setOutcome(ctx, rowIDs(foundRows), OutcomeExpired)
+	return nil
+}
+
+// applyRestores carries out the restores queued for this user, at login
+// before the maildrop is selected, so the session already lists them. A
+// failure leaves the restore queued for the next login and does not stop
+// this one, unless it cost the connection.
+func (m *maildrop) applyRestores(ctx context.Context) error {
+	st := m.b.opts.State
+	pending, err := st.PendingRestores(ctx, policy.NormalizeName(m.user))
+	if err != nil {
+		return fmt.Errorf("store: queued restores: %w", err)
+	}
+	for _, r := range pending {
+		rows, err := m.b.quarantined(ctx, m.user, m.mailbox, RestoreFilter{Since: r.Since, MessageID: r.MessageID, JournalID: r.JournalID}, time.Time{})
+		if err != nil {
+			return err
+		}
+		n, err := m.restoreRows(ctx, rows)
+		if err != nil {
+			m.warn().Err(err).Int64("restore", r.ID).Msg("queued restore failed; kept for the next login")
+			if m.dead != nil {
+				return err
+			}
+			continue
+		}
+		if err := st.FinishRestore(ctx, r.ID, OutcomeApplied); err != nil {
+			m.warn().Err(err).Int64("restore", r.ID).Msg("store: restore done but not marked finished")
+		}
+		m.logged(m.b.opts.Logger.Info()).Int64("restore", r.ID).Int("messages", n).Msg("queued restore applied")
+	}
+	return nil
+}
+
+// housekeep runs after a QUIT update: quarantine expiry and journal
+// pruning. Their failures are logged, never the client's problem.
+func (m *maildrop) housekeep(ctx context.Context) {
+	if !m.journalOn() || m.dead != nil {
+		return
+	}
+	if m.b.expiryDue(m.ledgerKey()) {
+		if err := m.expireQuarantine(ctx); err != nil {
+			m.warn().Err(err).Msg("quarantine expiry failed")
+		}
+	}
+	m.b.pruneJournal(ctx)
+}
+
+func rowIDs(rows []JournalEntry) []int64 {
+	ids := make([]int64, len(rows))
+	for i, r := range rows {
+		ids[i] = r.ID
+	}
+	return ids
+}
