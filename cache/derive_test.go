@@ -20,7 +20,7 @@ func TestWithHidden(t *testing.T) {
 	if got == e {
 		t.Fatal("changed hidden set returned the same entry")
 	}
-	want := []Message{{1, 100, true}, {3, 300, false}, {5, 500, true}}
+	want := []Message{{UID: 1, Size: 100, Hidden: true}, {UID: 3, Size: 300, Hidden: false}, {UID: 5, Size: 500, Hidden: true}}
 	if !slices.Equal(got.Messages, want) || got.UIDNext != 6 || got.NumMessages != 3 || !got.Listed.Equal(listed) {
 		t.Errorf("WithHidden = %+v", got)
 	}
@@ -41,7 +41,7 @@ func TestHideAndWithout(t *testing.T) {
 	before := slices.Clone(e.Messages)
 
 	h := e.Hide([]uint32{7, 3, 99})
-	if want := []Message{{1, 100, false}, {3, 300, true}, {5, 500, false}, {7, 700, true}}; !slices.Equal(h.Messages, want) {
+	if want := []Message{{UID: 1, Size: 100, Hidden: false}, {UID: 3, Size: 300, Hidden: true}, {UID: 5, Size: 500, Hidden: false}, {UID: 7, Size: 700, Hidden: true}}; !slices.Equal(h.Messages, want) {
 		t.Errorf("Hide = %v", h.Messages)
 	}
 	w := e.Without([]uint32{5, 1, 99})
@@ -81,5 +81,28 @@ func TestPutReturnsStored(t *testing.T) {
 	var nl *Listings
 	if nl.Put(k1, e) != e {
 		t.Error("nil Listings.Put does not return the entry")
+	}
+}
+
+// TestRememberedUIDLsSurvive checks that the UIDLs remembered with a state
+// store and the Assigned mark survive every derivation and Extend: a lost
+// one would show a message under another UIDL.
+func TestRememberedUIDLsSurvive(t *testing.T) {
+	e := &Entry{UIDNext: 4, NumMessages: 3, Assigned: 4, Messages: []Message{
+		{UID: 1, Size: 10, UIDL: "old-1"}, {UID: 2, Size: 10}, {UID: 3, Size: 10, UIDL: "old-3"},
+	}}
+	ext, ok := e.Extend([]Message{{UID: 4, Size: 5}}, 5, 4, 0)
+	if !ok {
+		t.Fatal("Extend failed")
+	}
+	for name, got := range map[string]*Entry{
+		"Extend": ext, "Without": e.Without([]uint32{2}), "Hide": e.Hide([]uint32{2}), "WithHidden": e.WithHidden([]uint32{1}),
+	} {
+		if got.Assigned != 4 || got.Messages[0].UIDL != "old-1" || got.Messages[len(got.Messages)-1].UIDL == "old-1" {
+			t.Errorf("%s: %+v", name, got)
+		}
+	}
+	if ext.Messages[2].UIDL != "old-3" || ext.Messages[3].UIDL != "" {
+		t.Errorf("Extend: %+v", ext.Messages)
 	}
 }

@@ -43,6 +43,10 @@ type Message struct {
 	// kept in the listing (it still counts in SELECT's EXISTS) but is not
 	// offered to POP3 clients.
 	Hidden bool
+	// UIDL is the UIDL remembered for the message (docs/migration.md) when
+	// it is not the one --uidl-format derives; "" means the derived one,
+	// which is every message's without a state store.
+	UIDL string
 }
 
 // Entry is the listing of one mailbox state. Never modify an Entry or its
@@ -60,6 +64,11 @@ type Entry struct {
 	// Extend keeps it, Listings.Put sets it when zero. Listings.MaxAge is
 	// measured from it.
 	Listed time.Time
+	// Assigned is the UIDNEXT up to which UIDLs are settled with the state
+	// store (remembered ones in Message.UIDL): only messages with a UID at
+	// or above it still need one. 0 without a store; Extend and the
+	// derivations keep it.
+	Assigned uint32
 }
 
 // NewEntry builds an entry from a full listing (UID FETCH 1:* after

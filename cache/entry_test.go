@@ -118,7 +118,7 @@ func TestExtend(t *testing.T) {
 	if !ok {
 		t.Fatal("Extend failed")
 	}
-	want := []Message{{1, 100, false}, {3, 300, true}, {5, 500, false}, {6, 60, true}, {9, 90, false}}
+	want := []Message{{UID: 1, Size: 100, Hidden: false}, {UID: 3, Size: 300, Hidden: true}, {UID: 5, Size: 500, Hidden: false}, {UID: 6, Size: 60, Hidden: true}, {UID: 9, Size: 90, Hidden: false}}
 	if !slices.Equal(got.Messages, want) || got.UIDNext != 10 || got.NumMessages != 5 {
 		t.Errorf("Extend = %+v", got)
 	}
@@ -146,7 +146,7 @@ func TestExtendMergesKnownMessages(t *testing.T) {
 	if !ok {
 		t.Fatal("Extend failed")
 	}
-	want := []Message{{1, 100, false}, {3, 300, true}, {5, 500, false}, {6, 60, true}}
+	want := []Message{{UID: 1, Size: 100, Hidden: false}, {UID: 3, Size: 300, Hidden: true}, {UID: 5, Size: 500, Hidden: false}, {UID: 6, Size: 60, Hidden: true}}
 	if !slices.Equal(got.Messages, want) || got.HighestModSeq != 60 {
 		t.Errorf("Extend = %+v", got)
 	}

@@ -87,7 +87,7 @@ func (e *Entry) Decide(uidNext, numMessages uint32, highestModSeq uint64) Revali
 
 // Extend returns a new entry: e merged with msgs, fetched for an Append or
 // Changed decision, and the new SELECT values. e is not modified; the new
-// entry keeps e.Listed.
+// entry keeps e.Listed and e.Assigned.
 //
 // msgs may contain messages already listed (a "<UIDNEXT>:*" range always
 // returns the last message; CHANGEDSINCE returns changed old ones): their
@@ -137,6 +137,7 @@ func (e *Entry) Extend(msgs []Message, uidNext, numMessages uint32, highestModSe
 		HighestModSeq: highestModSeq,
 		Messages:      out,
 		Listed:        e.Listed,
+		Assigned:      e.Assigned,
 	}, true
 }
 

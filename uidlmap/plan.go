@@ -122,9 +122,15 @@ type Result struct {
 // for another message.
 func (p *Plan) Assign(fps map[uint32]Fingerprint, f Fresh) Result {
 	res := Result{UIDLs: make([]string, len(p.msgs)), Messages: p.msgs}
+	sizes := make(map[uint32]int64, len(p.Need))
+	for _, m := range p.msgs {
+		sizes[m.UID] = m.Size
+	}
 	needFP := make([]Fingerprint, 0, len(p.Need))
 	for _, uid := range p.Need {
-		needFP = append(needFP, fps[uid])
+		fp := fps[uid]
+		fp.Size = sizes[uid] // the listing's size, whatever the caller set
+		needFP = append(needFP, fp)
 	}
 	var matches []Match
 	if p.Rematch {
@@ -138,7 +144,6 @@ func (p *Plan) Assign(fps map[uint32]Fingerprint, f Fresh) Result {
 			continue
 		}
 		fp := needFP[j]
-		fp.Size = m.Size
 		var uidl string
 		switch {
 		case matches != nil && matches[j].Prev >= 0:

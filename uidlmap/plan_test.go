@@ -28,7 +28,8 @@ func run(t *testing.T, records []Record, v uint32, msgs []msg, f Fresh) (*Plan, 
 	for _, m := range msgs {
 		listed = append(listed, Listed{UID: m.uid, Size: m.size})
 		if m.id != "" {
-			fps[m.uid] = fp(m.id, m.size)
+			// Parse knows no size: Assign takes the listing's.
+			fps[m.uid] = fp(m.id, 0)
 		}
 	}
 	p := NewPlan(records, v, listed)

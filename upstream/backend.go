@@ -19,6 +19,7 @@ import (
 	"github.com/popbridge/popbridge/cache"
 	"github.com/popbridge/popbridge/policy"
 	"github.com/popbridge/popbridge/pop3server"
+	"github.com/popbridge/popbridge/uidlmap"
 )
 
 // Defaults for the zero values of Options (SPEC §1 limits).
@@ -73,6 +74,11 @@ type Options struct {
 	// FETCH of the new messages only. Entries are keyed by upstream URL,
 	// exact login name, mailbox and UIDVALIDITY.
 	Cache *cache.Listings
+	// UIDLs, when set, is the state store's UIDL map: UIDLs are then
+	// remembered per user and mailbox and survive a UIDVALIDITY change, a
+	// move to another server and a migration (docs/migration.md). nil
+	// derives every UIDL from --uidl-format, as without a store.
+	UIDLs uidlmap.Store
 	// Logger receives debug and warning events; it never sees passwords.
 	Logger zerolog.Logger
 	// Metrics, when set, observes upstream commands and updates.
@@ -135,6 +141,7 @@ type Metrics interface {
 type Backend struct {
 	opts     Options
 	uidl     uidlFormat
+	uidlSep  byte       // see uidlSuffixSep
 	breakers breakerSet // one circuit breaker per upstream URL
 
 	pruneMu   sync.Mutex
@@ -186,7 +193,7 @@ func New(opts Options) (*Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("upstream: %w", err)
 	}
-	return &Backend{opts: opts, uidl: f, expiryChecked: expiry}, nil
+	return &Backend{opts: opts, uidl: f, uidlSep: uidlSuffixSep(f), expiryChecked: expiry}, nil
 }
 
 var errLoginTimeout = errors.New("upstream login timed out")

@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -37,7 +38,7 @@ import (
 // server at QUIT.
 //
 // fetched reports whether anything was asked of the server.
-func (m *maildrop) snapshot(sel *imap.SelectData) (fetched bool, err error) {
+func (m *maildrop) snapshot(ctx context.Context, sel *imap.SelectData) (fetched bool, err error) {
 	uidNext, n, hms := uint32(sel.UIDNext), sel.NumMessages, sel.HighestModSeq
 	if m.b.opts.noCondStore {
 		hms = 0
@@ -76,6 +77,9 @@ func (m *maildrop) snapshot(sel *imap.SelectData) (fetched bool, err error) {
 		}
 	}
 	m.debug().Str("cache", decision.String()).Uint32("exists", n).Msg("listing")
+	if e, err = m.remember(ctx, e); err != nil {
+		return true, err
+	}
 	if c != nil && m.cacheable && e != old {
 		e = c.Put(m.key, e)
 	}
@@ -249,16 +253,20 @@ func (m *maildrop) afterUpdate(action policy.Action, applied []uint32, err error
 	}
 }
 
-// setMessages numbers the visible messages of e. The UIDLs of the whole
+// setMessages numbers the visible messages of e, with the remembered UIDL
+// of a message where the state store gave one and the derived one
+// elsewhere. The UIDLs of the whole
 // maildrop share one string: one allocation instead of one per message,
 // which matters for a 50,000-message left-on-server mailbox polled every
 // minute.
 func (m *maildrop) setMessages(e *cache.Entry) {
 	m.setPresent(e)
 	n := 0
+	remembered := false // some UIDL comes from the state store
 	for _, msg := range e.Messages {
 		if !msg.Hidden && !m.hidden(msg.UID) {
 			n++
+			remembered = remembered || msg.UIDL != ""
 		}
 	}
 	m.msgUIDs = make([]imap.UID, 0, n)
@@ -268,6 +276,9 @@ func (m *maildrop) setMessages(e *cache.Entry) {
 	}
 	f := m.b.uidl
 	fixed := f.fixedLen() // the default format's UIDLs are all 16 octets
+	if remembered {
+		fixed = 0
+	}
 	var ends []int
 	if fixed == 0 {
 		ends = make([]int, 0, n)
@@ -277,7 +288,11 @@ func (m *maildrop) setMessages(e *cache.Entry) {
 		if msg.Hidden || m.hidden(msg.UID) {
 			continue
 		}
-		blob = f.append(blob, msg.UID, m.uidValidity)
+		if msg.UIDL != "" {
+			blob = append(blob, msg.UIDL...)
+		} else {
+			blob = f.append(blob, msg.UID, m.uidValidity)
+		}
 		if fixed == 0 {
 			ends = append(ends, len(blob))
 		}

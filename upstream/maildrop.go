@@ -150,7 +150,7 @@ func (m *maildrop) open(ctx context.Context, username, password string) error {
 	}
 
 	start = time.Now()
-	fetched, err := m.snapshot(sel)
+	fetched, err := m.snapshot(ctx, sel)
 	if fetched || err != nil {
 		m.b.observe("list", start, err)
 	}

@@ -36,6 +36,8 @@ type Metrics struct {
 	upstreamDuration  *prometheus.HistogramVec
 	upstreamErrors    *prometheus.CounterVec
 	updatesApplied    *prometheus.CounterVec
+	uidlRematches     prometheus.Counter
+	uidlAssigned      *prometheus.CounterVec
 	connectFailStreak atomic.Int64
 }
 
@@ -83,6 +85,14 @@ func NewMetrics(version string) *Metrics {
 			Name: "popbridge_updates_applied_total",
 			Help: "Messages changed upstream by QUIT updates, by action (seen, expunge, flag, move).",
 		}, []string{"action"}),
+		uidlRematches: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "popbridge_uidl_rematches_total",
+			Help: "Mailbox states (UIDVALIDITY change, server move) matched to remembered UIDLs (docs/migration.md).",
+		}),
+		uidlAssigned: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "popbridge_uidl_assigned_total",
+			Help: "Messages given a UIDL with the state store: matched (kept a remembered UIDL by fingerprint), fresh (new mail or no candidate), ambiguous (a shared fingerprint: a new UIDL, downloaded again).",
+		}, []string{"result"}),
 	}
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "popbridge_build_info",
@@ -96,6 +106,7 @@ func NewMetrics(version string) *Metrics {
 		buildInfo,
 		m.sessionsTotal, m.sessionsEnded, m.logins, m.commands, m.sentBytes,
 		m.upstreamDuration, m.upstreamErrors, m.updatesApplied,
+		m.uidlRematches, m.uidlAssigned,
 	)
 	// Known label values exist from the start, so rate() and absent-series
 	// alerts work before the first event.
@@ -103,6 +114,9 @@ func NewMetrics(version string) *Metrics {
 		m.logins.WithLabelValues(r)
 	}
 	m.upstreamErrors.WithLabelValues("connect")
+	for _, r := range []string{"matched", "fresh", "ambiguous"} {
+		m.uidlAssigned.WithLabelValues(r)
+	}
 	return m
 }
 
@@ -186,6 +200,17 @@ func (m *Metrics) ObserveCommand(name string, d time.Duration, err error) {
 // UpdateApplied counts messages changed by a QUIT update (upstream.Metrics).
 func (m *Metrics) UpdateApplied(action string, n int) {
 	m.updatesApplied.WithLabelValues(action).Add(float64(n))
+}
+
+// UIDLsAssigned counts a UIDL assignment with the state store
+// (upstream.UIDLObserver).
+func (m *Metrics) UIDLsAssigned(rematch bool, matched, fresh, ambiguous int) {
+	if rematch {
+		m.uidlRematches.Inc()
+	}
+	m.uidlAssigned.WithLabelValues("matched").Add(float64(matched))
+	m.uidlAssigned.WithLabelValues("fresh").Add(float64(fresh))
+	m.uidlAssigned.WithLabelValues("ambiguous").Add(float64(ambiguous))
 }
 
 // LoginResult classifies a login error as the logins_total result label:

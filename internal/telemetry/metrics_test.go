@@ -10,7 +10,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/popbridge/popbridge/pop3server"
+	"github.com/popbridge/popbridge/upstream"
 )
+
+// The upstream layer finds the rematch counters by this interface.
+var _ upstream.UIDLObserver = (*Metrics)(nil)
 
 var testConn = pop3server.ConnInfo{
 	SessionID:  "s1",
@@ -64,6 +68,8 @@ func TestMetricsCountEvents(t *testing.T) {
 	m.UpdateApplied("expunge", 3)
 	m.UpdateApplied("seen", 1)
 	m.UpdateApplied("expunge", 2)
+	m.UIDLsAssigned(false, 0, 4, 0)
+	m.UIDLsAssigned(true, 7, 1, 2)
 
 	for _, c := range []struct {
 		name string
@@ -86,6 +92,10 @@ func TestMetricsCountEvents(t *testing.T) {
 		{"upstream errors connect", testutil.ToFloat64(m.upstreamErrors.WithLabelValues("connect")), 0},
 		{"updates expunge", testutil.ToFloat64(m.updatesApplied.WithLabelValues("expunge")), 5},
 		{"updates seen", testutil.ToFloat64(m.updatesApplied.WithLabelValues("seen")), 1},
+		{"uidl rematches", testutil.ToFloat64(m.uidlRematches), 1},
+		{"uidl matched", testutil.ToFloat64(m.uidlAssigned.WithLabelValues("matched")), 7},
+		{"uidl fresh", testutil.ToFloat64(m.uidlAssigned.WithLabelValues("fresh")), 5},
+		{"uidl ambiguous", testutil.ToFloat64(m.uidlAssigned.WithLabelValues("ambiguous")), 2},
 	} {
 		if c.got != c.want {
 			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)

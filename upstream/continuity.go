@@ -1,0 +1,171 @@
+package upstream
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+
+	"github.com/popbridge/popbridge/cache"
+	"github.com/popbridge/popbridge/pop3server"
+	"github.com/popbridge/popbridge/uidlmap"
+)
+
+// UIDLObserver, when Options.Metrics also implements it, is told about
+// every UIDL assignment that consulted the state store.
+type UIDLObserver interface {
+	// UIDLsAssigned reports one assignment: whether it was a rematch (a
+	// UIDVALIDITY or server change) and how many messages kept a
+	// remembered UIDL by fingerprint (matched), got a new one for want of
+	// a candidate (fresh), or got a new one because their fingerprint was
+	// shared (ambiguous).
+	UIDLsAssigned(rematch bool, matched, fresh, ambiguous int)
+}
+
+// remember settles the UIDLs of the messages of e that have none yet
+// (docs/migration.md): with Options.UIDLs set, every message listed for
+// the first time is recorded in the store with its fingerprint, and a
+// mailbox state new to the store (a UIDVALIDITY change, a move to another
+// server) is matched to the remembered UIDLs. Only messages at or above
+// e.Assigned are looked at, so a cached listing that is still fresh costs
+// nothing here and new mail costs one read of the map, one small header
+// fetch of the new messages and one write.
+//
+// Any store failure fails the login with [SYS/TEMP]: showing derived UIDLs
+// instead could show a message under another UIDL than before.
+func (m *maildrop) remember(ctx context.Context, e *cache.Entry) (*cache.Entry, error) {
+	st := m.b.opts.UIDLs
+	if st == nil || (e.Assigned != 0 && e.Assigned >= e.UIDNext) {
+		// No store, or a steady-state poll: every UIDL is settled.
+		return e, nil
+	}
+	var todo []uidlmap.Listed
+	for _, msg := range e.Messages {
+		if msg.UID >= e.Assigned {
+			todo = append(todo, uidlmap.Listed{UID: msg.UID, Size: msg.Size})
+		}
+	}
+	if len(todo) == 0 {
+		return e, nil
+	}
+	key := uidlmap.Key(m.user, m.mailbox)
+	recs, err := st.UIDLMap(ctx, key)
+	if err != nil {
+		return nil, pop3server.ErrTemporary.Wrap(fmt.Errorf("reading the UIDL map: %w", err))
+	}
+	plan := uidlmap.NewPlan(recs, m.uidValidity, todo)
+	fps, err := m.fingerprints(plan.Need)
+	if err != nil {
+		return nil, err
+	}
+	v := m.uidValidity
+	res := plan.Assign(fps, uidlmap.Fresh{
+		Derive: func(uid uint32) string { return m.b.uidl.format(uid, v) },
+		Sep:    m.b.uidlSep,
+	})
+	if len(res.Put) > 0 {
+		if err := st.PutUIDLs(ctx, key, res.Put); err != nil {
+			return nil, pop3server.ErrTemporary.Wrap(fmt.Errorf("storing UIDLs: %w", err))
+		}
+	}
+	if plan.Rematch {
+		m.b.opts.Logger.Info().Str("session", m.session).Str("user", m.user).Str("mailbox", m.mailbox).
+			Uint32("uidvalidity", v).Int("matched", res.Matched).Int("fresh", res.Fresh).
+			Int("ambiguous", res.Ambiguous).Int("kept", res.Kept).Msg("uidl rematch")
+	}
+	if o, ok := m.b.opts.Metrics.(UIDLObserver); ok {
+		o.UIDLsAssigned(plan.Rematch, res.Matched, res.Fresh, res.Ambiguous)
+	}
+
+	out := *e
+	out.Messages = make([]cache.Message, len(e.Messages))
+	copy(out.Messages, e.Messages)
+	uidls := make(map[uint32]string, len(res.UIDLs))
+	for i, msg := range res.Messages {
+		uidls[msg.UID] = res.UIDLs[i]
+	}
+	for i, msg := range out.Messages {
+		if u, ok := uidls[msg.UID]; ok {
+			if u == m.b.uidl.format(msg.UID, v) {
+				u = "" // derived: setMessages makes it, and it costs no memory
+			}
+			out.Messages[i].UIDL = u
+		}
+	}
+	out.Assigned = e.UIDNext
+	return &out, nil
+}
+
+// fingerprints fetches the header fields that identify messages (see
+// uidlmap.HeaderFields) for uids in one UID FETCH. A message the server
+// does not answer for (expunged meanwhile) is left out: it then gets a
+// fresh UIDL, never a remembered one.
+func (m *maildrop) fingerprints(uids []uint32) (map[uint32]uidlmap.Fingerprint, error) {
+	out := make(map[uint32]uidlmap.Fingerprint, len(uids))
+	if len(uids) == 0 {
+		return out, nil
+	}
+	set := make([]imap.UID, len(uids))
+	for i, u := range uids {
+		set[i] = imap.UID(u)
+	}
+	cmd := m.l.client.Fetch(imap.UIDSetNum(set...), &imap.FetchOptions{
+		UID: true,
+		BodySection: []*imap.FetchItemBodySection{{
+			Specifier: imap.PartSpecifierHeader, HeaderFields: uidlmap.HeaderFields, Peek: true,
+		}},
+	})
+	for msg := cmd.Next(); msg != nil; msg = cmd.Next() {
+		var (
+			uid uint32
+			fp  uidlmap.Fingerprint
+			ok  bool
+		)
+		for item := msg.Next(); item != nil; item = msg.Next() {
+			switch item := item.(type) {
+			case imapclient.FetchItemDataUID:
+				uid = uint32(item.UID)
+			case imapclient.FetchItemDataBodySection:
+				if item.Literal != nil {
+					var err error
+					fp, err = uidlmap.Parse(item.Literal, 0)
+					ok = err == nil
+				}
+			}
+		}
+		if uid != 0 && ok {
+			out[uid] = fp
+		}
+	}
+	if err := cmd.Close(); err != nil {
+		return nil, pop3server.ErrTemporary.Wrap(fmt.Errorf("UID FETCH header fields: %w", err))
+	}
+	return out, nil
+}
+
+// uidlSuffixSep picks the character that makes a taken UIDL unique: one
+// the format can never produce (not in its literal text; derived numbers
+// are decimal or hex digits), so a suffixed UIDL never equals a UIDL
+// derived later.
+func uidlSuffixSep(f uidlFormat) byte {
+	var literal strings.Builder
+	for _, p := range f {
+		literal.WriteString(p.text)
+	}
+	lit := literal.String()
+	for _, c := range []byte("~!_+=:#") {
+		if strings.IndexByte(lit, c) < 0 {
+			return c
+		}
+	}
+	for c := byte(0x21); c <= 0x7e; c++ {
+		hexDigit := (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')
+		if !hexDigit && strings.IndexByte(lit, c) < 0 {
+			return c
+		}
+	}
+	// A format of 70 characters cannot hold all 72 candidates.
+	return '~'
+}
