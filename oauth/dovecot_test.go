@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/popbridge/popbridge/internal/pop3test"
@@ -35,13 +36,14 @@ type env struct {
 	m      *Manager
 	addr   string // POP3
 	logBuf *syncBuffer
+	reg    *prometheus.Registry
 }
 
 type envOptions struct {
 	mech     string // "xoauth2" or "oauthbearer": the only one Dovecot offers; "" both
 	mode     string // ModeUser (default) or ModeApp
 	idp      oauthserver.Options
-	getIntro bool // introspection by GET with ?user=%u (app mode)
+	appIntro bool // Dovecot takes a token for any mailbox (app mode)
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -51,8 +53,8 @@ func newEnv(t *testing.T, o envOptions) *env {
 		Users:  []testenv.User{{Name: alice, Password: "seed"}, {Name: "bob@example.test", Password: "seed"}},
 		OAuth2: &testenv.DovecotOAuth2{IntrospectionURL: e.idp.URL + "/introspect"},
 	}
-	if o.getIntro {
-		dopts.OAuth2 = &testenv.DovecotOAuth2{IntrospectionURL: e.idp.URL + "/introspect?user=%u&token=", IntrospectionGet: true}
+	if o.appIntro {
+		dopts.OAuth2.TenantWide = true
 	}
 	if o.mech != "" {
 		dopts.ExtraConfig = "auth_mechanisms = plain login " + o.mech
@@ -68,8 +70,9 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if err := p.Load(); err != nil {
 		t.Fatal(err)
 	}
+	e.reg = prometheus.NewRegistry()
 	e.m = NewManager(ManagerOptions{Store: e.st, Key: key, Providers: map[string]*Provider{"corp": p},
-		Now: e.idp.Now, Logger: zerolog.New(e.logBuf)})
+		Now: e.idp.Now, Logger: zerolog.New(e.logBuf), Metrics: NewMetrics(e.reg, e.st)})
 	mode := o.mode
 	if mode == "" {
 		mode = ModeUser

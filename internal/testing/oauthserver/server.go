@@ -40,6 +40,9 @@ type Options struct {
 	NoRotation bool
 	// Interval is the device flow's polling interval in seconds (default 1).
 	Interval int
+	// AppDomain is the tenant's domain in client-credentials tokens'
+	// introspection (default "example.test").
+	AppDomain string
 }
 
 // Server is a running authorization server.
@@ -66,7 +69,7 @@ type Server struct {
 	denyAuthorize bool
 	grants        map[string]*grant  // refresh token (current or old) -> grant
 	access        map[string]*access // access token -> its grant
-	appMailboxes  map[string]bool
+	appRefused    bool
 }
 
 type device struct {
@@ -103,6 +106,9 @@ func Start(t testing.TB, opts Options) *Server {
 	if opts.AccessTTL <= 0 {
 		opts.AccessTTL = time.Hour
 	}
+	if opts.AppDomain == "" {
+		opts.AppDomain = "example.test"
+	}
 	if opts.Interval <= 0 {
 		opts.Interval = 1
 	}
@@ -110,7 +116,6 @@ func Start(t testing.TB, opts Options) *Server {
 		opts: opts, now: time.Now().Truncate(time.Second),
 		requests: map[string]int{}, devices: map[string]*device{}, userCodes: map[string]string{},
 		codes: map[string]*authCode{}, grants: map[string]*grant{}, access: map[string]*access{},
-		appMailboxes: map[string]bool{},
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /token", s.token)
@@ -208,11 +213,12 @@ func (s *Server) AuthorizeAs(user string, deny bool) {
 	s.mu.Unlock()
 }
 
-// AllowApp lets client-credentials tokens open mailbox (the test's
-// Add-MailboxPermission): introspection by GET with ?user= says active.
-func (s *Server) AllowApp(mailbox string) {
+// RefuseApp makes client-credentials tokens introspect as inactive, as
+// Microsoft 365 refuses an app without IMAP.AccessAsApp or without
+// Add-MailboxPermission.
+func (s *Server) RefuseApp(refuse bool) {
 	s.mu.Lock()
-	s.appMailboxes[mailbox] = true
+	s.appRefused = refuse
 	s.mu.Unlock()
 }
 
@@ -443,9 +449,8 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 }
 
 // introspect answers RFC 7662 for Dovecot: {"active":true,"email":USER}
-// for a live token. By GET, ?user= names the mailbox Dovecot is logging
-// in (introspection_url with %u), which lets client-credentials tokens be
-// active for the AllowApp mailboxes only.
+// for a live delegated token, and "email":"app@"+AppDomain for a live
+// client-credentials token unless RefuseApp (see DovecotOAuth2.TenantWide).
 func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 	r.ParseForm()
 	s.mu.Lock()
@@ -461,8 +466,22 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 	case a == nil || !s.now.Before(a.expiry):
 	case a.g != nil && !a.g.revoked:
 		res = map[string]any{"active": true, "email": a.g.user, "sub": a.g.user, "exp": a.expiry.Unix()}
-	case a.g == nil && s.appMailboxes[r.Form.Get("user")]:
-		res = map[string]any{"active": true, "email": r.Form.Get("user"), "exp": a.expiry.Unix()}
+	case a.g == nil && !s.appRefused:
+		res = map[string]any{"active": true, "client_id": s.opts.ClientID, "email": "app@" + s.opts.AppDomain, "exp": a.expiry.Unix()}
 	}
 	writeJSON(w, res)
+}
+
+// ReplayRefresh sends a refresh request with refreshToken as a third
+// party would (a stolen copy); the answer is ignored.
+func (s *Server) ReplayRefresh(t testing.TB, refreshToken string) {
+	t.Helper()
+	resp, err := http.PostForm(s.URL+"/token", url.Values{
+		"grant_type": {"refresh_token"}, "refresh_token": {refreshToken},
+		"client_id": {s.opts.ClientID}, "client_secret": {s.opts.ClientSecret},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
 }
