@@ -215,25 +215,14 @@ func (b *Backend) Login(ctx context.Context, conn pop3server.ConnInfo, username,
 		// could delete, what the admin means to keep restorable.
 		return nil, errConfig.Wrap(fmt.Errorf("the maildrop %q is the quarantine mailbox", s.Mailbox))
 	}
-	u := b.opts.URL
-	if s.Upstream != "" && (u == nil || s.Upstream != u.String()) {
-		var err error
-		if u, err = ParseURL(s.Upstream); err != nil {
-			return nil, errConfig.Wrap(err)
-		}
-	}
-	if u == nil {
-		return nil, errConfig.Wrap(errors.New("no upstream for this user"))
+	u, err := b.upstreamURL(s)
+	if err != nil {
+		return nil, err
 	}
 
 	ctx, cancel := context.WithTimeoutCause(ctx, b.opts.LoginTimeout, errLoginTimeout)
 	defer cancel()
-	cfg := dialConfig{
-		url:            u,
-		tls:            b.opts.TLSConfig,
-		dialTimeout:    b.opts.DialTimeout,
-		commandTimeout: b.opts.CommandTimeout,
-	}
+	cfg := b.dialConfig(u)
 	if b.opts.SendID {
 		cfg.id = &idParams{remote: conn.RemoteAddr, local: conn.LocalAddr}
 	}
@@ -267,6 +256,30 @@ func (b *Backend) Login(ctx context.Context, conn pop3server.ConnInfo, username,
 		return nil, err
 	}
 	return m, nil
+}
+
+// upstreamURL is the upstream of a user's settings.
+func (b *Backend) upstreamURL(s policy.Settings) (*URL, error) {
+	u := b.opts.URL
+	if s.Upstream != "" && (u == nil || s.Upstream != u.String()) {
+		var err error
+		if u, err = ParseURL(s.Upstream); err != nil {
+			return nil, errConfig.Wrap(err)
+		}
+	}
+	if u == nil {
+		return nil, errConfig.Wrap(errors.New("no upstream for this user"))
+	}
+	return u, nil
+}
+
+func (b *Backend) dialConfig(u *URL) dialConfig {
+	return dialConfig{
+		url:            u,
+		tls:            b.opts.TLSConfig,
+		dialTimeout:    b.opts.DialTimeout,
+		commandTimeout: b.opts.CommandTimeout,
+	}
 }
 
 // settings resolves the user's upstream, mailbox and policy.

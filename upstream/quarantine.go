@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -277,4 +278,61 @@ func rowIDs(rows []JournalEntry) []int64 {
 		ids[i] = r.ID
 	}
 	return ids
+}
+
+// RestoreNow moves user's quarantined messages selected by f back into
+// the user's maildrop at once, logged in upstream as login with password:
+// an account allowed to act for user, such as a Dovecot master user
+// ("alice@example.com*popbridge"). It returns how many messages went
+// back. The journal records each move. Errors are not for POP3 clients;
+// they name what failed.
+func (b *Backend) RestoreNow(ctx context.Context, user, login, password string, f RestoreFilter) (int, error) {
+	if b.opts.State == nil {
+		return 0, errors.New("restore needs a store")
+	}
+	s := b.settings(user)
+	rows, err := b.quarantined(ctx, user, s.Mailbox, f, time.Time{})
+	if err != nil || len(rows) == 0 {
+		return 0, err
+	}
+	u, err := b.upstreamURL(s)
+	if err != nil {
+		return 0, err
+	}
+	l, err := b.dialGuarded(ctx, b.dialConfig(u))
+	if err != nil {
+		return 0, err
+	}
+	m := &maildrop{b: b, l: l, session: "restore", upstream: u.String(), user: user, mailbox: s.Mailbox, policy: s.Policy}
+	defer m.Close()
+	err = m.exchange(ctx, "login", func() error { return m.login(login, password) })
+	if err != nil {
+		return 0, fmt.Errorf("upstream login as %s: %w", login, err)
+	}
+	m.l.caps = nil
+	if m.caps = m.l.client.Caps(); m.caps == nil {
+		return 0, errors.New("upstream: no capabilities after login")
+	}
+	return m.restoreRows(ctx, rows)
+}
+
+// QueueRestore queues a restore of user's quarantined messages for the
+// user's next login, and returns how many messages it selects now.
+func (b *Backend) QueueRestore(ctx context.Context, user string, f RestoreFilter) (id int64, n int, err error) {
+	if b.opts.State == nil {
+		return 0, 0, errors.New("restore needs a store")
+	}
+	s := b.settings(user)
+	rows, err := b.quarantined(ctx, user, s.Mailbox, f, time.Time{})
+	if err != nil {
+		return 0, 0, err
+	}
+	id, err = b.opts.State.QueueRestore(ctx, Restore{
+		User: policy.NormalizeName(user), Since: f.Since, MessageID: trimMessageID(f.MessageID), JournalID: f.JournalID,
+		RequestedAt: b.now(),
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("store: queueing the restore: %w", err)
+	}
+	return id, len(rows), nil
 }
