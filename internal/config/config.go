@@ -126,7 +126,8 @@ type Config struct {
 	JournalRetention           time.Duration
 	UpstreamMasterUser         string // Dovecot master user for restore
 	UpstreamMasterPasswordFile string // path
-	LockSession  bool
+
+	LockSession bool
 
 	ClientWorkarounds []string       // deduplicated, in the order given
 	ProxyProtocol     []netip.Prefix // masked; a bare address is a /32 or /128
