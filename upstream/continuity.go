@@ -3,6 +3,7 @@ package upstream
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/emersion/go-imap/v2"
@@ -169,3 +170,57 @@ func uidlSuffixSep(f uidlFormat) byte {
 	// A format of 70 characters cannot hold all 72 candidates.
 	return '~'
 }
+
+// MailboxFingerprints is a maildrop as uidl import sees it.
+type MailboxFingerprints struct {
+	// Mailbox is the IMAP mailbox the user's POP3 sessions are served
+	// from; with the user's login name it makes the UIDL map's key.
+	Mailbox     string
+	UIDValidity uint32
+	// Messages are the messages a POP3 session would list, by UID.
+	Messages []uidlmap.Listed
+	// Fingerprints are theirs; a message the server did not answer for
+	// is missing.
+	Fingerprints map[uint32]uidlmap.Fingerprint
+}
+
+// Fingerprint logs in as username, as a POP3 session would, and
+// fingerprints every message the session would list, for uidl import
+// (docs/migration.md). It stores nothing: call it on a Backend without
+// Options.UIDLs.
+func (b *Backend) Fingerprint(ctx context.Context, username, password string) (*MailboxFingerprints, error) {
+	if b.opts.UIDLs != nil {
+		return nil, fmt.Errorf("upstream: Fingerprint on a backend that remembers UIDLs")
+	}
+	mb, err := b.Login(ctx, pop3server.ConnInfo{SessionID: "uidl-import"}, username, password)
+	if err != nil {
+		return nil, err
+	}
+	m := mb.(*maildrop)
+	defer m.Close()
+	out := &MailboxFingerprints{Mailbox: m.mailbox, UIDValidity: m.uidValidity}
+	uids := make([]uint32, len(m.msgUIDs))
+	for i, uid := range m.msgUIDs {
+		uids[i] = uint32(uid)
+		out.Messages = append(out.Messages, uidlmap.Listed{UID: uint32(uid), Size: m.infos[i].Size})
+	}
+	err = m.exchange(ctx, "fetch", func() error {
+		var err error
+		out.Fingerprints, err = m.fingerprints(uids)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	for uid, fp := range out.Fingerprints {
+		if i, ok := slices.BinarySearch(uids, uid); ok {
+			fp.Size = m.infos[i].Size
+			out.Fingerprints[uid] = fp
+		}
+	}
+	return out, nil
+}
+
+// MailboxFor is the IMAP mailbox username's POP3 sessions are served from
+// (--mailbox, or the user's override).
+func (b *Backend) MailboxFor(username string) string { return b.settings(username).Mailbox }

@@ -1,0 +1,313 @@
+// Package uidlimport is `popbridge uidl import`: it moves the UIDLs of
+// users' old POP3 server into popbridge's UIDL map, so that POP3 clients
+// that leave mail on the server download nothing again after the switch
+// (docs/migration.md), as Dovecot's pop3-migration plugin does for dsync.
+//
+// For each `user password` line it logs in to the old POP3 server (UIDL,
+// LIST, TOP n 0 for every message) and to the IMAP upstream as a POP3
+// session would, matches the messages by header fingerprint
+// (uidlmap.MatchAll) and stores the old UIDLs of the messages that match
+// one to one. A message whose header is shared (identical copies) is not
+// matched: it will be downloaded once more, which is safe, where a wrong
+// match could hide a message.
+package uidlimport
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+
+	"github.com/popbridge/popbridge/pop3server"
+	"github.com/popbridge/popbridge/uidlmap"
+	"github.com/popbridge/popbridge/upstream"
+)
+
+// Account is one line of the mailboxes file.
+type Account struct {
+	User     string
+	Password string
+	Line     int // in the file, for messages that must not show the password
+}
+
+// ParseAccounts reads `user password` lines: the password is the rest of
+// the line after the first run of blanks, so it may contain spaces. Blank
+// lines and lines starting with # are skipped. Errors name the line, never
+// its content.
+func ParseAccounts(r io.Reader, name string) ([]Account, error) {
+	var out []Account
+	seen := map[string]int{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 4096), 64<<10)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimRight(sc.Text(), "\r")
+		trimmed := strings.TrimSpace(line)
+		if trimmed == "" || strings.HasPrefix(trimmed, "#") {
+			continue
+		}
+		user, pass, ok := strings.Cut(strings.TrimLeft(line, " \t"), " ")
+		if !ok {
+			user, pass, ok = strings.Cut(strings.TrimLeft(line, " \t"), "\t")
+		}
+		pass = strings.TrimLeft(pass, " \t")
+		if !ok || user == "" || pass == "" {
+			return nil, fmt.Errorf("%s:%d: want `user password`", name, n)
+		}
+		if first, dup := seen[user]; dup {
+			return nil, fmt.Errorf("%s:%d: user %q already on line %d", name, n, user, first)
+		}
+		seen[user] = n
+		out = append(out, Account{User: user, Password: pass, Line: n})
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return out, nil
+}
+
+// Options configures Run.
+type Options struct {
+	// From is the old POP3 server.
+	From *Server
+	// IMAP fingerprints the users' mailboxes on the upstream; a Backend
+	// configured as the bridge is (upstream, per-user mailbox), without a
+	// UIDL store.
+	IMAP *upstream.Backend
+	// Store receives the UIDLs; it also tells which mailboxes are done.
+	Store uidlmap.Store
+	// DryRun matches and reports but stores nothing.
+	DryRun bool
+	// Concurrency is how many mailboxes are imported at once; 0 means 4.
+	Concurrency int
+	// Progress, when set, is called once per finished mailbox.
+	Progress func(Report)
+}
+
+// Statuses of a Report.
+const (
+	StatusImported = "imported" // UIDLs stored
+	StatusDryRun   = "dry-run"  // matched, nothing stored
+	StatusSkipped  = "skipped"  // the map already had UIDLs for the user: done before
+	StatusFailed   = "failed"
+)
+
+// Report is the outcome for one mailbox; it never holds a password.
+type Report struct {
+	User    string `json:"user"`
+	Mailbox string `json:"mailbox,omitempty"`
+	Status  string `json:"status"`
+	Error   string `json:"error,omitempty"`
+	// POP3 and IMAP count the messages on each side; Matched the old
+	// UIDLs stored (or that would be); Unmatched the old messages with
+	// no IMAP message of their header; Ambiguous those whose header more
+	// than one message shares (identical copies), which get new UIDLs.
+	POP3      int `json:"pop3_messages"`
+	IMAP      int `json:"imap_messages"`
+	Matched   int `json:"matched"`
+	Unmatched int `json:"unmatched"`
+	Ambiguous int `json:"ambiguous"`
+}
+
+// Run imports every account, Concurrency at a time, and returns a report
+// per account in the order given. It fails only when ctx ends; per-account
+// failures are in the reports.
+func Run(ctx context.Context, opts Options, accounts []Account) ([]Report, error) {
+	n := opts.Concurrency
+	if n <= 0 {
+		n = 4
+	}
+	reports := make([]Report, len(accounts))
+	var (
+		wg       sync.WaitGroup
+		progress sync.Mutex
+		sem      = make(chan struct{}, n)
+	)
+	for i, a := range accounts {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			wg.Wait()
+			return reports, ctx.Err()
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			r := importOne(ctx, opts, a)
+			reports[i] = r
+			if opts.Progress != nil {
+				progress.Lock()
+				opts.Progress(r)
+				progress.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return reports, ctx.Err()
+}
+
+// oldMessage is one message of the old server.
+type oldMessage struct {
+	uidl string
+	fp   uidlmap.Fingerprint
+}
+
+func importOne(ctx context.Context, opts Options, a Account) Report {
+	r := Report{User: a.User}
+	fail := func(err error) Report {
+		r.Status = StatusFailed
+		// Neither side's errors carry the password, but be sure.
+		r.Error = strings.ReplaceAll(err.Error(), a.Password, "***")
+		return r
+	}
+	r.Mailbox = opts.IMAP.MailboxFor(a.User)
+	key := uidlmap.Key(a.User, r.Mailbox)
+	existing, err := opts.Store.UIDLMap(ctx, key)
+	if err != nil {
+		return fail(fmt.Errorf("reading the UIDL map: %w", err))
+	}
+	if len(existing) > 0 {
+		// Imported before (this makes a second run resume), or already
+		// served by popbridge with a store: its UIDLs are what clients
+		// have seen since, and must not change.
+		r.Status = StatusSkipped
+		return r
+	}
+	imap, err := opts.IMAP.Fingerprint(ctx, a.User, a.Password)
+	if err != nil {
+		var pe *pop3server.Error
+		if errors.As(err, &pe) && pe.Code == pop3server.CodeAuth {
+			return fail(errors.New("IMAP login refused"))
+		}
+		return fail(fmt.Errorf("IMAP: %w", err))
+	}
+	r.IMAP = len(imap.Messages)
+	old, err := readOld(ctx, opts.From, a)
+	if err != nil {
+		return fail(err)
+	}
+	r.POP3 = len(old)
+
+	recs := match(old, imap, &r)
+	if opts.DryRun {
+		r.Status = StatusDryRun
+		return r
+	}
+	if len(recs) > 0 {
+		if err := opts.Store.PutUIDLs(ctx, key, recs); err != nil {
+			return fail(fmt.Errorf("storing UIDLs: %w", err))
+		}
+	}
+	r.Status = StatusImported
+	return r
+}
+
+// match pairs old messages with IMAP messages by header and returns the
+// records to store, counting into r.
+func match(old []oldMessage, imap *upstream.MailboxFingerprints, r *Report) []uidlmap.Record {
+	// Old UIDLs that are unusable or not unique on the old server are
+	// never imported: the map's UIDLs must be unique.
+	count := map[string]int{}
+	for _, m := range old {
+		count[m.uidl]++
+	}
+	prev := make([]uidlmap.Record, 0, len(old))
+	for _, m := range old {
+		rec := uidlmap.Record{UIDL: m.uidl, Fingerprint: m.fp}
+		if count[m.uidl] > 1 || !uidlmap.ValidUIDL(m.uidl) {
+			rec.Hash = "" // never matches
+		}
+		prev = append(prev, rec)
+	}
+	fps := make([]uidlmap.Fingerprint, len(imap.Messages))
+	for i, m := range imap.Messages {
+		fps[i] = imap.Fingerprints[m.UID]
+	}
+	// Sizes are not compared: servers count them differently (bare LF,
+	// mbox headers); the header fields single a message out.
+	matches := uidlmap.MatchAll(prev, fps, true)
+	matchedOld := make([]bool, len(prev))
+	var recs []uidlmap.Record
+	for i, mt := range matches {
+		if mt.Prev < 0 {
+			continue
+		}
+		matchedOld[mt.Prev] = true
+		m := imap.Messages[i]
+		recs = append(recs, uidlmap.Record{
+			UIDL: prev[mt.Prev].UIDL, UIDValidity: imap.UIDValidity, UID: m.UID, Fingerprint: fps[i],
+		})
+	}
+	// Count from the old side: what a client that synced with the old
+	// server will see.
+	byHash := map[string]int{}
+	for _, f := range fps {
+		if f.Known() {
+			byHash[f.Hash]++
+		}
+	}
+	oldByHash := map[string]int{}
+	for _, p := range prev {
+		if p.Known() {
+			oldByHash[p.Hash]++
+		}
+	}
+	for i, p := range prev {
+		switch {
+		case matchedOld[i]:
+			r.Matched++
+		case p.Known() && byHash[p.Hash] > 0 && (byHash[p.Hash] > 1 || oldByHash[p.Hash] > 1):
+			r.Ambiguous++
+		default:
+			r.Unmatched++
+		}
+	}
+	return recs
+}
+
+// readOld reads every message's UIDL, size and header from the old server.
+func readOld(ctx context.Context, s *Server, a Account) ([]oldMessage, error) {
+	c, err := dialPOP3(ctx, s)
+	if err != nil {
+		return nil, fmt.Errorf("old server: %w", err)
+	}
+	defer c.close()
+	stop := context.AfterFunc(ctx, c.close)
+	defer stop()
+	if err := c.login(a.User, a.Password); err != nil {
+		return nil, fmt.Errorf("old server: %w", err)
+	}
+	uidls, err := c.uidls()
+	if err != nil {
+		return nil, fmt.Errorf("old server: %w", err)
+	}
+	sizes, err := c.sizes()
+	if err != nil {
+		return nil, fmt.Errorf("old server: %w", err)
+	}
+	out := make([]oldMessage, 0, len(uidls))
+	for n := 1; len(out) < len(uidls); n++ {
+		id, ok := uidls[n]
+		if !ok {
+			if n > len(uidls)+len(sizes)+1 {
+				return nil, errors.New("old server: UIDL numbers are not 1..N")
+			}
+			continue
+		}
+		var fp uidlmap.Fingerprint
+		err := c.top(n, func(r io.Reader) error {
+			var err error
+			fp, err = uidlmap.Parse(r, sizes[n])
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("old server: TOP %d 0: %w", n, err)
+		}
+		out = append(out, oldMessage{uidl: id, fp: fp})
+	}
+	c.quit()
+	return out, nil
+}
