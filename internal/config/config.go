@@ -30,6 +30,9 @@
 //	--journal-retention        2160h            JournalRetention
 //	--upstream-master-user     ""               UpstreamMasterUser
 //	--upstream-master-password-file ""          UpstreamMasterPasswordFile (path)
+//	--auth                     passthrough      Auth (passthrough|oauth2-user|oauth2-app)
+//	--provider                 ""               Provider (a name of the file's providers:)
+//	--secret-key-file          ""               SecretKeyFile (path; needed by the oauth2 modes)
 //	--uidl-format              %08Xu%08Xv       UIDLFormat
 //	--lock-session             false            LockSession
 //	--client-workarounds       ""               ClientWorkarounds (outlook-no-nuls, oe-ns-eoh)
@@ -68,8 +71,10 @@
 // unless noted: no limit can be switched off, only raised.
 //
 // The file may also hold "domains:" and "users:" maps whose entries set
-// only upstream, mailbox, delete-policy, delete-action and mark-seen; see
-// Config.Resolver and deploy/popbridge.example.yaml.
+// only upstream, mailbox, delete-policy, delete-action, mark-seen,
+// delete-dry-run, auth and provider; see Config.Resolver and
+// deploy/popbridge.example.yaml. A "providers:" map names the OAuth2
+// providers (docs/oauth2.md).
 //
 // Secrets: the bridge holds no upstream credentials (each POP3 login is
 // passed through), so the only secret is the TLS key, which is always
@@ -164,6 +169,14 @@ type Config struct {
 	BodyCacheBytes   int           // body cache bound; 0 disables it
 	BodyCacheMaxBody int           // largest body cached
 
+	// OAuth2 upstream login (docs/oauth2.md): the server-wide auth mode
+	// and provider (overridden per domain and user), the providers of the
+	// file's providers: section by name, and the sealing key's path.
+	Auth          string // AuthPassthrough, AuthOAuth2User or AuthOAuth2App
+	Provider      string
+	Providers     map[string]Provider
+	SecretKeyFile string
+
 	// Domains and Users are the file's overrides, keyed by
 	// policy.NormalizeName of the domain or login name.
 	Domains map[string]policy.Override
@@ -188,7 +201,7 @@ func (c *Config) Policy() policy.Policy {
 // With --demo, set Upstream to the demo server's URL before calling it.
 func (c *Config) Resolver() *policy.Resolver {
 	return &policy.Resolver{
-		Default: policy.Settings{Upstream: c.Upstream, Mailbox: c.Mailbox, Policy: c.Policy()},
+		Default: policy.Settings{Upstream: c.Upstream, Mailbox: c.Mailbox, Policy: c.Policy(), Auth: defaultAuth(c.Auth), Provider: c.Provider},
 		Domains: maps.Clone(c.Domains),
 		Users:   maps.Clone(c.Users),
 	}

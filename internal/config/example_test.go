@@ -32,6 +32,7 @@ func TestExampleFile(t *testing.T) {
 	}
 
 	r := c.Resolver()
+	r.Default.Provider = "" // every user inherits provider m365; the cases compare the rest
 	for _, tc := range []struct {
 		user string
 		want policy.Settings
@@ -43,6 +44,8 @@ func TestExampleFile(t *testing.T) {
 			Policy: policy.Policy{Delete: policy.OnDownload, Action: policy.Action{Kind: policy.Move, Mailbox: "Trash"}, MarkSeen: false}}},
 		{"voicemail@example.net", policy.Settings{Upstream: "imaps://imap.example.net:993", Mailbox: "Voicemail",
 			Policy: policy.Policy{Delete: policy.Honor, Action: policy.Action{Kind: policy.Flag}, MarkSeen: true}}},
+		{"printer@contoso.example", policy.Settings{Upstream: "imaps://outlook.office365.com:993", Mailbox: "INBOX",
+			Policy: policy.Default, Auth: AuthOAuth2User}},
 	} {
 		if got := r.Resolve(tc.user); got != tc.want {
 			t.Errorf("Resolve(%q) = %+v, want %+v", tc.user, got, tc.want)

@@ -62,6 +62,8 @@ func parseFile(c *Config, path string, data []byte) error {
 		switch k {
 		case "domains", "users":
 			return parseOverrides(c, path, k, vn)
+		case "providers":
+			return parseProviders(c, path, vn)
 		case "config":
 			return fileError(path, kn, k, "not allowed in the config file (give it as --config or POPBRIDGE_CONFIG)")
 		}
@@ -217,8 +219,14 @@ func parseOverride(c *Config, path, at string, m *yaml.Node) (policy.Override, e
 			if b, err = parseBool(v); err == nil {
 				o.DryRun = &b
 			}
+		case "auth":
+			if err = checkAuth(v); err == nil {
+				o.Auth = &v
+			}
+		case "provider":
+			o.Provider = &v
 		default:
-			return fileError(path, kn, key, "unknown key (an override sets only upstream, mailbox, delete-policy, delete-action, mark-seen or delete-dry-run)")
+			return fileError(path, kn, key, "unknown key (an override sets only upstream, mailbox, delete-policy, delete-action, mark-seen, delete-dry-run, auth or provider)")
 		}
 		if err != nil {
 			return fileError(path, vn, key, "%v", err)

@@ -29,6 +29,17 @@ func (f *rawFlag) Set(v string) error {
 // print Usage() then. Any other error is one line naming the key and
 // where it was set.
 func Load(args []string, getenv func(string) string) (*Config, error) {
+	return load(args, getenv, true)
+}
+
+// LoadTool is Load for the admin subcommands (popbridge oauth ...): the
+// same sources and per-key checks, without the checks that only serving
+// needs (an upstream, a listener), but with the OAuth2 ones.
+func LoadTool(args []string, getenv func(string) string) (*Config, error) {
+	return load(args, getenv, false)
+}
+
+func load(args []string, getenv func(string) string, serving bool) (*Config, error) {
 	fs := flag.NewFlagSet("popbridge", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
@@ -85,6 +96,9 @@ func Load(args []string, getenv func(string) string) (*Config, error) {
 				return nil, err
 			}
 		}
+	}
+	if !serving {
+		return c, c.checkOAuth()
 	}
 	if err := c.validate(); err != nil {
 		return nil, err

@@ -49,6 +49,7 @@ func TestDefaults(t *testing.T) {
 		DeleteAction:            policy.Action{Kind: policy.Expunge},
 		MarkSeen:                true,
 		UIDLFormat:              "%08Xu%08Xv",
+		Auth:                    AuthPassthrough,
 		QuarantineMailbox:       "POPBRIDGE-QUARANTINE",
 		QuarantineDays:          14,
 		DeviceSeparator:         "#",
@@ -106,6 +107,7 @@ func TestEveryFlag(t *testing.T) {
 		"--delete-dry-run", "--quarantine-mailbox", "Held", "--quarantine-days", "3", "--device-separator", "+",
 		"--device-expiry", "48h", "--journal-retention", "240h", "--upstream-master-user", "admin",
 		"--upstream-master-password-file", "master.pw",
+		"--auth", "passthrough", "--provider", "corp", "--secret-key-file", "popbridge.key",
 	}
 	c := mustLoad(t, args, nil)
 	want := Config{
@@ -126,6 +128,7 @@ func TestEveryFlag(t *testing.T) {
 		DeleteDryRun: true, QuarantineMailbox: "Held", QuarantineDays: 3, DeviceSeparator: "+",
 		DeviceExpiry: 48 * time.Hour, JournalRetention: 240 * time.Hour, UpstreamMasterUser: "admin",
 		UpstreamMasterPasswordFile: "master.pw",
+		Auth:                       AuthPassthrough, Provider: "corp", SecretKeyFile: "popbridge.key",
 	}
 	got := *c
 	got.where = nil

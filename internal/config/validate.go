@@ -37,6 +37,9 @@ func (c *Config) validate() error {
 	if c.AuthPenaltyMax < c.AuthFailDelay {
 		return fmt.Errorf("%s: %v is below auth-fail-delay %v", c.Where("auth-penalty-max"), c.AuthPenaltyMax, c.AuthFailDelay)
 	}
+	if err := c.checkOAuth(); err != nil {
+		return err
+	}
 	return c.checkMoveTargets()
 }
 
