@@ -135,3 +135,35 @@ func withUpstream(s Settings, u string) Settings { s.Upstream = u; return s }
 func withMailbox(s Settings, m string) Settings  { s.Mailbox = m; return s }
 func withPolicy(s Settings, p Policy) Settings   { s.Policy = p; return s }
 func withMarkSeen(s Settings, b bool) Settings   { s.Policy.MarkSeen = b; return s }
+
+func TestExplain(t *testing.T) {
+	r := testResolver()
+	for _, tc := range []struct {
+		user string
+		want map[string]Origin
+	}{
+		{"carol@nowhere.net", map[string]Origin{}},
+		{"dave@Example.com", map[string]Origin{
+			KeyPolicy: {LevelDomain, "example.com"}, KeyAction: {LevelDomain, "example.com"}}},
+		{"bob@example.com", map[string]Origin{
+			KeyPolicy: {LevelUser, "bob@example.com"}, KeyAction: {LevelUser, "bob@example.com"}}},
+		{"scanner", map[string]Origin{KeyMarkSeen: {LevelUser, "scanner"}}},
+	} {
+		s, from := r.Explain(tc.user)
+		if s != r.Resolve(tc.user) {
+			t.Errorf("%s: Explain resolves %+v, Resolve %+v", tc.user, s, r.Resolve(tc.user))
+		}
+		for k, o := range from {
+			want, ok := tc.want[k]
+			if !ok {
+				want = Origin{Level: LevelServer}
+			}
+			if o != want {
+				t.Errorf("%s: %s from %+v, want %+v", tc.user, k, o, want)
+			}
+		}
+		if len(from) != 8 {
+			t.Errorf("%s: %d settings explained, want 8", tc.user, len(from))
+		}
+	}
+}

@@ -39,6 +39,9 @@ func (e usageError) Error() string { return e.err.Error() }
 // run is main with its dependencies passed in, so tests can drive it. When
 // ready is not nil it receives the bound addresses once listening.
 func run(args []string, getenv func(string) string, stdout, stderr io.Writer, ready chan<- Addrs) int {
+	if code, ok := adminCommand(args, getenv, stdout, stderr); ok {
+		return code
+	}
 	cfg, err := config.Load(args, getenv)
 	if errors.Is(err, flag.ErrHelp) {
 		fmt.Fprint(stdout, config.Usage())

@@ -141,7 +141,7 @@ func parseOverrides(c *Config, path, section string, m *yaml.Node) error {
 			return fileError(path, kn, at, "same name as %q (names are matched without regard to case)", first)
 		}
 		folded[key] = name
-		o, err := parseOverride(c, path, at, vn)
+		o, err := parseOverride(c, path, at, section+"."+key, vn)
 		if err != nil {
 			return err
 		}
@@ -174,7 +174,9 @@ func checkOverrideName(section, name string) error {
 }
 
 // parseOverride reads one domain's or user's settings.
-func parseOverride(c *Config, path, at string, m *yaml.Node) (policy.Override, error) {
+// whereKey is the override's key in c.where ("users.bob@example.com"):
+// each setting's line is recorded under whereKey + "." + setting.
+func parseOverride(c *Config, path, at, whereKey string, m *yaml.Node) (policy.Override, error) {
 	var o policy.Override
 	if isNull(m) {
 		return o, nil
@@ -231,7 +233,7 @@ func parseOverride(c *Config, path, at string, m *yaml.Node) (policy.Override, e
 		if err != nil {
 			return fileError(path, vn, key, "%v", err)
 		}
-		c.where[at+"."+k] = fmt.Sprintf("config %s:%d", path, kn.Line)
+		c.where[whereKey+"."+k] = fmt.Sprintf("config %s:%d", path, kn.Line)
 		return nil
 	})
 	return o, err

@@ -1,0 +1,68 @@
+package config
+
+import (
+	"fmt"
+	"reflect"
+	"testing"
+)
+
+func TestExplain(t *testing.T) {
+	path := writeFile(t, `upstream: imaps://imap.example.net
+delete-policy: leave
+domains:
+  example.com:
+    delete-action: flag
+    mailbox: POP
+users:
+  alice@example.com:
+    delete-policy: on-download
+    delete-dry-run: true
+  scanner@example.com:
+    delete-action: quarantine
+`)
+	c := mustLoad(t, []string{"--config", path, "--mark-seen=false"}, env{"POPBRIDGE_QUARANTINE_DAYS": "7"})
+	at := func(line int) string { return fmt.Sprintf("config %s:%d", path, line) }
+	for _, tc := range []struct {
+		login, user, device string
+		want                []ExplainLine
+	}{
+		{"alice@Example.com#Phone", "alice@Example.com", "phone", []ExplainLine{
+			{"upstream", "imaps://imap.example.net:993", "server", at(1) + ": upstream"},
+			{"mailbox", "POP", "domain", at(6)},
+			{"auth", "passthrough", "server", "default"},
+			{"delete-policy", "on-download", "user", at(9)},
+			{"delete-action", "flag", "domain", at(5)},
+			{"mark-seen", "false", "server", "--mark-seen"},
+			{"delete-dry-run", "true", "user", at(10)},
+			{"expire", "0", "user", at(9)},
+		}},
+		{"bob@other.org", "bob@other.org", "", []ExplainLine{
+			{"upstream", "imaps://imap.example.net:993", "server", at(1) + ": upstream"},
+			{"mailbox", "INBOX", "server", "default"},
+			{"auth", "passthrough", "server", "default"},
+			{"delete-policy", "leave", "server", at(2) + ": delete-policy"},
+			{"delete-action", "expunge", "server", "default"},
+			{"mark-seen", "false", "server", "--mark-seen"},
+			{"delete-dry-run", "false", "server", "default"},
+			{"expire", "NEVER", "server", at(2) + ": delete-policy"},
+		}},
+		{"scanner@example.com", "scanner@example.com", "", []ExplainLine{
+			{"upstream", "imaps://imap.example.net:993", "server", at(1) + ": upstream"},
+			{"mailbox", "POP", "domain", at(6)},
+			{"auth", "passthrough", "server", "default"},
+			{"delete-policy", "leave", "server", at(2) + ": delete-policy"},
+			{"delete-action", "quarantine into POPBRIDGE-QUARANTINE for 7 days", "user", at(12)},
+			{"mark-seen", "false", "server", "--mark-seen"},
+			{"delete-dry-run", "false", "server", "default"},
+			{"expire", "NEVER", "server", at(2) + ": delete-policy"},
+		}},
+	} {
+		user, device, lines := c.Explain(tc.login)
+		if user != tc.user || device != tc.device {
+			t.Errorf("%s: user %q device %q", tc.login, user, device)
+		}
+		if !reflect.DeepEqual(lines, tc.want) {
+			t.Errorf("%s:\n got %q\nwant %q", tc.login, lines, tc.want)
+		}
+	}
+}
