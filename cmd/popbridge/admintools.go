@@ -163,4 +163,3 @@ func runExplain(args []string, getenv func(string) string, stdout io.Writer) err
 	}
 	return tw.Flush()
 }
-
