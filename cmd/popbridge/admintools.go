@@ -103,11 +103,10 @@ func ownFlags(args []string, values map[string]*string, bools map[string]*bool) 
 	return rest, nil
 }
 
-// loadConfig loads the bridge configuration for a subcommand. The
-// listeners are irrelevant here, so a configuration that only lacks a
-// listener or whose upstream is left to overrides still loads.
+// loadConfig loads the bridge configuration for a subcommand, without the
+// checks only serving needs (config.LoadTool).
 func loadConfig(args []string, getenv func(string) string) (*config.Config, error) {
-	cfg, err := config.Load(args, getenv)
+	cfg, err := config.LoadTool(args, getenv)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, err
