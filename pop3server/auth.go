@@ -5,9 +5,9 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
-	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/emersion/go-sasl"
@@ -22,8 +22,6 @@ const (
 
 var (
 	errPlaintextDisallowed = &Error{Code: CodeAuth, Text: "Plaintext authentication disallowed on non-secure (SSL/TLS) connections"}
-	errBadCredentialBytes  = errors.New("credentials contain forbidden octets or are too long")
-	errAuthzid             = errors.New("authorization identity differs from the user")
 )
 
 func (c *conn) handleUser(arg string) (result, error) {
@@ -32,6 +30,13 @@ func (c *conn) handleUser(arg string) (result, error) {
 	}
 	if arg == "" {
 		return c.writeBad("syntax error: USER name"), nil
+	}
+	if !validUsername(arg) {
+		// "USER name password" on one line (a client or a user that put
+		// the password in the wrong field) must not make the password a
+		// user name: refused here, never stored, never logged as typed.
+		c.stats.Username = logUsername(arg)
+		return c.writeBad("invalid user name"), nil
 	}
 	c.user = arg
 	return c.writeOK(""), nil
@@ -70,7 +75,7 @@ func (c *conn) handleAuth(arg string) (result, error) {
 	}
 	srv, creds := newSASLServer(args[0])
 	if srv == nil {
-		return c.writeBad("unsupported authentication mechanism"), nil
+		return c.mechanismNotOffered(""), nil
 	}
 	if !c.plaintextOK {
 		return c.refusePlaintext()
@@ -209,17 +214,19 @@ func validCredential(s string, maxLen int) bool {
 
 // validUsername is validCredential for the username, which also ends up in
 // logs and IMAP commands as text: it must be UTF-8 without C1 controls
-// (U+0080..U+009F, which some terminals take as escape sequences).
+// (U+0080..U+009F, which some terminals take as escape sequences) and
+// without white space. A space is how "USER name password" would smuggle
+// a password into the user name (and the log); no mail system's user
+// names contain one (Dovecot's auth_username_chars has none).
 func validUsername(s string) bool {
 	if !validCredential(s, maxUsernameLen) || !utf8.ValidString(s) {
 		return false
 	}
-	for _, r := range s {
-		if r >= 0x80 && r <= 0x9f {
-			return false
-		}
-	}
-	return true
+	return strings.IndexFunc(s, forbiddenInUsername) < 0
+}
+
+func forbiddenInUsername(r rune) bool {
+	return r < 0x20 || r == 0x7f || r >= 0x80 && r <= 0x9f || unicode.IsSpace(r)
 }
 
 // checkCredentials is the gate before Backend.Login.
@@ -230,19 +237,29 @@ func checkCredentials(user, pass string) error {
 	return nil
 }
 
+// refusedMark ends the logged form of a refused username.
+const refusedMark = "[refused]"
+
 // logUsername is the username as reported to the Observer: as typed when
-// it is valid, and otherwise an ASCII-quoted, truncated form, so that a
-// refused username cannot carry control sequences or megabytes into a log
-// line whatever the log format.
+// it is valid. A refused one is never logged as typed: what follows its
+// first forbidden character (the password, in "USER name password"; a
+// control sequence) is dropped, the rest is cut to 64 octets, and
+// refusedMark is appended, so no secret, escape sequence or megabyte
+// reaches a log line whatever the log format.
 func logUsername(s string) string {
 	if s == "" || validUsername(s) {
 		return s
 	}
-	const max = 64
-	if len(s) > max {
-		s = s[:max]
+	if i := strings.IndexFunc(s, forbiddenInUsername); i >= 0 {
+		s = s[:i]
 	}
-	return strconv.QuoteToASCII(s)
+	s = strings.ToValidUTF8(s, "")
+	const max = 64
+	for len(s) > max {
+		_, size := utf8.DecodeLastRuneInString(s)
+		s = s[:len(s)-size]
+	}
+	return s + refusedMark
 }
 
 // login passes the credentials to the backend and enters TRANSACTION.
@@ -251,10 +268,20 @@ func (c *conn) login(user, pass string) (result, error) {
 	if err := checkCredentials(user, pass); err != nil {
 		return c.loginFailed(user, err)
 	}
+	// The client address's penalty is served before the upstream hears of
+	// the attempt: an address that keeps failing reaches the upstream
+	// ever more slowly, whatever it does between attempts.
+	if !c.sleep(c.srv.penalties.current(c.info.RemoteAddr.Addr())) {
+		return resErr, errClose
+	}
+	if !c.srv.beginLogin(c) {
+		return resErr, errClose // evicted while waiting
+	}
 	ctx, cancel := context.WithTimeout(c.ctx, c.srv.opts.LoginTimeout)
 	mbox, err := c.srv.backend.Login(ctx, c.info, user, pass)
 	cancel()
 	if err != nil {
+		c.srv.endLogin(c, "")
 		if e := clientError(err); e.Code != CodeAuth {
 			// The upstream is unreachable or failing: not the client's
 			// fault, so no failure is counted and no delay applied.
@@ -263,6 +290,11 @@ func (c *conn) login(user, pass string) (result, error) {
 			return c.writeErr(e), nil
 		}
 		return c.loginFailed(user, err)
+	}
+	if !c.srv.endLogin(c, user) {
+		mbox.Close()
+		c.srv.opts.Observer.LoginAttempted(c.info, user, ErrUserIPLimit)
+		return c.writeErr(ErrUserIPLimit), nil
 	}
 	if c.srv.opts.LockSession {
 		unlock, ok := c.srv.lockUser(user)
@@ -285,6 +317,22 @@ func (c *conn) login(user, pass string) (result, error) {
 	return c.writeOK("Logged in."), nil
 }
 
+// sleep waits d unless the connection ends first (shutdown, eviction);
+// false means it ended.
+func (c *conn) sleep(d time.Duration) bool {
+	if d <= 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-c.ctx.Done():
+		return false
+	}
+}
+
 // loginFailed answers a refused login after the failure delay, the same
 // way whatever the reason, and closes after too many failures.
 func (c *conn) loginFailed(user string, cause error) (result, error) {
@@ -292,15 +340,7 @@ func (c *conn) loginFailed(user string, cause error) (result, error) {
 		cause = ErrAuthFailed.Wrap(cause)
 	}
 	c.srv.opts.Observer.LoginAttempted(c.info, logUsername(user), cause)
-	delay := c.srv.penalties.fail(c.info.RemoteAddr.Addr())
-	if delay > 0 {
-		t := time.NewTimer(delay)
-		select {
-		case <-t.C:
-		case <-c.ctx.Done():
-			t.Stop()
-		}
-	}
+	c.sleep(c.srv.penalties.fail(c.info.RemoteAddr.Addr()))
 	c.writeErr(ErrAuthFailed)
 	c.loginFailures++
 	if max := c.srv.opts.MaxLoginFailures; max > 0 && c.loginFailures >= max {
@@ -309,6 +349,24 @@ func (c *conn) loginFailed(user string, cause error) (result, error) {
 		return resErr, errClose
 	}
 	return resErr, nil
+}
+
+// mechanismNotOffered answers APOP and SASL mechanisms other than PLAIN and
+// LOGIN. The bridge never holds a password, so it cannot check a
+// challenge-response (APOP, CRAM-MD5, DIGEST-MD5, SCRAM): the client must
+// send the password itself, over TLS. The failed-login line says so, so an
+// admin sees why a client that "has the right password" is refused.
+func (c *conn) mechanismNotOffered(user string) result {
+	c.srv.opts.Observer.LoginAttempted(c.info, logUsername(user), ErrAuthFailed.Wrap(ErrMechanismNotOffered))
+	return c.writeBad("unsupported authentication mechanism")
+}
+
+// handleApop refuses APOP (see mechanismNotOffered). CAPA never offers it
+// and the greeting carries no timestamp, so only a client configured to
+// insist on it gets here.
+func (c *conn) handleApop(arg string) (result, error) {
+	user, _, _ := strings.Cut(arg, " ")
+	return c.mechanismNotOffered(user), nil
 }
 
 func (c *conn) handleStls(arg string) (result, error) {

@@ -20,6 +20,7 @@ var commands = map[string]command{
 	"USER": {stateAuthorization, (*conn).handleUser},
 	"PASS": {stateAuthorization, (*conn).handlePass},
 	"AUTH": {stateAuthorization, (*conn).handleAuth},
+	"APOP": {stateAuthorization, (*conn).handleApop},
 	"STLS": {stateAuthorization, (*conn).handleStls},
 	"STAT": {stateTransaction, (*conn).handleStat},
 	"LIST": {stateTransaction, (*conn).handleList},

@@ -78,6 +78,9 @@ type conn struct {
 	retrieved []bool
 	unlock    func()
 
+	adm     admission   // guarded by srv.mu
+	evicted atomic.Bool // closed to admit a newer connection
+
 	stats SessionStats
 }
 
@@ -144,8 +147,8 @@ func (c *conn) serve() {
 		LocalAddr:  addrPort(c.raw.LocalAddr()),
 	}
 	c.stats.Start = c.start
-	release, reason, ok := c.srv.admit(c.info.RemoteAddr.Addr())
-	if !ok {
+	defer c.srv.release(c)
+	if reason, ok := c.srv.admit(c); !ok {
 		c.stats.Result = "limit"
 		c.raw.SetWriteDeadline(time.Now().Add(5 * time.Second))
 		c.acquireWriter()
@@ -153,7 +156,6 @@ func (c *conn) serve() {
 		c.w.Flush()
 		return
 	}
-	defer release()
 
 	if tc, ok := c.raw.(*tls.Conn); ok {
 		c.raw.SetDeadline(c.preLoginDeadline(c.srv.opts.PreLoginIdleTimeout))
@@ -257,6 +259,9 @@ func (c *conn) closeGracefully() {
 func (c *conn) endOnReadError(err error) {
 	var ne net.Error
 	switch {
+	case c.evicted.Load() && errors.As(err, &ne) && ne.Timeout():
+		c.stats.Result = "evicted"
+		c.lastWords(evictedWords)
 	case c.srv.draining.Load() && errors.As(err, &ne) && ne.Timeout():
 		c.stats.Result = "shutdown"
 		c.lastWords("-ERR [SYS/TEMP] server shutting down, try again later")
@@ -284,7 +289,7 @@ func (c *conn) readLine() (string, error) {
 	c.setReadDeadline()
 	// Checked after setting the deadline, so a Shutdown that ran before
 	// this point is seen here and one that runs after it interrupts the read.
-	if c.srv.draining.Load() {
+	if c.srv.draining.Load() || c.evicted.Load() {
 		return "", os.ErrDeadlineExceeded
 	}
 	line, err := c.r.ReadSlice('\n')

@@ -64,7 +64,7 @@ func TestTranscripts(t *testing.T) {
 			{"PASS secret ", []string{"-ERR [AUTH] authentication failed"}},
 		}},
 		{"unknown command", false, []step{{"HELO", []string{"-ERR unknown command"}}}},
-		{"apop is not offered", false, []step{{"APOP alice 0123", []string{"-ERR unknown command"}}}},
+		{"apop is not offered", false, []step{{"APOP alice 0123", []string{"-ERR unsupported authentication mechanism"}}}},
 		{"empty line", false, []step{{"", []string{"-ERR unknown command"}}}},
 		{"stls without tls config", false, []step{{"STLS", []string{"-ERR unknown command"}}}},
 		{"user after login", true, []step{{"USER bob", []string{"-ERR command not valid in this state"}}}},
@@ -305,8 +305,8 @@ func TestControlBytesRefusedBeforeBackend(t *testing.T) {
 	_, addr := startServer(t, b, Options{})
 	c := dial(t, addr)
 	c.Send("USER al\x00ice")
-	c.Expect("+OK")
-	c.Send("PASS secret")
+	c.Expect("-ERR invalid user name")
+	c.Send("AUTH PLAIN " + b64("\x00al\x00ice\x00secret"))
 	c.Expect("-ERR [AUTH] authentication failed")
 	c.Send("USER alice")
 	c.Expect("+OK")

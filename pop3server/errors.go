@@ -63,6 +63,9 @@ var (
 	// ErrNoSuchMessage answers a command on a message that does not exist
 	// (or vanished upstream during the session).
 	ErrNoSuchMessage = &Error{Text: "no such message"}
+	// ErrUserIPLimit answers a login beyond Options.MaxUserIPConns sessions
+	// of one user from one client address (Dovecot's words).
+	ErrUserIPLimit = &Error{Code: CodeInUse, Text: "Maximum number of connections from user+IP exceeded"}
 	// ErrUpdateFailed answers a QUIT whose update was not wholly applied.
 	ErrUpdateFailed = &Error{Code: CodeSysTemp, Text: "some deleted messages not removed"}
 )
@@ -83,4 +86,35 @@ func (e *Error) responseText() string {
 		return e.Text
 	}
 	return fmt.Sprintf("[%s] %s", e.Code, e.Text)
+}
+
+// A cause of a refused login may say why in a few fixed words for the
+// failed-login log line ("reason"): any error in the chain with a
+// LoginFailureReason method. Backends may add their own (a throttle).
+type reasonError string
+
+func (e reasonError) Error() string              { return string(e) }
+func (e reasonError) LoginFailureReason() string { return string(e) }
+
+// Reasons the server itself refuses logins for, before any backend call.
+var (
+	// ErrMechanismNotOffered: APOP or a SASL mechanism other than PLAIN
+	// and LOGIN; the bridge never holds the secret those need.
+	ErrMechanismNotOffered error = reasonError("mechanism not offered")
+	errBadCredentialBytes  error = reasonError("invalid credentials")
+	errAuthzid             error = reasonError("authorization identity differs from the user")
+)
+
+// ReasonAuthFailed is the reason of a login the backend refused.
+const ReasonAuthFailed = "authentication failed"
+
+// FailureReason is the short, fixed text saying why a login failed, for
+// logs: the first LoginFailureReason in err's chain, else ReasonAuthFailed.
+// It never contains anything the client sent.
+func FailureReason(err error) string {
+	var r interface{ LoginFailureReason() string }
+	if errors.As(err, &r) {
+		return r.LoginFailureReason()
+	}
+	return ReasonAuthFailed
 }

@@ -128,12 +128,14 @@ func TestLimits(t *testing.T) {
 		dial(t, addr)
 	})
 	t.Run("sessions in all", func(t *testing.T) {
+		// Logged-in sessions are never evicted: when they hold every
+		// slot, a new connection is refused.
 		srv := NewServer(newFake(), Options{MaxSessions: 3, AuthFailDelay: time.Millisecond, PlaintextAuth: PlaintextAlways})
 		addrA := serveOn(t, srv, fromAddr("203.0.113.5:1"))
 		addrB := serveOn(t, srv, fromAddr("198.51.100.5:1"))
 		h := healthy(t, addrA)
-		dial(t, addrA)
-		c3 := dial(t, addrB)
+		healthy(t, addrA)
+		c3 := healthy(t, addrB)
 		c := dialRaw(t, addrB)
 		c.Expect("-ERR [SYS/TEMP] too many connections")
 		c.ExpectClosed()

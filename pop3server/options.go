@@ -48,7 +48,11 @@ type Options struct {
 
 	// MaxLineLength bounds a command line, CRLF excluded. Default 1024.
 	MaxLineLength int
-	// PreLoginIdleTimeout bounds silence before login. Default 60 s.
+	// PreLoginIdleTimeout bounds silence before login. Default 180 s, as
+	// Dovecot: Thunderbird sends AUTH before it prompts for the password,
+	// so a person typing it is silent that long. Idle unauthenticated
+	// connections cost little since the oldest are evicted when the
+	// server is full (MaxPreLoginConns).
 	PreLoginIdleTimeout time.Duration
 	// PreLoginTimeout bounds the whole AUTHORIZATION phase, TLS handshake
 	// included. Default 180 s.
@@ -71,11 +75,21 @@ type Options struct {
 	// client address double it up to AuthPenaltyMax. Defaults 2 s and 15 s.
 	AuthFailDelay  time.Duration
 	AuthPenaltyMax time.Duration
-	// MaxConnsPerIP caps concurrent connections per client address (IPv6
-	// per /64). Default 10.
+	// MaxConnsPerIP caps concurrent unauthenticated connections per
+	// client address (IPv6 per /64). Logged-in sessions do not count:
+	// behind a NAT, many users share an address. Default 10.
 	MaxConnsPerIP int
+	// MaxUserIPConns caps concurrent logged-in sessions per user and
+	// client address, like Dovecot's mail_max_userip_connections; the next
+	// login gets "-ERR [IN-USE]". Default 10.
+	MaxUserIPConns int
 	// MaxSessions caps concurrent connections in all. Default 5000.
 	MaxSessions int
+	// MaxPreLoginConns caps concurrent unauthenticated connections. When
+	// it or MaxSessions is reached, the oldest unauthenticated connection
+	// (not one whose login is being checked) is closed to admit the new
+	// one; logged-in sessions are never closed for that. Default 1000.
+	MaxPreLoginConns int
 	// LoginTimeout bounds one Backend.Login call. Default 30 s.
 	LoginTimeout time.Duration
 	// LockSession allows one logged-in session per user at a time; a second
@@ -88,6 +102,9 @@ type Options struct {
 	// Observer receives events for metrics and logs; may be nil.
 	Observer Observer
 }
+
+// DefaultPreLoginIdleTimeout is Options.PreLoginIdleTimeout's default.
+const DefaultPreLoginIdleTimeout = 180 * time.Second
 
 func (o Options) withDefaults() Options {
 	def := func(v *time.Duration, d time.Duration) {
@@ -107,7 +124,7 @@ func (o Options) withDefaults() Options {
 		o.Expire = "NEVER"
 	}
 	defInt(&o.MaxLineLength, 1024)
-	def(&o.PreLoginIdleTimeout, 60*time.Second)
+	def(&o.PreLoginIdleTimeout, DefaultPreLoginIdleTimeout)
 	def(&o.PreLoginTimeout, 180*time.Second)
 	def(&o.IdleTimeout, 600*time.Second)
 	def(&o.WriteTimeout, 120*time.Second)
@@ -118,6 +135,8 @@ func (o Options) withDefaults() Options {
 	def(&o.AuthPenaltyMax, 15*time.Second)
 	defInt(&o.MaxConnsPerIP, 10)
 	defInt(&o.MaxSessions, 5000)
+	defInt(&o.MaxUserIPConns, 10)
+	defInt(&o.MaxPreLoginConns, 1000)
 	def(&o.LoginTimeout, 30*time.Second)
 	if o.MaxLineLength < 64 {
 		o.MaxLineLength = 64 // room for the longest command we accept

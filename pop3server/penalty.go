@@ -52,15 +52,32 @@ func (p *penaltyTracker) fail(addr netip.Addr) time.Duration {
 	pen.last = now
 	p.table.Add(key, pen)
 	p.mu.Unlock()
+	return p.delay(pen.failures)
+}
 
+// delay is base doubled per failure after the first, up to max.
+func (p *penaltyTracker) delay(failures int) time.Duration {
+	if p.base <= 0 {
+		return 0
+	}
 	d := p.base
-	for i := 1; i < pen.failures && d < p.max; i++ {
+	for i := 1; i < failures && d < p.max; i++ {
 		d *= 2
 	}
 	if p.max > 0 && d > p.max {
 		d = p.max
 	}
 	return d
+}
+
+// current is the delay a new login attempt from addr waits before it is
+// passed to the backend: the delay of its last failure while that is
+// recent (penaltyWindow), else nothing.
+func (p *penaltyTracker) current(addr netip.Addr) time.Duration {
+	if n := p.failures(addr); n > 0 {
+		return p.delay(n)
+	}
+	return 0
 }
 
 // failures is the current count for addr (for tests and logs).

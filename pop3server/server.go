@@ -1,6 +1,7 @@
 package pop3server
 
 import (
+	"container/list"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -27,8 +28,11 @@ type Server struct {
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	conns     map[*conn]struct{}
-	perIP     map[netip.Addr]int
-	admitted  int // connections holding an admit slot
+	perIP     map[netip.Addr]int // unauthenticated connections per client address
+	admitted  int                // connections holding an admit slot
+	prelogin  *list.List         // unauthenticated *conn, oldest first
+	userIP    map[string]int     // logged-in sessions per user and client address
+	evictions int64
 	locks     map[string]struct{}
 	connsDone sync.WaitGroup
 
@@ -44,6 +48,8 @@ func NewServer(backend Backend, opts Options) *Server {
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[*conn]struct{}),
 		perIP:     make(map[netip.Addr]int),
+		prelogin:  list.New(),
+		userIP:    make(map[string]int),
 		locks:     make(map[string]struct{}),
 		penalties: newPenaltyTracker(opts.AuthFailDelay, opts.AuthPenaltyMax),
 	}
@@ -181,33 +187,6 @@ func (s *Server) trackConn(c *conn, add bool) bool {
 		s.connsDone.Done()
 	}
 	return true
-}
-
-// admit reserves a slot for a client address; ok is false when the per-IP
-// or total cap is reached. release must be called when ok.
-func (s *Server) admit(addr netip.Addr) (release func(), reason string, ok bool) {
-	key := clientKey(addr)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	// Counted by admitted slots, not by len(s.conns): connections that are
-	// accepted but not yet admitted (or being refused) must not make a
-	// burst refuse each other.
-	if s.opts.MaxSessions > 0 && s.admitted >= s.opts.MaxSessions {
-		return nil, "too many connections", false
-	}
-	if s.opts.MaxConnsPerIP > 0 && s.perIP[key] >= s.opts.MaxConnsPerIP {
-		return nil, "too many connections from your address", false
-	}
-	s.perIP[key]++
-	s.admitted++
-	return func() {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		s.admitted--
-		if s.perIP[key]--; s.perIP[key] <= 0 {
-			delete(s.perIP, key)
-		}
-	}, "", true
 }
 
 // lockUser takes the per-user session lock (Options.LockSession).

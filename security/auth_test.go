@@ -168,9 +168,9 @@ func TestForbiddenCredentialsNeverReachUpstream(t *testing.T) {
 		}
 	}
 	c.Send("USER alice\x01")
-	c.Expect("+OK*")
+	c.Expect("-ERR invalid user name")
 	c.Send("PASS pw")
-	c.Expect(errAuth)
+	c.Expect("-ERR USER first")
 	if n := conns.Load(); n != 0 {
 		t.Fatalf("upstream was contacted %d times", n)
 	}

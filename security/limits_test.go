@@ -113,17 +113,30 @@ func TestLimitsBlackBox(t *testing.T) {
 			"--max-conns-per-ip", "2", "--max-sessions", "4")
 		h := dialVia(t, b.POP3, "192.0.2.1")
 		h.Login("demo", "demo")
-		dialVia(t, b.POP3, "203.0.113.1")
+		oldest := dialVia(t, b.POP3, "203.0.113.1")
 		dialVia(t, b.POP3, "203.0.113.1")
 		third := dialRaw(t, b.POP3)
 		fmt.Fprintf(third.Conn(), "PROXY TCP4 203.0.113.1 127.0.0.1 1 2\r\n")
 		third.Expect("-ERR [SYS/TEMP] too many connections from your address")
 		third.ExpectClosed()
 		dialVia(t, b.POP3, "203.0.113.2")
+		// Full: the newcomer is admitted and the oldest unauthenticated
+		// connection of the address holding the most is closed; the
+		// logged-in session is not.
 		fifth := dialRaw(t, b.POP3)
 		fmt.Fprintf(fifth.Conn(), "PROXY TCP4 203.0.113.3 127.0.0.1 1 2\r\n")
-		fifth.Expect("-ERR [SYS/TEMP] too many connections")
-		fifth.ExpectClosed()
+		fifth.Expect("+OK*")
+		oldest.Expect("-ERR [SYS/TEMP] too many connections, closing the oldest unauthenticated ones")
+		oldest.ExpectClosed()
+		// When logged-in sessions hold every slot, a newcomer is refused.
+		for _, src := range []string{"192.0.2.2", "192.0.2.3", "192.0.2.4"} {
+			c := dialVia(t, b.POP3, src)
+			c.Login("demo", "demo")
+		}
+		sixth := dialRaw(t, b.POP3)
+		fmt.Fprintf(sixth.Conn(), "PROXY TCP4 203.0.113.4 127.0.0.1 1 2\r\n")
+		sixth.Expect("-ERR [SYS/TEMP] too many connections")
+		sixth.ExpectClosed()
 		stillWorks(t, h)
 	})
 }

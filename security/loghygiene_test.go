@@ -3,6 +3,7 @@ package security
 import (
 	"encoding/base64"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -159,6 +160,10 @@ func TestUsernamesCannotBreakLogLines(t *testing.T) {
 		c.Expect(errAuth)
 		if !strings.ContainsAny(u, "\r\n") {
 			c.Send("USER " + u)
+			if strings.ContainsFunc(u, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+				c.Expect("-ERR invalid user name") // never stored
+				continue
+			}
 			c.Expect("+OK*")
 			c.Send("PASS pw")
 			c.Expect(errAuth)
@@ -176,4 +181,46 @@ func TestUsernamesCannotBreakLogLines(t *testing.T) {
 			t.Fatalf("log line carries control characters in user: %q", u)
 		}
 	}
+}
+
+// "USER name password" on one line (a client, or a person, putting the
+// password in the user field) is refused at once, and the password is in
+// no log line, at debug level, whatever follows: tab or space, a PASS
+// after it, the same thing through AUTH PLAIN and LOGIN. Against a real
+// Dovecot, so a login that did reach the upstream would show here.
+func TestUserWithPasswordOnOneLineNotLogged(t *testing.T) {
+	const user = "canary-user"
+	d := testenv.StartDovecot(t, testenv.DovecotOptions{Users: []testenv.User{{Name: user, Password: canary}}})
+	b := startBridge(t, "--upstream", "imap+insecure://"+d.IMAPAddr, "--auth-fail-delay", "1ms", "--auth-penalty-max", "1ms",
+		"--max-login-failures", "100", "--max-bad-commands-prelogin", "100", "--log-level", "debug")
+	for _, sep := range []string{" ", "\t", "  "} {
+		c := dialPOP3(t, b.POP3)
+		c.Send("USER " + user + sep + canary)
+		c.Expect("-ERR invalid user name")
+		c.Send("PASS " + canary)
+		c.Expect("-ERR USER first")
+		c.Send("AUTH PLAIN " + b64("\x00"+user+sep+canary+"\x00"+canary))
+		c.Expect(errAuth)
+		c.Send("AUTH LOGIN " + b64(user+sep+canary))
+		c.Expect("+ *")
+		c.Send(b64(canary))
+		c.Expect(errAuth)
+		c.Send("QUIT")
+		c.Expect("+OK*")
+	}
+	// The right login still works, and is logged.
+	c := dialPOP3(t, b.POP3)
+	c.Login(user, canary)
+	c.Send("QUIT")
+	c.Expect("+OK*")
+	waitCount(t, b, map[string]string{"event": "login_failed", "user": user + "[refused]"}, 3*2)
+	b.WaitLog(map[string]string{"event": "session_end", "user": user, "logged_in": "true"}, 10*time.Second)
+	lines := strings.Split(b.LogText(), "\n")
+	for i, line := range lines {
+		checkNoLeak(t, fmt.Sprintf("log line %d", i+1), line, user)
+	}
+	if n := strings.Count(d.Log(), "auth failed"); n != 0 {
+		t.Errorf("Dovecot saw %d failed logins: a refused user name reached the upstream", n)
+	}
+	b.Entries() // every line one JSON object
 }

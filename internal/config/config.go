@@ -46,7 +46,7 @@
 //	--log-level                info             LogLevel (trace … panic, disabled)
 //	--demo                     false            Demo (* --upstream not required)
 //	--max-line-length          1024             MaxLineLength (≥ 255, CRLF excluded)
-//	--prelogin-idle-timeout    60s              PreLoginIdleTimeout
+//	--prelogin-idle-timeout    180s             PreLoginIdleTimeout
 //	--prelogin-timeout         180s             PreLoginTimeout
 //	--idle-timeout             10m              IdleTimeout
 //	--write-timeout            120s             WriteTimeout
@@ -55,8 +55,10 @@
 //	--max-login-failures       3                MaxLoginFailures
 //	--auth-fail-delay          2s               AuthFailDelay
 //	--auth-penalty-max         15s              AuthPenaltyMax
-//	--max-conns-per-ip         10               MaxConnsPerIP
+//	--max-conns-per-ip         10               MaxConnsPerIP (unauthenticated only)
+//	--max-userip-conns         10               MaxUserIPConns (logged in, per user and client IP)
 //	--max-sessions             5000             MaxSessions
+//	--max-prelogin-conns       1000             MaxPreLoginConns (then the oldest is closed)
 //	--upstream-dial-timeout    10s              UpstreamDialTimeout
 //	--upstream-login-timeout   30s              UpstreamLoginTimeout
 //	--upstream-command-timeout 60s              UpstreamCommandTimeout
@@ -159,7 +161,9 @@ type Config struct {
 	AuthFailDelay           time.Duration
 	AuthPenaltyMax          time.Duration
 	MaxConnsPerIP           int
+	MaxUserIPConns          int
 	MaxSessions             int
+	MaxPreLoginConns        int
 	UpstreamDialTimeout     time.Duration
 	UpstreamLoginTimeout    time.Duration
 	UpstreamCommandTimeout  time.Duration

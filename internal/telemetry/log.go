@@ -40,7 +40,9 @@ func (o LogObserver) LoginAttempted(c pop3server.ConnInfo, user string, err erro
 			Str("user", user).Msg("login")
 		return
 	case LoginAuthFailed:
-		ev, event, reason = o.Log.Warn(), "login_failed", "authentication failed"
+		// Why, in fixed words ("authentication failed", "mechanism not
+		// offered", "recently failed", ...): never client input.
+		ev, event, reason = o.Log.Warn(), "login_failed", pop3server.FailureReason(err)
 	case LoginInUse:
 		ev, event, reason = o.Log.Info(), "login_in_use", "maildrop in use"
 	default:

@@ -46,6 +46,20 @@ func TestFailedLoginUserCannotForgeAddress(t *testing.T) {
 	}
 }
 
+// The failed-login line says why the login failed, in fixed words.
+func TestFailedLoginReason(t *testing.T) {
+	lines := logLines(t, func(o LogObserver) {
+		o.LoginAttempted(testConn, "bob", pop3server.ErrAuthFailed.Wrap(pop3server.ErrMechanismNotOffered))
+	})
+	var m map[string]any
+	if err := json.Unmarshal([]byte(lines[0]), &m); err != nil {
+		t.Fatal(err)
+	}
+	if m["event"] != "login_failed" || m["reason"] != "mechanism not offered" {
+		t.Fatalf("line %s", lines[0])
+	}
+}
+
 func TestNotClientsFaultIsNotLoginFailed(t *testing.T) {
 	lines := logLines(t, func(o LogObserver) {
 		o.LoginAttempted(testConn, "bob", pop3server.ErrTemporary)
