@@ -23,8 +23,10 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/popbridge/popbridge/internal/pop3test"
 	"github.com/popbridge/popbridge/internal/testenv"
 	"github.com/popbridge/popbridge/pop3server"
+	"github.com/popbridge/popbridge/uidlimport"
 	"github.com/popbridge/popbridge/uidlmap"
 	"github.com/popbridge/popbridge/upstream"
 )
@@ -392,4 +394,92 @@ func head(s []string) []string {
 		return append(slices.Clone(s[:5]), fmt.Sprintf("... %d more", len(s)-5))
 	}
 	return s
+}
+
+// TestDovecotMigration migrates a user from Dovecot's own POP3 server,
+// whose pop3_uidl_format (%g, the maildir file's GUID) popbridge cannot
+// derive, as docs/migration.md describes: a leave-on-server client syncs
+// with the old server, `uidl import` copies its UIDLs (a dry run first,
+// which stores nothing; a second run, which skips the finished mailbox),
+// and the client, pointed at popbridge, downloads only the two identical
+// copies (ambiguous: never imported). Then the store goes down: a login
+// that would need it answers -ERR [SYS/TEMP].
+func TestDovecotMigration(t *testing.T) {
+	d := testenv.StartDovecot(t, testenv.DovecotOptions{
+		POP3:        true,
+		Users:       []testenv.User{{Name: testUser, Password: testPass}},
+		ExtraConfig: "pop3_uidl_format = %g",
+	})
+	msgs := corpus(100)
+	seed(t, d, testUser, msgs)
+	client := newMpop(t, testUser, testPass)
+	if got := client.run(t, d.POP3Addr); len(got) != len(msgs) {
+		t.Fatalf("sync with the old server downloaded %d, want %d", len(got), len(msgs))
+	}
+
+	// The old server's UIDLs are not popbridge's derived ones.
+	old := pop3test.Dial(t, d.POP3Addr, pop3test.Options{})
+	old.Expect("+OK*")
+	old.Send("USER " + testUser)
+	old.Expect("+OK*")
+	old.Send("PASS " + testPass)
+	old.Expect("+OK*")
+	old.Send("UIDL 1")
+	line := old.MustLine("+OK 1 ")
+	old.Close()
+	derived, err := upstream.FormatUIDL(upstream.DefaultUIDLFormat, 1, d.UIDValidity(t, testUser, "INBOX"))
+	if err != nil || strings.TrimPrefix(line, "+OK 1 ") == derived {
+		t.Fatalf("old server's UIDL %q is the derived %q (%v): the test would prove nothing", line, derived, err)
+	}
+
+	st := newStore(t)
+	from, err := uidlimport.ParseServer("pop3+insecure://" + d.POP3Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	accounts := []uidlimport.Account{{User: testUser, Password: testPass, Line: 1}}
+	opts := uidlimport.Options{From: from, IMAP: backend(t, d, nil), Store: st, DryRun: true}
+	reports, err := uidlimport.Run(context.Background(), opts, accounts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := uidlimport.Report{User: testUser, Mailbox: "INBOX", Status: uidlimport.StatusDryRun, POP3: 100, IMAP: 100, Matched: 98, Ambiguous: 2}
+	if reports[0] != want || st.len() != 0 {
+		t.Fatalf("dry run: %+v (store %d UIDLs), want %+v and nothing stored", reports[0], st.len(), want)
+	}
+
+	opts.DryRun = false
+	reports, _ = uidlimport.Run(context.Background(), opts, accounts)
+	want.Status = uidlimport.StatusImported
+	if reports[0] != want || st.len() != 98 {
+		t.Fatalf("import: %+v (store %d UIDLs), want %+v", reports[0], st.len(), want)
+	}
+	reports, _ = uidlimport.Run(context.Background(), opts, accounts)
+	if reports[0].Status != uidlimport.StatusSkipped {
+		t.Fatalf("second run: %+v, want the mailbox skipped", reports[0])
+	}
+
+	addr := serve(t, backend(t, d, st))
+	if got, want := client.run(t, addr), subjectsOf(msgs, "dup-a", "dup-b"); !slices.Equal(got, want) {
+		t.Fatalf("through popbridge after the import downloaded %d: %v, want only %v", len(got), head(got), want)
+	}
+	if got := client.run(t, addr); len(got) != 0 {
+		t.Fatalf("second run through popbridge downloaded %v", head(got))
+	}
+
+	// New mail needs the store; while it is down the login fails
+	// [SYS/TEMP] instead of showing UIDLs that might differ.
+	st.setDown(true)
+	seed(t, d, testUser, []mail{{"new", message("<new@example.org>", time.Now(), "New mail")}})
+	c := pop3test.Dial(t, addr, pop3test.Options{})
+	c.Expect("+OK*")
+	c.Send("USER " + testUser)
+	c.Expect("+OK*")
+	c.Send("PASS " + testPass)
+	c.Expect("-ERR [SYS/TEMP]*")
+	c.Close()
+	st.setDown(false)
+	if got := client.run(t, addr); !slices.Equal(got, []string{"New mail"}) {
+		t.Fatalf("with the store back downloaded %v, want the new mail", head(got))
+	}
 }
