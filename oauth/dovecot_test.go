@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/popbridge/popbridge/internal/bridgetest"
 	"github.com/popbridge/popbridge/internal/pop3test"
 	"github.com/popbridge/popbridge/internal/testenv"
 	"github.com/popbridge/popbridge/internal/testing/oauthserver"
@@ -35,7 +35,7 @@ type env struct {
 	st     *memStore
 	m      *Manager
 	addr   string // POP3
-	logBuf *syncBuffer
+	logBuf *bridgetest.SyncBuffer
 	reg    *prometheus.Registry
 }
 
@@ -48,7 +48,7 @@ type envOptions struct {
 
 func newEnv(t *testing.T, o envOptions) *env {
 	t.Helper()
-	e := &env{idp: oauthserver.Start(t, o.idp), st: newMemStore(), logBuf: &syncBuffer{}}
+	e := &env{idp: oauthserver.Start(t, o.idp), st: newMemStore(), logBuf: &bridgetest.SyncBuffer{}}
 	dopts := testenv.DovecotOptions{
 		Users:  []testenv.User{{Name: alice, Password: "seed"}, {Name: "bob@example.test", Password: "seed"}},
 		OAuth2: &testenv.DovecotOAuth2{IntrospectionURL: e.idp.URL + "/introspect"},
@@ -181,22 +181,4 @@ func TestUserModeRetrieves(t *testing.T) {
 			}
 		})
 	}
-}
-
-// syncBuffer is a log sink safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

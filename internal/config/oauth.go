@@ -2,8 +2,6 @@ package config
 
 import (
 	"fmt"
-	"maps"
-	"slices"
 
 	"go.yaml.in/yaml/v3"
 
@@ -74,8 +72,7 @@ func isOAuth(a string) bool { return a == AuthOAuth2User || a == AuthOAuth2App }
 // each domain and each user, names a provider of the providers: section,
 // and that a secret key file is given when any does.
 func (c *Config) checkOAuth() error {
-	r := c.Resolver()
-	check := func(s policy.Settings, where string) error {
+	err := c.eachResolved("auth", func(s policy.Settings, where string) error {
 		if !isOAuth(s.Auth) {
 			return nil
 		}
@@ -86,19 +83,9 @@ func (c *Config) checkOAuth() error {
 			return fmt.Errorf("%s: provider %q is not in the config file's providers:", where, s.Provider)
 		}
 		return nil
-	}
-	if err := check(r.Default, c.Where("auth")); err != nil {
+	})
+	if err != nil {
 		return err
-	}
-	for _, d := range slices.Sorted(maps.Keys(c.Domains)) {
-		if err := check(r.Resolve("@"+d), c.where["domains."+d]); err != nil {
-			return err
-		}
-	}
-	for _, u := range slices.Sorted(maps.Keys(c.Users)) {
-		if err := check(r.Resolve(u), c.where["users."+u]); err != nil {
-			return err
-		}
 	}
 	if c.UsesOAuth() && c.SecretKeyFile == "" {
 		return fmt.Errorf("--secret-key-file: required when an auth is oauth2-user or oauth2-app (create one with: popbridge oauth keygen --secret-key-file FILE)")

@@ -47,7 +47,6 @@ func (c *Config) validate() error {
 // default and for every override, as each resolves: moving a message into
 // the maildrop it came from would serve it again under a new UID forever.
 func (c *Config) checkMoveTargets() error {
-	r := c.Resolver()
 	check := func(s policy.Settings, where string) error {
 		if a := s.Policy.Action; a.Kind == policy.Move && sameMailbox(a.Mailbox, s.Mailbox) {
 			return fmt.Errorf("%s: delete-action %v moves into the served mailbox %q", where, a, s.Mailbox)
@@ -59,7 +58,15 @@ func (c *Config) checkMoveTargets() error {
 		}
 		return nil
 	}
-	if err := check(r.Default, c.Where("delete-action")); err != nil {
+	return c.eachResolved("delete-action", check)
+}
+
+// eachResolved calls check with the settings the server level, each
+// domain and each user resolve to, and where each was set (the server
+// level's as key's source), stopping at the first error.
+func (c *Config) eachResolved(key string, check func(s policy.Settings, where string) error) error {
+	r := c.Resolver()
+	if err := check(r.Default, c.Where(key)); err != nil {
 		return err
 	}
 	for _, d := range slices.Sorted(maps.Keys(c.Domains)) {

@@ -1,0 +1,421 @@
+// Package cli is `popbridge oauth`: the admin's commands to create the
+// secret key, enroll mailboxes and their devices, list them and revoke
+// them (docs/oauth2.md). cmd/popbridge dispatches to Run.
+package cli
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"regexp"
+	"slices"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/popbridge/popbridge/internal/config"
+	"github.com/popbridge/popbridge/oauth"
+	"github.com/popbridge/popbridge/policy"
+)
+
+// Env is what Run needs from its process.
+type Env struct {
+	Getenv         func(string) string
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+	// OpenStore opens the state store named by the --store URL (default
+	// sqlite:popbridge.db in the data directory).
+	OpenStore func(ctx context.Context, url, dataDir string) (oauth.Store, func() error, error)
+}
+
+// usageError is bad input: one line on stderr and exit status 2.
+type usageError struct{ error }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
+const usage = `Usage:
+  popbridge oauth keygen  --secret-key-file FILE
+  popbridge oauth enroll  --mailbox M [--provider NAME] --device D (--password-stdin | --generate) [--flow auto|device|code]
+  popbridge oauth devices [--mailbox M]
+  popbridge oauth revoke  --mailbox M [--device D]
+
+Every command also takes --config FILE, --secret-key-file FILE, --store URL and --data-dir DIR
+(or POPBRIDGE_CONFIG, POPBRIDGE_SECRET_KEY_FILE, POPBRIDGE_STORE, POPBRIDGE_DATA_DIR), the same
+as the bridge they prepare. See docs/oauth2.md.
+`
+
+// Run runs `popbridge oauth ARGS` and returns the exit status.
+func Run(args []string, env Env) int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	err := run(ctx, args, env)
+	var ue usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Fprint(env.Stdout, usage)
+		return 0
+	case errors.As(err, &ue):
+		fmt.Fprintf(env.Stderr, "popbridge oauth: %s\n", oneLine(err.Error()))
+		return 2
+	default:
+		fmt.Fprintf(env.Stderr, "popbridge oauth: %s\n", oneLine(err.Error()))
+		return 1
+	}
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// common are the flags every command takes.
+type common struct {
+	config, secretKeyFile, store, dataDir string
+}
+
+func (c *common) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.config, "config", "", "YAML config file (providers:, auth:)")
+	fs.StringVar(&c.secretKeyFile, "secret-key-file", "", "the key that seals grants")
+	fs.StringVar(&c.store, "store", "", "state store URL (default sqlite:popbridge.db)")
+	fs.StringVar(&c.dataDir, "data-dir", "", "directory of a relative sqlite: store (default: the working directory)")
+}
+
+func run(ctx context.Context, args []string, env Env) error {
+	if len(args) == 0 {
+		return usagef("a command is required: keygen, enroll, devices or revoke (popbridge oauth --help)")
+	}
+	cmd, args := args[0], args[1:]
+	fs := flag.NewFlagSet("popbridge oauth "+cmd, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var c common
+	c.register(fs)
+	var mailbox, provider, device, flow string
+	var passwordStdin, generate bool
+	switch cmd {
+	case "-h", "--help", "help":
+		return flag.ErrHelp
+	case "keygen", "devices":
+		if cmd == "devices" {
+			fs.StringVar(&mailbox, "mailbox", "", "")
+		}
+	case "enroll":
+		fs.StringVar(&mailbox, "mailbox", "", "")
+		fs.StringVar(&provider, "provider", "", "")
+		fs.StringVar(&device, "device", "", "")
+		fs.StringVar(&flow, "flow", "auto", "")
+		fs.BoolVar(&passwordStdin, "password-stdin", false, "")
+		fs.BoolVar(&generate, "generate", false, "")
+	case "revoke":
+		fs.StringVar(&mailbox, "mailbox", "", "")
+		fs.StringVar(&device, "device", "", "")
+	default:
+		return usagef("unknown command %q (want keygen, enroll, devices or revoke)", cmd)
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return flag.ErrHelp
+		}
+		return usagef("%s: %v", cmd, err)
+	}
+	if fs.NArg() > 0 {
+		return usagef("%s: unexpected argument %q", cmd, fs.Arg(0))
+	}
+	cfg, err := c.load(env)
+	if err != nil {
+		return err
+	}
+	if cmd == "keygen" {
+		return keygen(cfg, env)
+	}
+
+	mailbox = policy.NormalizeName(mailbox)
+	switch {
+	case (cmd == "enroll" || cmd == "revoke") && mailbox == "":
+		return usagef("%s: --mailbox is required", cmd)
+	case mailbox != "" && !validName(mailbox):
+		return usagef("%s: --mailbox %q: want a login name without spaces or control characters", cmd, mailbox)
+	case cmd == "enroll" && device == "":
+		return usagef("enroll: --device NAME is required (the device that will log in, e.g. scanner)")
+	case device != "" && !deviceRE.MatchString(device):
+		return usagef("%s: --device %q: want 1 to 64 letters, digits, '.', '_' or '-'", cmd, device)
+	case cmd == "enroll" && passwordStdin == generate:
+		return usagef("enroll: give exactly one of --password-stdin and --generate")
+	case cmd == "enroll" && !slices.Contains([]string{"auto", "device", "code"}, flow):
+		return usagef("enroll: --flow %q: want auto, device or code", flow)
+	}
+
+	if cfg.SecretKeyFile == "" {
+		return usagef("--secret-key-file is required (create one with: popbridge oauth keygen --secret-key-file FILE)")
+	}
+	key, err := oauth.LoadKeyFile(cfg.SecretKeyFile)
+	if err != nil {
+		return usageError{err}
+	}
+	st, closeStore, err := env.OpenStore(ctx, c.storeURL(env), c.dataDirOr(env))
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	defer closeStore()
+	providers, err := LoadProviders(cfg)
+	if err != nil {
+		return usageError{err}
+	}
+	m := oauth.NewManager(oauth.ManagerOptions{Store: st, Key: key, Providers: providers})
+	t := &tool{cfg: cfg, m: m, st: st, env: env}
+	switch cmd {
+	case "enroll":
+		return t.enroll(ctx, mailbox, provider, device, flow, passwordStdin)
+	case "devices":
+		return t.devices(ctx, mailbox)
+	default:
+		return t.revoke(ctx, mailbox, device)
+	}
+}
+
+var deviceRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+func validName(s string) bool {
+	return len(s) <= 255 && !strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r == 0x7f })
+}
+
+// load reads the configuration the bridge would read, without the
+// checks only serving needs.
+func (c *common) load(env Env) (*config.Config, error) {
+	var args []string
+	if c.config != "" {
+		args = append(args, "--config", c.config)
+	}
+	if c.secretKeyFile != "" {
+		args = append(args, "--secret-key-file", c.secretKeyFile)
+	}
+	cfg, err := config.LoadTool(args, env.Getenv)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	return cfg, nil
+}
+
+func (c *common) storeURL(env Env) string {
+	switch {
+	case c.store != "":
+		return c.store
+	case env.Getenv("POPBRIDGE_STORE") != "":
+		return env.Getenv("POPBRIDGE_STORE")
+	}
+	return "sqlite:popbridge.db"
+}
+
+func (c *common) dataDirOr(env Env) string {
+	if c.dataDir != "" {
+		return c.dataDir
+	}
+	return env.Getenv("POPBRIDGE_DATA_DIR")
+}
+
+// LoadProviders turns the config file's providers into oauth.Providers,
+// with the known endpoints filled in and the secret files read. The bridge
+// uses it too.
+func LoadProviders(cfg *config.Config) (map[string]*oauth.Provider, error) {
+	out := make(map[string]*oauth.Provider, len(cfg.Providers))
+	for name, p := range cfg.Providers {
+		op := &oauth.Provider{Name: name, Type: p.Type, ClientID: p.ClientID, ClientSecretFile: p.ClientSecretFile,
+			Tenant: p.Tenant, DeviceAuthURL: p.DeviceAuthURL, AuthURL: p.AuthURL, TokenURL: p.TokenURL,
+			Scopes: p.Scopes, AppScopes: p.AppScopes}
+		if err := op.Load(); err != nil {
+			return nil, fmt.Errorf("%s: %w", cfg.Where("providers."+name), err)
+		}
+		out[name] = op
+	}
+	return out, nil
+}
+
+func keygen(cfg *config.Config, env Env) error {
+	if cfg.SecretKeyFile == "" {
+		return usagef("keygen: --secret-key-file FILE is required")
+	}
+	if err := oauth.GenerateKeyFile(cfg.SecretKeyFile); err != nil {
+		return usageError{err}
+	}
+	fmt.Fprintf(env.Stdout, "Wrote a new secret key to %s (mode 0600).\n"+
+		"Back it up apart from the store: grants sealed with it open with no other key.\n", cfg.SecretKeyFile)
+	return nil
+}
+
+type tool struct {
+	cfg *config.Config
+	m   *oauth.Manager
+	st  oauth.Store
+	env Env
+}
+
+func (t *tool) enroll(ctx context.Context, mailbox, providerName, device, flow string, passwordStdin bool) error {
+	s := t.cfg.Resolver().Resolve(mailbox)
+	mode := s.Auth
+	if mode != oauth.ModeUser && mode != oauth.ModeApp {
+		return usagef("enroll: %s resolves to auth passthrough in the config file; set auth: oauth2-user (or oauth2-app) for its domain or user first", mailbox)
+	}
+	if providerName == "" {
+		providerName = s.Provider
+	}
+	p := t.m.Provider(providerName)
+	if p == nil {
+		return usagef("enroll: provider %q is not in the config file's providers:", providerName)
+	}
+	// The password is read (or made) before the sign-in, which may take
+	// minutes and must not end in a prompt.
+	var password string
+	if passwordStdin {
+		var err error
+		if password, err = readPassword(t.env.Stdin); err != nil {
+			return usageError{err}
+		}
+	} else {
+		var err error
+		if password, err = oauth.GeneratePassword(); err != nil {
+			return err
+		}
+	}
+
+	out := t.env.Stdout
+	if mode == oauth.ModeUser {
+		var (
+			tok *oauth2.Token
+			err error
+		)
+		switch {
+		case flow == "device" || (flow == "auto" && p.HasDeviceFlow()):
+			if !p.HasDeviceFlow() {
+				return usagef("enroll: provider %q has no device-auth-url; use --flow code", p.Name)
+			}
+			tok, err = t.m.DeviceFlow(ctx, p, mailbox, out)
+		default:
+			tok, err = t.m.CodeFlow(ctx, p, mailbox, out)
+		}
+		if err != nil {
+			return fmt.Errorf("enroll %s: %w", mailbox, err)
+		}
+		if err := t.m.SaveGrant(ctx, mailbox, p.Name, tok); err != nil {
+			return fmt.Errorf("enroll %s: %w", mailbox, err)
+		}
+	} else if err := t.m.AllowApp(ctx, mailbox, p.Name); err != nil {
+		return fmt.Errorf("enroll %s: %w", mailbox, err)
+	}
+	if err := t.m.SetDevicePassword(ctx, mailbox, device, password, oauth.DefaultHashParams); err != nil {
+		return fmt.Errorf("enroll %s: device %s: %w", mailbox, device, err)
+	}
+	if mode == oauth.ModeUser {
+		fmt.Fprintf(out, "\nEnrolled %s (provider %s): popbridge now holds its grant, sealed.\n", mailbox, p.Name)
+	} else {
+		fmt.Fprintf(out, "\nAllow-listed %s for the application grant of provider %s.\n", mailbox, p.Name)
+	}
+	if passwordStdin {
+		fmt.Fprintf(out, "Device %q logs in to popbridge as %s with the password given.\n", device, mailbox)
+	} else {
+		fmt.Fprintf(out, "Device %q logs in to popbridge as %s with the password\n\n    %s\n\n"+
+			"It is shown only now; popbridge keeps only a hash of it.\n", device, mailbox, password)
+	}
+	return nil
+}
+
+// readPassword reads one line: the device password.
+func readPassword(r io.Reader) (string, error) {
+	line, err := bufio.NewReader(io.LimitReader(r, 4096)).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("--password-stdin: %w", err)
+	}
+	pw := strings.TrimRight(line, "\r\n")
+	switch {
+	case pw == "":
+		return "", errors.New("--password-stdin: no password on standard input")
+	case len(pw) > 200:
+		return "", errors.New("--password-stdin: longer than 200 octets (POP3 clients cannot send it)")
+	case strings.ContainsFunc(pw, func(r rune) bool { return r < ' ' || r == 0x7f }):
+		return "", errors.New("--password-stdin: the password has control characters, which POP3 cannot carry")
+	}
+	return pw, nil
+}
+
+func (t *tool) devices(ctx context.Context, only string) error {
+	var boxes []oauth.Mailbox
+	if only != "" {
+		m, err := t.st.GetMailbox(ctx, only)
+		if errors.Is(err, oauth.ErrNotFound) {
+			return fmt.Errorf("%s is not enrolled", only)
+		}
+		if err != nil {
+			return err
+		}
+		boxes = []oauth.Mailbox{m}
+	} else {
+		var err error
+		if boxes, err = t.st.ListMailboxes(ctx); err != nil {
+			return err
+		}
+	}
+	slices.SortFunc(boxes, func(a, b oauth.Mailbox) int { return strings.Compare(a.Mailbox, b.Mailbox) })
+	tw := tabwriter.NewWriter(t.env.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "MAILBOX\tMODE\tPROVIDER\tSTATE\tDEVICE\tADDED")
+	for _, b := range boxes {
+		state := "ok"
+		if b.NeedsReenroll {
+			state = "needs re-enrollment (" + b.LastError + ")"
+		}
+		creds, err := t.st.DeviceCredentials(ctx, b.Mailbox)
+		if err != nil {
+			return err
+		}
+		slices.SortFunc(creds, func(a, b oauth.DeviceCredential) int { return strings.Compare(a.Device, b.Device) })
+		if len(creds) == 0 {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t(none)\t\n", b.Mailbox, b.Mode, b.Provider, state)
+		}
+		for _, c := range creds {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", b.Mailbox, b.Mode, b.Provider, state, c.Device, c.CreatedAt.Local().Format(time.DateTime))
+		}
+	}
+	if len(boxes) == 0 {
+		fmt.Fprintln(t.env.Stdout, "No mailbox is enrolled (popbridge oauth enroll).")
+		return nil
+	}
+	return tw.Flush()
+}
+
+func (t *tool) revoke(ctx context.Context, mailbox, device string) error {
+	if device != "" {
+		if err := t.st.DeleteDeviceCredential(ctx, mailbox, device); errors.Is(err, oauth.ErrNotFound) {
+			return fmt.Errorf("%s has no device %q (popbridge oauth devices --mailbox %s)", mailbox, device, mailbox)
+		} else if err != nil {
+			return err
+		}
+		fmt.Fprintf(t.env.Stdout, "Revoked device %q of %s; its password no longer logs in.\n", device, mailbox)
+		return nil
+	}
+	creds, err := t.st.DeviceCredentials(ctx, mailbox)
+	if err != nil {
+		return err
+	}
+	for _, c := range creds {
+		if err := t.st.DeleteDeviceCredential(ctx, mailbox, c.Device); err != nil && !errors.Is(err, oauth.ErrNotFound) {
+			return err
+		}
+	}
+	if err := t.st.DeleteMailbox(ctx, mailbox); errors.Is(err, oauth.ErrNotFound) {
+		return fmt.Errorf("%s is not enrolled", mailbox)
+	} else if err != nil {
+		return err
+	}
+	fmt.Fprintf(t.env.Stdout, "Revoked %s: its grant and its %d device password(s) are deleted from the store.\n"+
+		"To end the grant at the provider too, remove popbridge's access in the account's or tenant's settings.\n", mailbox, len(creds))
+	return nil
+}
+
+// Stdio is the Env of a real process, without OpenStore.
+func Stdio() Env {
+	return Env{Getenv: os.Getenv, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}
+}
