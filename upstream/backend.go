@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -143,6 +144,8 @@ type Backend struct {
 	uidl     uidlFormat
 	uidlSep  byte       // see uidlSuffixSep
 	breakers breakerSet // one circuit breaker per upstream URL
+	// resolver is Options.Resolver until Reload replaces it.
+	resolver atomic.Pointer[policy.Resolver]
 
 	pruneMu   sync.Mutex
 	lastPrune time.Time // journal pruning, see pruneJournal
@@ -193,7 +196,9 @@ func New(opts Options) (*Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("upstream: %w", err)
 	}
-	return &Backend{opts: opts, uidl: f, uidlSep: uidlSuffixSep(f), expiryChecked: expiry}, nil
+	b := &Backend{opts: opts, uidl: f, uidlSep: uidlSuffixSep(f), expiryChecked: expiry}
+	b.resolver.Store(opts.Resolver)
+	return b, nil
 }
 
 var errLoginTimeout = errors.New("upstream login timed out")
@@ -258,6 +263,15 @@ func (b *Backend) Login(ctx context.Context, conn pop3server.ConnInfo, username,
 	return m, nil
 }
 
+// Reload replaces the per-user settings (policies and overrides) for
+// logins from now on, as on SIGHUP. A session keeps the settings it
+// logged in with: its maildrop copied them at login.
+func (b *Backend) Reload(r *policy.Resolver) {
+	if r != nil {
+		b.resolver.Store(r)
+	}
+}
+
 // upstreamURL is the upstream of a user's settings.
 func (b *Backend) upstreamURL(s policy.Settings) (*URL, error) {
 	u := b.opts.URL
@@ -285,8 +299,8 @@ func (b *Backend) dialConfig(u *URL) dialConfig {
 // settings resolves the user's upstream, mailbox and policy.
 func (b *Backend) settings(username string) policy.Settings {
 	s := policy.Settings{Mailbox: b.opts.Mailbox, Policy: b.opts.Policy}
-	if b.opts.Resolver != nil {
-		s = b.opts.Resolver.Resolve(username)
+	if r := b.resolver.Load(); r != nil {
+		s = r.Resolve(username)
 	}
 	if s.Mailbox == "" {
 		s.Mailbox = b.opts.Mailbox

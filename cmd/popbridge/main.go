@@ -95,6 +95,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 	for {
 		select {
 		case <-hup:
+			b.reloadConfig(cfg, args, getenv, log)
 			if b.certs != nil {
 				if err := b.certs.Reload(); err != nil {
 					log.Error().Err(err).Msg("TLS certificate reload failed; keeping the old one")
@@ -130,6 +131,8 @@ type Addrs struct {
 // bridge is everything run starts, for orderly shutdown.
 type bridge struct {
 	pop3     *pop3server.Server
+	backend  *upstream.Backend
+	metrics  *telemetry.Metrics
 	demo     *demo.Server
 	certs    *certReloader
 	addrs    Addrs
@@ -181,6 +184,8 @@ func build(cfg *config.Config, log zerolog.Logger) (b *bridge, err error) {
 	}
 
 	metrics := telemetry.NewMetrics(buildVersion())
+	metrics.ConfigLoaded(time.Now(), true)
+	b.metrics = metrics
 	var listings *cache.Listings
 	if cfg.CacheEntries > 0 {
 		if listings, err = cache.NewListings(cfg.CacheEntries); err != nil {
@@ -204,6 +209,7 @@ func build(cfg *config.Config, log zerolog.Logger) (b *bridge, err error) {
 		Logger:         log.With().Str("component", "upstream").Logger(),
 		Metrics:        metrics,
 	})
+	b.backend = backend
 	if err != nil {
 		return b, usageError{fmt.Errorf("upstream: %w", err)}
 	}

@@ -38,6 +38,8 @@ type Metrics struct {
 	updatesApplied    *prometheus.CounterVec
 	uidlRematches     prometheus.Counter
 	uidlAssigned      *prometheus.CounterVec
+	configLoadTime    prometheus.Gauge
+	configLoadOK      prometheus.Gauge
 	connectFailStreak atomic.Int64
 }
 
@@ -93,6 +95,14 @@ func NewMetrics(version string) *Metrics {
 			Name: "popbridge_uidl_assigned_total",
 			Help: "Messages given a UIDL with the state store: matched (kept a remembered UIDL by fingerprint), fresh (new mail or no candidate), ambiguous (a shared fingerprint: a new UIDL, downloaded again).",
 		}, []string{"result"}),
+		configLoadTime: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "popbridge_config_last_load_timestamp_seconds",
+			Help: "When the configuration was last loaded (at start or on SIGHUP), successfully or not.",
+		}),
+		configLoadOK: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "popbridge_config_last_load_success",
+			Help: "1 if the last configuration load succeeded, 0 if it failed and the previous configuration is still in use.",
+		}),
 	}
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "popbridge_build_info",
@@ -106,7 +116,7 @@ func NewMetrics(version string) *Metrics {
 		buildInfo,
 		m.sessionsTotal, m.sessionsEnded, m.logins, m.commands, m.sentBytes,
 		m.upstreamDuration, m.upstreamErrors, m.updatesApplied,
-		m.uidlRematches, m.uidlAssigned,
+		m.uidlRematches, m.uidlAssigned, m.configLoadTime, m.configLoadOK,
 	)
 	// Known label values exist from the start, so rate() and absent-series
 	// alerts work before the first event.
@@ -211,6 +221,17 @@ func (m *Metrics) UIDLsAssigned(rematch bool, matched, fresh, ambiguous int) {
 	m.uidlAssigned.WithLabelValues("matched").Add(float64(matched))
 	m.uidlAssigned.WithLabelValues("fresh").Add(float64(fresh))
 	m.uidlAssigned.WithLabelValues("ambiguous").Add(float64(ambiguous))
+}
+
+// ConfigLoaded records a configuration load: at start, and at each
+// SIGHUP reload, whose failure keeps the previous configuration.
+func (m *Metrics) ConfigLoaded(at time.Time, ok bool) {
+	m.configLoadTime.Set(float64(at.UnixNano()) / 1e9)
+	if ok {
+		m.configLoadOK.Set(1)
+	} else {
+		m.configLoadOK.Set(0)
+	}
 }
 
 // LoginResult classifies a login error as the logins_total result label:
