@@ -1,7 +1,6 @@
 package cache
 
 import (
-	"bytes"
 	"fmt"
 	"sync"
 	"testing"
@@ -148,95 +147,5 @@ func TestListingsConcurrent(t *testing.T) {
 	wg.Wait()
 	if h, m := l.Stats(); h+m != 8*500 {
 		t.Errorf("Stats = %d + %d, want %d lookups", h, m, 8*500)
-	}
-}
-
-func TestBodies(t *testing.T) {
-	b, err := NewBodies(100, 40)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bk := func(uid uint32) BodyKey { return BodyKey{Key: k1, UID: uid} }
-	body := func(n int) []byte { return bytes.Repeat([]byte{'x'}, n) }
-
-	if b.Put(bk(1), body(41)) {
-		t.Error("body over MaxBody accepted")
-	}
-	buf := body(40)
-	if !b.Put(bk(1), buf) {
-		t.Fatal("Put failed")
-	}
-	buf[0] = 'y' // the cache holds its own copy
-	if got, ok := b.Get(bk(1)); !ok || got[0] != 'x' {
-		t.Errorf("Get = %q, %v", got, ok)
-	}
-	b.Put(bk(2), body(40))
-	b.Get(bk(1)) // 2 is now least recent
-	if b.Bytes() != 80 || b.Len() != 2 {
-		t.Fatalf("Bytes %d Len %d, want 80, 2", b.Bytes(), b.Len())
-	}
-
-	// 30 more bytes exceed 100: the least recent body goes, and only it.
-	b.Put(bk(3), body(30))
-	if _, ok := b.Get(bk(2)); ok {
-		t.Error("LRU body not evicted by bytes")
-	}
-	if b.Bytes() != 70 || b.Len() != 2 {
-		t.Errorf("after eviction: Bytes %d Len %d, want 70, 2", b.Bytes(), b.Len())
-	}
-
-	// Replacing a body accounts for the old size.
-	b.Put(bk(3), body(10))
-	if b.Bytes() != 50 {
-		t.Errorf("after replace: Bytes %d, want 50", b.Bytes())
-	}
-	// A put that needs several evictions.
-	b.Put(bk(4), body(40))
-	b.Put(bk(5), body(40))
-	if b.Bytes() > 100 {
-		t.Errorf("Bytes %d over the bound", b.Bytes())
-	}
-	if _, ok := b.Get(bk(5)); !ok {
-		t.Error("newest body evicted")
-	}
-	b.Remove(bk(5))
-	if _, ok := b.Get(bk(5)); ok {
-		t.Error("body survived Remove")
-	}
-
-	// Other users never see bob's body.
-	if _, ok := b.Get(BodyKey{Key: Key{Upstream: k1.Upstream, User: "eve", Mailbox: "INBOX", UIDValidity: 1}, UID: 4}); ok {
-		t.Error("body served across users")
-	}
-	hits, misses := b.Stats()
-	if hits != 3 || misses != 3 {
-		t.Errorf("Stats = %d, %d; want 3, 3", hits, misses)
-	}
-	if b.MaxBody() != 40 {
-		t.Errorf("MaxBody = %d", b.MaxBody())
-	}
-}
-
-func TestBodiesLimits(t *testing.T) {
-	if _, err := NewBodies(0, 10); err == nil {
-		t.Error("NewBodies(0, 10) succeeded")
-	}
-	if _, err := NewBodies(10, 0); err == nil {
-		t.Error("NewBodies(10, 0) succeeded")
-	}
-	b, _ := NewBodies(10, DefaultMaxBody)
-	if b.MaxBody() != 10 {
-		t.Errorf("MaxBody not capped: %d", b.MaxBody())
-	}
-	var nilB *Bodies
-	if nilB.Put(BodyKey{}, []byte("x")) || nilB.Len() != 0 || nilB.Bytes() != 0 || nilB.MaxBody() != 0 {
-		t.Error("nil Bodies cached something")
-	}
-	nilB.Remove(BodyKey{})
-	if _, ok := nilB.Get(BodyKey{}); ok {
-		t.Error("nil Bodies hit")
-	}
-	if h, m := nilB.Stats(); h != 0 || m != 0 {
-		t.Error("nil Bodies stats")
 	}
 }

@@ -33,6 +33,10 @@ const (
 	// of --journal-retention and --quarantine-days.
 	DefaultJournalRetention = 90 * 24 * time.Hour
 	DefaultQuarantineTTL    = 14 * 24 * time.Hour
+	// DefaultPrefetchBytes and DefaultPrefetchSessionBytes are the
+	// --prefetch-bytes and --prefetch-session-bytes defaults.
+	DefaultPrefetchBytes        = 64 << 20
+	DefaultPrefetchSessionBytes = 1 << 20
 	// logoutTimeout bounds the LOGOUT that Close sends.
 	logoutTimeout = 5 * time.Second
 )
@@ -80,6 +84,13 @@ type Options struct {
 	// move to another server and a migration (docs/migration.md). nil
 	// derives every UIDL from --uidl-format, as without a store.
 	UIDLs uidlmap.Store
+	// Prefetch, when set, is the process-wide byte budget of bodies that
+	// sessions reading in order fetch ahead (docs/prefetch.md); nil turns
+	// read-ahead off. PrefetchSessionBytes is each session's share of it
+	// (default DefaultPrefetchSessionBytes); a message larger than an
+	// eighth of it is never fetched ahead, it streams.
+	Prefetch             *cache.Budget
+	PrefetchSessionBytes int64
 	// Logger receives debug and warning events; it never sees passwords.
 	Logger zerolog.Logger
 	// Metrics, when set, observes upstream commands and updates.
@@ -180,6 +191,9 @@ func New(opts Options) (*Backend, error) {
 	if opts.CommandTimeout <= 0 {
 		opts.CommandTimeout = DefaultCommandTimeout
 	}
+	if opts.PrefetchSessionBytes <= 0 {
+		opts.PrefetchSessionBytes = DefaultPrefetchSessionBytes
+	}
 	if opts.DeviceExpiry <= 0 {
 		opts.DeviceExpiry = policy.DefaultDeviceExpiry
 	}
@@ -260,6 +274,7 @@ func (b *Backend) Login(ctx context.Context, conn pop3server.ConnInfo, username,
 		m.Close()
 		return nil, err
 	}
+	m.pf = newPrefetch(b.opts.Prefetch, b.opts.PrefetchSessionBytes)
 	return m, nil
 }
 

@@ -12,62 +12,97 @@ import (
 	"github.com/popbridge/popbridge/pop3server"
 )
 
-// TOP fetches the body text in partial chunks that grow from minChunk to
-// maxChunk: most TOP requests want a few lines, and the part of the last
-// chunk past the k-th line is read and discarded.
+// TOP fetches the body text in partial chunks: the first one in the same
+// UID FETCH as the header, sized from the line count (most TOP requests
+// want a few lines), and, only when the lines run past it, more chunks
+// that grow up to maxChunk. The part of the last chunk past the k-th line
+// is read and discarded.
 const (
 	minChunk = 4 << 10
 	maxChunk = 1 << 20
+	// chunkPerLine is the first chunk's guess of a body line's length.
+	chunkPerLine = 128
 )
 
 var errBodyAborted = errors.New("body closed before its end")
 
-// Retrieve streams message n whole, from UID FETCH uid (UID BODY.PEEK[]).
-// PEEK: a RETR marks \Seen only at QUIT, and only under the policy.
+// Retrieve returns message n whole: from the session's prefetched bodies
+// when it has been fetched ahead (docs/prefetch.md), else streamed from
+// UID FETCH uid (UID BODY.PEEK[]). PEEK: a RETR marks \Seen only at QUIT,
+// and only under the policy.
 func (m *maildrop) Retrieve(ctx context.Context, n int) (pop3server.Body, error) {
 	msg, err := m.message(n)
 	if err != nil {
 		return nil, err
 	}
-	return m.openBody(ctx, msg, &imap.FetchItemBodySection{Peek: true}, -1)
+	if b, err := m.prefetched(ctx, n, msg, false); b != nil || err != nil {
+		return b, err
+	}
+	return m.openBody(ctx, msg, -1, &imap.FetchItemBodySection{Peek: true})
 }
 
-// Top streams the header of message n, the blank line ending it, and at
-// most lines lines of its body.
+// Top returns the header of message n, the blank line ending it, and at
+// most lines lines of its body, in one UID FETCH: BODY.PEEK[HEADER] and,
+// for lines > 0, BODY.PEEK[TEXT]<0.chunk>. A message another client
+// expunged since the previous command therefore answers -ERR before
+// anything is written, instead of failing after +OK.
 func (m *maildrop) Top(ctx context.Context, n int, lines int) (pop3server.Body, error) {
 	msg, err := m.message(n)
 	if err != nil {
 		return nil, err
 	}
-	if lines < 0 {
-		lines = 0
-	}
+	lines = max(lines, 0)
 	// A body line is at least CRLF, two octets, so with lines > size/2
 	// the whole message is wanted (fetchmail sends TOP n 99999999): one
 	// BODY[] instead of a header and text chunks.
 	if int64(lines) > msg.size/2 {
-		return m.openBody(ctx, msg, &imap.FetchItemBodySection{Peek: true}, -1)
+		if b, err := m.prefetched(ctx, n, msg, false); b != nil || err != nil {
+			return b, err
+		}
+		return m.openBody(ctx, msg, -1, &imap.FetchItemBodySection{Peek: true})
 	}
-	return m.openBody(ctx, msg, &imap.FetchItemBodySection{Peek: true, Specifier: imap.PartSpecifierHeader}, lines)
+	if lines == 0 {
+		if b, err := m.prefetched(ctx, n, msg, true); b != nil || err != nil {
+			return b, err
+		}
+		return m.openBody(ctx, msg, 0, &imap.FetchItemBodySection{Peek: true, Specifier: imap.PartSpecifierHeader})
+	}
+	chunk := min(max(int64(lines)*chunkPerLine, minChunk), maxChunk)
+	return m.openBody(ctx, msg, lines,
+		&imap.FetchItemBodySection{Peek: true, Specifier: imap.PartSpecifierHeader},
+		&imap.FetchItemBodySection{Peek: true, Specifier: imap.PartSpecifierText,
+			Partial: &imap.SectionPartial{Offset: 0, Size: chunk}})
 }
 
-// openBody fetches the first section and returns once its literal has
-// started. lines < 0 streams just that section; otherwise up to lines
-// lines of the text follow it.
-func (m *maildrop) openBody(ctx context.Context, msg message, first *imap.FetchItemBodySection, lines int) (pop3server.Body, error) {
+// openBody sends one UID FETCH of items for msg and returns once the first
+// item's literal has started. lines < 0 streams just that literal (RETR,
+// or TOP past the end); otherwise it is the header, and up to lines lines
+// of the text follow it: from the second item, then from further chunks.
+func (m *maildrop) openBody(ctx context.Context, msg message, lines int, items ...*imap.FetchItemBodySection) (pop3server.Body, error) {
 	if m.body != nil {
 		// pop3server closes a body before its next command; if it did
 		// not, the connection is in the middle of a literal.
 		m.body.abort()
 	}
+	// Bodies fetched ahead arrive before this answer: read them first.
+	if err := m.settleBatches(ctx, true); err != nil {
+		return nil, pop3server.ErrTemporary.Wrap(err)
+	}
 	if err := m.usable(); err != nil {
 		return nil, err
 	}
-	b := &body{m: m, uid: msg.uid, lines: lines}
+	b := &body{m: m, uid: msg.uid, lines: lines, chunk: minChunk}
+	if len(items) > 1 {
+		b.chunk = items[1].Partial.Size
+	}
 	m.l.bodies.Store(true)
 	err := m.exchange(ctx, "fetch", func() error {
-		var err error
-		b.sec, err = m.openSection(msg.uid, first)
+		f := m.startFetch(msg.uid, items)
+		s, err := f.next(items[0].Specifier, 0)
+		if err == nil && s == nil {
+			err = f.closeMissing()
+		}
+		b.f, b.sec = f, s
 		return err
 	})
 	if err == nil && m.dead == nil {
@@ -85,7 +120,7 @@ func (m *maildrop) openBody(ctx context.Context, msg message, first *imap.FetchI
 		}
 		return nil, pop3server.ErrTemporary.Wrap(err)
 	}
-	if b.sec.lit.Size() != msg.size && lines < 0 && first.Specifier == imap.PartSpecifierNone {
+	if b.sec.lit.Size() != msg.size && lines < 0 && items[0].Specifier == imap.PartSpecifierNone {
 		m.warn().Uint32("uid", uint32(msg.uid)).Int64("listed", msg.size).Int64("literal", b.sec.lit.Size()).
 			Msg("upstream body size differs from RFC822.SIZE")
 	}
@@ -93,11 +128,76 @@ func (m *maildrop) openBody(ctx context.Context, msg message, first *imap.FetchI
 	return b, nil
 }
 
-// section is one UID FETCH of one body section, positioned at its literal.
+// fetch is one UID FETCH of one message's body sections, read item by item.
+type fetch struct {
+	uid imap.UID
+	cmd *imapclient.FetchCommand
+	msg *imapclient.FetchMessageData // the FETCH data being read; nil between
+	// ours is set once msg carried our UID. go-imap hands a UID FETCH
+	// only data whose UID precedes its first literal, and routes by that
+	// UID, but an unsolicited FETCH (another client's flag change) can
+	// still land here; its sections are never taken for ours.
+	ours bool
+}
+
+func (m *maildrop) startFetch(uid imap.UID, items []*imap.FetchItemBodySection) *fetch {
+	return &fetch{uid: uid, cmd: m.l.client.Fetch(imap.UIDSetNum(uid), &imap.FetchOptions{
+		UID:         true,
+		BodySection: items,
+	})}
+}
+
+// next returns the next literal of our message whose section has the given
+// specifier (and partial offset), skipping anything else; nil once the
+// command's data is exhausted (its tagged response not yet read).
+func (f *fetch) next(spec imap.PartSpecifier, offset int64) (*section, error) {
+	for {
+		if f.msg == nil {
+			if f.msg = f.cmd.Next(); f.msg == nil {
+				return nil, nil
+			}
+			f.ours = false
+		}
+		for it := f.msg.Next(); it != nil; it = f.msg.Next() {
+			switch it := it.(type) {
+			case imapclient.FetchItemDataUID:
+				f.ours = it.UID == f.uid
+			case imapclient.FetchItemDataBodySection:
+				if !f.ours || it.Literal == nil || it.Section.Specifier != spec {
+					continue // NIL, or not ours: go-imap discards it
+				}
+				// Only TOP's text chunks are partial.
+				p := it.Section.Partial
+				if spec == imap.PartSpecifierText && (p == nil || p.Offset != offset) ||
+					spec != imap.PartSpecifierText && p != nil {
+					continue
+				}
+				s := &section{f: f, lit: it.Literal}
+				return s, nil
+			}
+		}
+		f.msg = nil
+	}
+}
+
+// closeMissing ends a FETCH that returned none of the wanted literal. A
+// FETCH that completes without it, with NIL, or with NO means the message
+// was expunged by another client: ErrNoSuchMessage.
+func (f *fetch) closeMissing() error {
+	err := f.cmd.Close()
+	if err == nil || isNo(err) {
+		if err == nil {
+			err = errors.New("FETCH returned no body")
+		}
+		return pop3server.ErrNoSuchMessage.Wrap(fmt.Errorf("UID %d: %w", f.uid, err))
+	}
+	return fmt.Errorf("UID FETCH %d: %w", f.uid, err)
+}
+
+// section is one literal of a fetch.
 type section struct {
-	cmd  *imapclient.FetchCommand
+	f    *fetch
 	lit  imap.LiteralReader
-	want int64 // octets asked for with a partial fetch, 0 for all
 	got  int64
 	read int64 // octets of the literal read, discarded ones included
 	err  error // the literal's first error, io.EOF included
@@ -121,41 +221,12 @@ func (s *section) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// openSection sends UID FETCH uid (UID <item>) and waits for the literal.
-// A FETCH that completes without it, with NIL, or with NO means the message
-// was expunged by another client: ErrNoSuchMessage.
-func (m *maildrop) openSection(uid imap.UID, item *imap.FetchItemBodySection) (*section, error) {
-	cmd := m.l.client.Fetch(imap.UIDSetNum(uid), &imap.FetchOptions{
-		UID:         true,
-		BodySection: []*imap.FetchItemBodySection{item},
-	})
-	for msg := cmd.Next(); msg != nil; msg = cmd.Next() {
-		for it := msg.Next(); it != nil; it = msg.Next() {
-			bs, ok := it.(imapclient.FetchItemDataBodySection)
-			if ok && bs.Literal != nil {
-				s := &section{cmd: cmd, lit: bs.Literal}
-				if item.Partial != nil {
-					s.want = item.Partial.Size
-				}
-				return s, nil
-			}
-		}
-	}
-	err := cmd.Close()
-	if err == nil || isNo(err) {
-		if err == nil {
-			err = errors.New("FETCH returned no body")
-		}
-		return nil, pop3server.ErrNoSuchMessage.Wrap(fmt.Errorf("UID %d: %w", uid, err))
-	}
-	return nil, fmt.Errorf("UID FETCH %d: %w", uid, err)
-}
-
-// body is the pop3server.Body of a RETR or TOP.
+// body is the pop3server.Body of a RETR or TOP streamed from the upstream.
 type body struct {
 	m   *maildrop
 	uid imap.UID
-	sec *section // the section being read; nil between sections
+	f   *fetch   // the command being read; nil between commands
+	sec *section // the literal being read; nil between literals
 	// lines is how many body lines TOP still wants after the current
 	// section (the header); -1 for none (RETR, or TOP past the end).
 	lines  int
@@ -214,41 +285,74 @@ func (b *body) countLines(p []byte) int {
 }
 
 // finishSection reads what is left of the current literal (at most a
-// chunk, for TOP), waits for the tagged OK and decides what comes next.
+// chunk, for TOP) and decides what comes next. The command stays open
+// after the header of a TOP n k: the first text chunk follows in it.
 func (b *body) finishSection() error {
 	s := b.sec
 	if _, err := io.Copy(io.Discard, s); err != nil {
 		return fmt.Errorf("reading UID %d: %w", b.uid, err)
 	}
 	b.sec = nil
-	if err := s.cmd.Close(); err != nil {
-		return fmt.Errorf("UID FETCH %d: %w", b.uid, err)
-	}
 	switch {
 	case !b.inText && b.lines > 0:
-		b.inText, b.offset, b.chunk = true, 0, minChunk
-	case b.inText && b.lines > 0 && s.got == s.want:
+		b.inText, b.offset = true, 0
+		return nil
+	case b.inText && b.lines > 0 && s.got == b.chunk:
 		b.offset += s.got
 		b.chunk = min(2*b.chunk, maxChunk)
+		return b.closeFetch()
 	default:
 		// RETR, TOP n 0, enough lines, or the text ended short of them.
+		if err := b.closeFetch(); err != nil {
+			return err
+		}
 		b.end()
+		return nil
+	}
+}
+
+// closeFetch waits for the tagged OK of the command being read.
+func (b *body) closeFetch() error {
+	f := b.f
+	if f == nil {
+		return nil
+	}
+	b.f = nil
+	if err := f.cmd.Close(); err != nil {
+		return fmt.Errorf("UID FETCH %d: %w", b.uid, err)
 	}
 	return nil
 }
 
-// nextChunk opens BODY.PEEK[TEXT]<offset.chunk>.
+// nextChunk finds the text chunk at offset: in the open command (TOP's
+// first chunk), else with UID FETCH uid (UID BODY.PEEK[TEXT]<offset.chunk>).
+// Past +OK a vanished message can only end the connection.
 func (b *body) nextChunk() error {
-	s, err := b.m.openSection(b.uid, &imap.FetchItemBodySection{
+	if b.f != nil {
+		s, err := b.f.next(imap.PartSpecifierText, b.offset)
+		if err != nil || s != nil {
+			b.sec = s
+			return err
+		}
+		// The server answered without the text (or in another order):
+		// ask for it alone.
+		if err := b.closeFetch(); err != nil {
+			return err
+		}
+	}
+	f := b.m.startFetch(b.uid, []*imap.FetchItemBodySection{{
 		Peek:      true,
 		Specifier: imap.PartSpecifierText,
 		Partial:   &imap.SectionPartial{Offset: b.offset, Size: b.chunk},
-	})
-	if err != nil {
-		return err
+	}})
+	b.f = f
+	s, err := f.next(imap.PartSpecifierText, b.offset)
+	if err == nil && s == nil {
+		b.f = nil
+		err = f.closeMissing()
 	}
 	b.sec = s
-	return nil
+	return err
 }
 
 // end is the normal end of the body.
@@ -282,20 +386,23 @@ func (b *body) Close() error {
 // its end and Client.Close would wait for it; the literal then drains at
 // once (buffered octets, then an error), and the connection is retired.
 func (b *body) abort() {
-	if b.done && b.sec == nil {
+	if b.done && b.sec == nil && b.f == nil {
 		return
 	}
 	b.m.retire(errBodyAborted)
+	clean := true
 	if s := b.sec; s != nil {
 		_, _ = io.Copy(io.Discard, s)
-		// FetchCommand.Close discards the literal itself, bypassing
-		// section.Read: only safe once the literal ended cleanly. The
-		// command fails with the connection anyway.
-		if s.err == io.EOF {
-			_ = s.cmd.Close()
-		}
+		clean = s.err == io.EOF
 		b.sec = nil
 	}
+	// FetchCommand.Close discards the rest itself, bypassing
+	// section.Read: only safe once our literal ended cleanly. The
+	// command fails with the connection anyway.
+	if f := b.f; f != nil && clean {
+		_ = f.cmd.Close()
+	}
+	b.f = nil
 	if b.err == nil {
 		b.err = pop3server.ErrTemporary.Wrap(errBodyAborted)
 	}

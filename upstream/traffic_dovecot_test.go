@@ -12,7 +12,7 @@ import (
 
 // TestDovecotLeanTraffic pins what a session sends upstream, through a
 // recording proxy: one LOGIN and no other authentication; TOP n 0 fetches
-// the header alone, TOP n k the header and one text chunk, TOP past the
+// the header alone, TOP n k the header and one text chunk in one command, TOP past the
 // end and RETR the message whole, each once; a cached login fetches no
 // listing; QUIT without changes sends no update.
 func TestDovecotLeanTraffic(t *testing.T) {
@@ -42,7 +42,7 @@ func TestDovecotLeanTraffic(t *testing.T) {
 		want []string // the FETCH items, in order
 	}{
 		{"TOP 1 0", func() (pop3server.Body, error) { return m.Top(ctx, 1, 0) }, []string{"BODY.PEEK[HEADER]"}},
-		{"TOP 2 3", func() (pop3server.Body, error) { return m.Top(ctx, 2, 3) }, []string{"BODY.PEEK[HEADER]", "BODY.PEEK[TEXT]<0.4096>"}},
+		{"TOP 2 3", func() (pop3server.Body, error) { return m.Top(ctx, 2, 3) }, []string{"BODY.PEEK[HEADER] BODY.PEEK[TEXT]<0.4096>"}},
 		{"TOP 3 99999999", func() (pop3server.Body, error) { return m.Top(ctx, 3, 99999999) }, []string{"BODY.PEEK[]"}},
 		{"RETR 1", func() (pop3server.Body, error) { return m.Retrieve(ctx, 1) }, []string{"BODY.PEEK[]"}},
 	} {

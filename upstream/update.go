@@ -52,7 +52,8 @@ func (m *maildrop) Update(ctx context.Context, marks pop3server.Marks) error {
 	if dp.Empty() {
 		return nil
 	}
-	if err := m.usable(); err != nil {
+	// Answers to windows fetched ahead come before the update's.
+	if err := m.settleBatches(ctx, false); err != nil {
 		return pop3server.ErrUpdateFailed.Wrap(err)
 	}
 	plan := dp.Plan
