@@ -38,6 +38,11 @@ func (m *maildrop) Update(ctx context.Context, marks pop3server.Marks) error {
 	if m.body != nil {
 		m.body.abort()
 	}
+	// Windows fetched ahead are answered before anything sent now, and
+	// go-imap would hand a FETCH answer about one of their UIDs to them:
+	// read them first (discarding the bodies; the session is ending).
+	// A failure retires the connection, which what follows checks.
+	_ = m.settleBatches(ctx, false)
 	deleted, retrieved := m.uids(marks.Deleted), m.uids(marks.Retrieved)
 	var dp policy.DevicePlan
 	if m.viewsOn() {
@@ -51,10 +56,6 @@ func (m *maildrop) Update(ctx context.Context, marks pop3server.Marks) error {
 	defer m.housekeep(ctx)
 	if dp.Empty() {
 		return nil
-	}
-	// Answers to windows fetched ahead come before the update's.
-	if err := m.settleBatches(ctx, false); err != nil {
-		return pop3server.ErrUpdateFailed.Wrap(err)
 	}
 	plan := dp.Plan
 	ids, err := m.journalApply(ctx, plan)
