@@ -523,16 +523,20 @@ func TestQuarantineDovecot(t *testing.T) {
 		return out
 	}
 
-	t.Run("queued restore is applied at the next login", func(t *testing.T) {
+	t.Run("queued restore is applied at the next login, with the UIDL the client saw", func(t *testing.T) {
 		user := e.user(t)
-		b := e.backend(t, q)
-		quarantineOne(t, b, user)
+		b := e.backend(t, q, func(o *Options) { o.UIDLs = e.st.(*memState) })
+		uidl := quarantineOne(t, b, user)
 		_, n, err := b.QueueRestore(context.Background(), user, RestoreFilter{MessageID: "<gone@test>"})
 		if err != nil || n != 1 {
 			t.Fatalf("QueueRestore: %d, %v", n, err)
 		}
-		if got := seenSubjects(t, e.session(t, b, user)); !equalStrings(got, []string{"keep", "gone"}) {
+		m := e.session(t, b, user)
+		if got := seenSubjects(t, m); !equalStrings(got, []string{"keep", "gone"}) {
 			t.Errorf("after the queued restore the client sees %q", got)
+		}
+		if got := m.Messages()[1].UIDL; got != uidl || m.msgUIDs[1] == 2 {
+			t.Errorf("restored message (UID %d) has UIDL %q, want %q as before the quarantine", m.msgUIDs[1], got, uidl)
 		}
 		if got := storedSubjects(t, e.d, user, policy.DefaultQuarantineMailbox); len(got) != 0 {
 			t.Errorf("quarantine still holds %q", got)

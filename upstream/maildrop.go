@@ -45,6 +45,8 @@ type maildrop struct {
 	devs    policy.Devices
 	hide    []uint32
 	present []uint32
+	// copied is what the last moves answered with COPYUID (quarantine.go).
+	copied map[uint32]copiedUID
 
 	caps           imap.CapSet // after login
 	uidValidity    uint32

@@ -10,6 +10,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 
 	"github.com/popbridge/popbridge/policy"
+	"github.com/popbridge/popbridge/uidlmap"
 )
 
 // The quarantine action moves a message into the quarantine mailbox and
@@ -144,12 +145,14 @@ func (m *maildrop) restoreRows(ctx context.Context, rows []JournalEntry) (int, e
 		return 0, err
 	}
 	sorted := slices.Sorted(slices.Values(uids))
+	m.copied = nil
 	err = m.exchange(ctx, "restore", func() error { return m.moveGuarded(sorted, m.mailbox) })
 	m.setOutcome(ctx, restoreIDs, journalOutcome(err))
 	if err != nil {
 		return 0, err
 	}
 	m.setOutcome(ctx, foundID, OutcomeRestored)
+	m.keepUIDLs(ctx, uids, foundRows)
 	return len(uids), nil
 }
 
@@ -335,4 +338,66 @@ func (b *Backend) QueueRestore(ctx context.Context, user string, f RestoreFilter
 		return 0, 0, fmt.Errorf("store: queueing the restore: %w", err)
 	}
 	return id, len(rows), nil
+}
+
+// noteCopyUID records what a MOVE or COPY answered with COPYUID (UIDPLUS):
+// which new UID each moved message got in the destination.
+func (m *maildrop) noteCopyUID(uidValidity uint32, src, dst imap.NumSet) {
+	s, ok1 := src.(imap.UIDSet)
+	d, ok2 := dst.(imap.UIDSet)
+	if uidValidity == 0 || !ok1 || !ok2 {
+		return
+	}
+	from, ok1 := s.Nums()
+	to, ok2 := d.Nums()
+	if !ok1 || !ok2 || len(from) != len(to) {
+		return
+	}
+	if m.copied == nil {
+		m.copied = make(map[uint32]copiedUID, len(from))
+	}
+	for i := range from {
+		m.copied[uint32(from[i])] = copiedUID{uidValidity: uidValidity, uid: uint32(to[i])}
+	}
+}
+
+// copiedUID is where a message went: its UID in the destination mailbox.
+type copiedUID struct{ uidValidity, uid uint32 }
+
+// keepUIDLs gives restored messages back the UIDLs clients saw before the
+// quarantine, where the store remembers UIDLs (Options.UIDLs) and the
+// server told the new UIDs (COPYUID): the remembered record moves to the
+// message's new UID, so leave-on-server clients do not download it again.
+// A failure only costs that download, so it is logged.
+func (m *maildrop) keepUIDLs(ctx context.Context, qUIDs []uint32, rows []JournalEntry) {
+	st := m.b.opts.UIDLs
+	if st == nil || len(m.copied) == 0 {
+		return
+	}
+	key := uidlmap.Key(m.user, m.mailbox)
+	recs, err := st.UIDLMap(ctx, key)
+	if err != nil {
+		m.warn().Err(err).Msg("restore: UIDLs not kept")
+		return
+	}
+	var put []uidlmap.Record
+	for i, r := range rows {
+		to, ok := m.copied[qUIDs[i]]
+		if !ok {
+			continue
+		}
+		for _, rec := range recs {
+			if rec.UIDValidity == r.UIDValidity && rec.UID == r.UID {
+				rec.UIDValidity, rec.UID = to.uidValidity, to.uid
+				put = append(put, rec)
+				break
+			}
+		}
+	}
+	if len(put) == 0 {
+		return
+	}
+	if err := st.PutUIDLs(ctx, key, put); err != nil {
+		m.warn().Err(err).Msg("restore: UIDLs not kept")
+	}
 }

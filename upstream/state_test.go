@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/popbridge/popbridge/uidlmap"
 )
 
 // newTestState returns an empty store for one test.
@@ -25,6 +27,26 @@ type memState struct {
 	}
 	journal  []JournalEntry
 	restores []Restore
+	uidls    map[string][]uidlmap.Record
+}
+
+func (s *memState) UIDLMap(_ context.Context, key string) ([]uidlmap.Record, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.uidls[key]), nil
+}
+
+func (s *memState) PutUIDLs(_ context.Context, key string, recs []uidlmap.Record) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.uidls == nil {
+		s.uidls = map[string][]uidlmap.Record{}
+	}
+	for _, r := range recs {
+		s.uidls[key] = slices.DeleteFunc(s.uidls[key], func(o uidlmap.Record) bool { return o.UIDL == r.UIDL })
+		s.uidls[key] = append(s.uidls[key], r)
+	}
+	return nil
 }
 
 func (s *memState) TouchDevice(_ context.Context, key, device string, at time.Time) error {

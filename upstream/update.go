@@ -317,14 +317,26 @@ func (m *maildrop) move(uids []uint32, mailbox string, deletedBefore []imap.UID)
 		// With MOVE in the capabilities Client.Move sends UID MOVE, never
 		// its COPY/EXPUNGE fallback.
 		for _, set := range sets {
-			if err := retry("UID MOVE", func() error { _, err := m.l.client.Move(set, mailbox).Wait(); return err }); err != nil {
+			if err := retry("UID MOVE", func() error {
+				data, err := m.l.client.Move(set, mailbox).Wait()
+				if err == nil {
+					m.noteCopyUID(data.UIDValidity, data.SourceUIDs, data.DestUIDs)
+				}
+				return err
+			}); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
 	for _, set := range sets {
-		if err := retry("UID COPY", func() error { _, err := m.l.client.Copy(set, mailbox).Wait(); return err }); err != nil {
+		if err := retry("UID COPY", func() error {
+			data, err := m.l.client.Copy(set, mailbox).Wait()
+			if err == nil {
+				m.noteCopyUID(data.UIDValidity, data.SourceUIDs, data.DestUIDs)
+			}
+			return err
+		}); err != nil {
 			return err
 		}
 	}
