@@ -43,15 +43,15 @@ type envOptions struct {
 	mech     string // "xoauth2" or "oauthbearer": the only one Dovecot offers; "" both
 	mode     string // ModeUser (default) or ModeApp
 	idp      oauthserver.Options
-	appIntro bool // Dovecot takes a token for any mailbox (app mode)
+	appIntro bool // Dovecot takes a token for any mailbox of the domain (app mode)
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
 	t.Helper()
-	e := &env{idp: oauthserver.Start(t, o.idp), st: newMemStore(), logBuf: &bridgetest.SyncBuffer{}}
+	idp := oauthserver.Start(t, o.idp)
 	dopts := testenv.DovecotOptions{
 		Users:  []testenv.User{{Name: alice, Password: "seed"}, {Name: "bob@example.test", Password: "seed"}},
-		OAuth2: &testenv.DovecotOAuth2{IntrospectionURL: e.idp.URL + "/introspect"},
+		OAuth2: &testenv.DovecotOAuth2{IntrospectionURL: idp.URL + "/introspect"},
 	}
 	if o.appIntro {
 		dopts.OAuth2.TenantWide = true
@@ -59,26 +59,39 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if o.mech != "" {
 		dopts.ExtraConfig = "auth_mechanisms = plain login " + o.mech
 	}
-	e.dc = testenv.StartDovecot(t, dopts)
+	dc := testenv.StartDovecot(t, dopts)
+	mode := o.mode
+	if mode == "" {
+		mode = ModeUser
+	}
+	return newBridge(t, dc, idp, mode)
+}
+
+// newBridge starts a bridge (a Manager with a memory store and provider
+// "corp", the upstream backend, a POP3 server) in front of dc; idp, when
+// not nil, is provider corp and the bridge's clock.
+func newBridge(t *testing.T, dc *testenv.Dovecot, idp *oauthserver.Server, mode string) *env {
+	t.Helper()
+	e := &env{idp: idp, dc: dc, st: newMemStore(), logBuf: &bridgetest.SyncBuffer{}}
 	key, err := NewServerKey()
 	if err != nil {
 		t.Fatal(err)
 	}
+	base, now := "http://127.0.0.1:9", time.Now // nothing listens on the discard port
+	if idp != nil {
+		base, now = idp.URL, idp.Now
+	}
 	p := &Provider{Name: "corp", Type: TypeGeneric, ClientID: "popbridge",
-		DeviceAuthURL: e.idp.URL + "/devicecode", AuthURL: e.idp.URL + "/authorize", TokenURL: e.idp.URL + "/token",
+		DeviceAuthURL: base + "/devicecode", AuthURL: base + "/authorize", TokenURL: base + "/token",
 		Scopes: []string{"mail"}, AppScopes: []string{"mail.app"}}
 	if err := p.Load(); err != nil {
 		t.Fatal(err)
 	}
 	e.reg = prometheus.NewRegistry()
 	e.m = NewManager(ManagerOptions{Store: e.st, Key: key, Providers: map[string]*Provider{"corp": p},
-		Now: e.idp.Now, Logger: zerolog.New(e.logBuf), Metrics: NewMetrics(e.reg, e.st)})
-	mode := o.mode
-	if mode == "" {
-		mode = ModeUser
-	}
+		Now: now, Logger: zerolog.New(e.logBuf), Metrics: NewMetrics(e.reg, e.st)})
 	res := &policy.Resolver{Default: policy.Settings{Mailbox: "INBOX", Policy: policy.Default, Auth: mode, Provider: "corp"}}
-	u, err := upstream.ParseURL("imap+insecure://" + e.dc.IMAPAddr)
+	u, err := upstream.ParseURL("imap+insecure://" + dc.IMAPAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
