@@ -525,7 +525,7 @@ func TestQuarantineDovecot(t *testing.T) {
 
 	t.Run("queued restore is applied at the next login, with the UIDL the client saw", func(t *testing.T) {
 		user := e.user(t)
-		b := e.backend(t, q, func(o *Options) { o.UIDLs = e.st.(*memState) })
+		b := e.backend(t, q, func(o *Options) { o.UIDLs = &memUIDLs{} })
 		uidl := quarantineOne(t, b, user)
 		_, n, err := b.QueueRestore(context.Background(), user, RestoreFilter{MessageID: "<gone@test>"})
 		if err != nil || n != 1 {

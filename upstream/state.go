@@ -3,11 +3,15 @@ package upstream
 import (
 	"context"
 	"time"
+
+	"github.com/popbridge/popbridge/store"
 )
 
-// State is the part of the durable store (store.Store) the sessions use
-// for device views, the deletion journal, quarantine and restores
-// (docs/policy.md). Times are UTC.
+var _ State = store.Store(nil)
+
+// State is the part of the durable store the sessions use for device
+// views, the deletion journal, quarantine and restores (docs/policy.md);
+// store.Store implements it. Times are UTC.
 type State interface {
 	TouchDevice(ctx context.Context, key, device string, at time.Time) error
 	Devices(ctx context.Context, key string) ([]Device, error)
@@ -24,58 +28,11 @@ type State interface {
 	FinishRestore(ctx context.Context, id int64, outcome string) error
 }
 
-// The store's record types (see the store package).
+// The store's record types.
 type (
-	// Device is one device of a shared mailbox and when it was last seen.
-	Device struct {
-		Name     string
-		LastSeen time.Time
-	}
-	// DoneRecord says that Device has deleted or downloaded UID.
-	DoneRecord struct {
-		Device      string
-		UIDValidity uint32
-		UID         uint32
-		At          time.Time
-	}
-	// JournalEntry is one change to the upstream mailbox, written before
-	// it is applied.
-	JournalEntry struct {
-		ID          int64
-		Time        time.Time
-		User        string
-		Device      string
-		ClientAddr  string
-		SessionID   string
-		Mailbox     string
-		UIDValidity uint32
-		UID         uint32
-		MessageID   string
-		Date        string
-		Size        int64
-		Policy      string
-		Action      string
-		Outcome     string
-		Detail      string
-	}
-	// JournalQuery selects journal entries; zero fields do not filter.
-	JournalQuery struct {
-		User         string
-		Device       string
-		MessageID    string
-		Since, Until time.Time
-		Limit        int
-	}
-	// Restore is a restore from quarantine queued until the user's next
-	// login.
-	Restore struct {
-		ID          int64
-		User        string
-		Since       time.Time
-		MessageID   string
-		JournalID   int64
-		RequestedAt time.Time
-		Outcome     string
-		FinishedAt  time.Time
-	}
+	Device       = store.Device
+	DoneRecord   = store.DoneRecord
+	JournalEntry = store.JournalEntry
+	JournalQuery = store.JournalQuery
+	Restore      = store.Restore
 )
