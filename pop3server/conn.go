@@ -238,8 +238,11 @@ func (c *conn) finish() {
 	if c.stats.Result == "" {
 		c.stats.Result = "disconnected"
 	}
-	c.srv.trackConn(c, false)
+	// The session is reported before it stops counting: Shutdown and
+	// Close return once no session counts, and whoever waited for them
+	// (a process about to exit, a test reading the log) must see it.
 	c.srv.opts.Observer.SessionClosed(c.info, c.stats)
+	c.srv.trackConn(c, false)
 }
 
 // closeGracefully sends FIN and drains a little unread input before

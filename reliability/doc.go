@@ -5,8 +5,8 @@
 // breaker under a real outage, and a short soak against Dovecot (the long
 // one runs with POPBRIDGE_SOAK=5m, or from bench/soak).
 //
-// The tests build popbridge in-process from pop3server.NewServer and
-// upstream.New with deadlines of a fraction of a second, put a faultnet
+// The tests build popbridge in-process with package bridge, with upstream
+// deadlines of a fraction of a second, put a faultnet
 // relay on either leg, and use fakeimap for misbehaviour that Dovecot does
 // not show on demand. docs/reliability.md is the matrix in prose.
 package reliability

@@ -3,7 +3,6 @@ package reliability
 import (
 	"bytes"
 	"fmt"
-	"net"
 	"reflect"
 	"runtime"
 	"slices"
@@ -14,10 +13,11 @@ import (
 	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 
+	popbridge "github.com/popbridge/popbridge/bridge"
 	"github.com/popbridge/popbridge/internal/bridgetest"
+	"github.com/popbridge/popbridge/internal/config"
 	"github.com/popbridge/popbridge/internal/fakeimap"
 	"github.com/popbridge/popbridge/policy"
-	"github.com/popbridge/popbridge/pop3server"
 	"github.com/popbridge/popbridge/upstream"
 )
 
@@ -43,11 +43,13 @@ const (
 
 // bridgeOptions shape one in-process popbridge.
 type bridgeOptions struct {
-	upstream string // URL; required unless resolver names one
-	resolver *policy.Resolver
-	policy   *policy.Policy // default policy.Default
-	breaker  upstream.BreakerOptions
-	pop3     func(*pop3server.Options)
+	upstream string // server-wide upstream URL
+	// users are per-user overrides (another upstream, say).
+	users   map[string]policy.Override
+	policy  *policy.Policy // default policy.Default
+	breaker upstream.BreakerOptions
+	// config adjusts the configuration last.
+	config func(*config.Config)
 	// noLogs drops popbridge's log instead of keeping it for a failure;
 	// warnLogs keeps warnings and errors only.
 	noLogs, warnLogs bool
@@ -55,13 +57,12 @@ type bridgeOptions struct {
 	dial, login, command time.Duration
 }
 
-// bridge is popbridge built in-process: pop3server in front of upstream.
+// bridge is popbridge assembled in-process by package bridge.
 type bridge struct {
-	t       testing.TB
-	srv     *pop3server.Server
-	addr    string
-	logs    *bridgetest.SyncBuffer
-	stopped chan struct{}
+	t    testing.TB
+	b    *popbridge.Bridge
+	addr string
+	logs *bridgetest.SyncBuffer
 }
 
 func startBridge(t testing.TB, o bridgeOptions) *bridge {
@@ -74,56 +75,34 @@ func startBridge(t testing.TB, o bridgeOptions) *bridge {
 	case o.warnLogs:
 		log = log.Level(zerolog.WarnLevel)
 	}
-	pol := policy.Default
+	cfg := config.Default()
+	cfg.Upstream = o.upstream
+	cfg.Users = o.users
 	if o.policy != nil {
-		pol = *o.policy
+		cfg.DeletePolicy, cfg.DeleteAction, cfg.MarkSeen = o.policy.Delete, o.policy.Action, o.policy.MarkSeen
 	}
-	opts := upstream.Options{
-		Policy:         pol,
-		Resolver:       o.resolver,
-		DialTimeout:    or(o.dial, dialTimeout),
-		LoginTimeout:   or(o.login, loginTimeout),
-		CommandTimeout: or(o.command, commandTimeout),
-		Breaker:        o.breaker,
-		Logger:         log,
+	cfg.Listen = "127.0.0.1:0"
+	cfg.PlaintextAuth = config.PlaintextAlways
+	cfg.UpstreamDialTimeout = or(o.dial, dialTimeout)
+	cfg.UpstreamLoginTimeout = or(o.login, loginTimeout)
+	cfg.UpstreamCommandTimeout = or(o.command, commandTimeout)
+	cfg.IdleTimeout = 30 * time.Second
+	cfg.WriteTimeout = writeTimeout
+	cfg.PreLoginTimeout = 30 * time.Second
+	cfg.AuthFailDelay = -1 // disabled: refused logins answer at once
+	cfg.MaxConnsPerIP = -1 // disabled: every client is 127.0.0.1
+	if o.config != nil {
+		o.config(cfg)
 	}
-	if o.upstream != "" {
-		u, err := upstream.ParseURL(o.upstream)
-		if err != nil {
-			t.Fatal(err)
-		}
-		opts.URL = u
-	}
-	be, err := upstream.New(opts)
+	pb, err := popbridge.New(cfg, popbridge.Options{Logger: log, Breaker: o.breaker})
 	if err != nil {
 		t.Fatal(err)
 	}
-	popts := pop3server.Options{
-		PlaintextAuth:   pop3server.PlaintextAlways,
-		IdleTimeout:     30 * time.Second,
-		WriteTimeout:    writeTimeout,
-		AuthFailDelay:   -1,
-		MaxConnsPerIP:   -1,
-		LoginTimeout:    or(o.login, loginTimeout) + time.Second,
-		Logger:          log,
-		PreLoginTimeout: 30 * time.Second,
-	}
-	if o.pop3 != nil {
-		o.pop3(&popts)
-	}
-	srv := pop3server.NewServer(be, popts)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &bridge{t: t, srv: srv, addr: ln.Addr().String(), logs: logs, stopped: make(chan struct{})}
-	go func() {
-		defer close(b.stopped)
-		srv.Serve(ln)
-	}()
+	b := &bridge{t: t, b: pb, addr: pb.Addrs().POP3, logs: logs}
+	served := pb.Start()
 	t.Cleanup(func() {
-		srv.Close()
-		<-b.stopped
+		pb.Close()
+		<-served
 		if t.Failed() {
 			t.Logf("popbridge log:\n%s", logs.Tail(60))
 		}
@@ -141,7 +120,7 @@ func or(d, def time.Duration) time.Duration {
 // waitSessions waits until the bridge has no session left.
 func (b *bridge) waitSessions(timeout time.Duration) bool {
 	deadline := time.Now().Add(timeout)
-	for b.srv.ActiveSessions() > 0 {
+	for b.b.ActiveSessions() > 0 {
 		if time.Now().After(deadline) {
 			return false
 		}
@@ -257,7 +236,7 @@ func (q *quiet) check(b *bridge, fake interface{ WaitIdle(time.Duration) bool },
 	q.t.Helper()
 	deadline := time.Now().Add(timeout)
 	if b != nil && !b.waitSessions(time.Until(deadline)) {
-		q.t.Errorf("%d POP3 sessions still open after %v", b.srv.ActiveSessions(), timeout)
+		q.t.Errorf("%d POP3 sessions still open after %v", b.b.ActiveSessions(), timeout)
 	}
 	if fake != nil && !fake.WaitIdle(time.Until(deadline)) {
 		q.t.Errorf("upstream connections still open after %v", timeout)

@@ -58,14 +58,14 @@ func TestOtherSessionsUnaffected(t *testing.T) {
 	}
 	t.Cleanup(func() { relay.Close() })
 	carolUpstream := "imap+insecure://" + relay.Addr()
-	resolver := &policy.Resolver{
-		Default: policy.Settings{Upstream: fake.URL(), Mailbox: "INBOX", Policy: policy.Default},
-		Users:   map[string]policy.Override{"carol": {Upstream: &carolUpstream}},
-	}
 	// Long deadlines here: the stuck sessions must still be stuck when
 	// every healthy one has finished.
 	const stuckFor = 5 * time.Second
-	b := startBridge(t, bridgeOptions{resolver: resolver, login: stuckFor, command: stuckFor})
+	b := startBridge(t, bridgeOptions{
+		upstream: fake.URL(),
+		users:    map[string]policy.Override{"carol": {Upstream: &carolUpstream}},
+		login:    stuckFor, command: stuckFor,
+	})
 	q := startQuiet(t)
 	want := fake.Messages("bob", "INBOX")
 	before := fake.Messages("alice", "INBOX")

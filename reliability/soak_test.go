@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/popbridge/popbridge/internal/config"
 	"github.com/popbridge/popbridge/internal/faultnet"
 	"github.com/popbridge/popbridge/internal/testenv"
-	"github.com/popbridge/popbridge/pop3server"
 	"github.com/popbridge/popbridge/reliability/soak"
 )
 
@@ -83,7 +83,7 @@ func startSoakEnv(t *testing.T, clients, users int, viaRelay bool) *soakEnv {
 		// Production deadlines: a loaded 2-core box with -race is slow,
 		// and the soak is about correctness, not the fault deadlines.
 		dial: 10 * time.Second, login: 30 * time.Second, command: 60 * time.Second,
-		pop3: func(o *pop3server.Options) { o.MaxSessions = clients + 100 },
+		config: func(c *config.Config) { c.MaxSessions = clients + 100 },
 	})
 	return e
 }
@@ -109,7 +109,7 @@ func (e *soakEnv) config(d time.Duration, clients int) soak.Config {
 		Sample: func() soak.Sample {
 			var ms runtime.MemStats
 			runtime.ReadMemStats(&ms)
-			return soak.Sample{Goroutines: runtime.NumGoroutine(), HeapBytes: ms.HeapAlloc, Sessions: e.b.srv.ActiveSessions()}
+			return soak.Sample{Goroutines: runtime.NumGoroutine(), HeapBytes: ms.HeapAlloc, Sessions: e.b.b.ActiveSessions()}
 		},
 	}
 }

@@ -1,5 +1,5 @@
 // Package inproc runs popbridge's POP3 server and IMAP backend in the
-// test process, wired as cmd/popbridge wires them, against a seeded
+// test process, assembled by package bridge as cmd/popbridge is, against a seeded
 // Dovecot, so that go test can profile them:
 //
 //	go test ./bench/inproc -run '^$' -bench Poll/50k -cpuprofile cpu.out
@@ -11,67 +11,44 @@
 package inproc
 
 import (
-	"fmt"
 	"io"
-	"net"
 
 	"github.com/rs/zerolog"
 
-	"github.com/popbridge/popbridge/cache"
-	"github.com/popbridge/popbridge/internal/telemetry"
-	"github.com/popbridge/popbridge/policy"
-	"github.com/popbridge/popbridge/pop3server"
-	"github.com/popbridge/popbridge/upstream"
+	"github.com/popbridge/popbridge/bridge"
+	"github.com/popbridge/popbridge/internal/config"
 )
 
 // Bridge is a popbridge serving POP3 on Addr for the upstream IMAP server
 // it was started with.
 type Bridge struct {
-	Addr string
-	srv  *pop3server.Server
+	Addr   string
+	b      *bridge.Bridge
+	served <-chan error
 }
 
 // Start serves POP3 on a loopback port for the IMAP server at imapAddr
-// (no TLS), with cmd/popbridge's defaults: listing cache of 10,000
-// entries, metrics, a JSON session log (to log), and limits raised for
-// load from one address.
+// (no TLS), with cmd/popbridge's defaults (listing cache, metrics, a JSON
+// session log to log) and the connection limits raised for load from one
+// address.
 func Start(imapAddr string, log io.Writer) (*Bridge, error) {
-	u, err := upstream.ParseURL("imap+insecure://" + imapAddr)
+	cfg := config.Default()
+	cfg.Upstream = "imap+insecure://" + imapAddr
+	cfg.Listen = "127.0.0.1:0"
+	cfg.MaxConnsPerIP = 10000
+	cfg.MaxSessions = 10000
+	b, err := bridge.New(cfg, bridge.Options{
+		Logger:  zerolog.New(log).With().Timestamp().Logger(),
+		Version: "bench",
+	})
 	if err != nil {
 		return nil, err
 	}
-	logger := zerolog.New(log).With().Timestamp().Logger()
-	metrics := telemetry.NewMetrics("bench")
-	listings, err := cache.NewListings(10000)
-	if err != nil {
-		return nil, fmt.Errorf("listing cache: %w", err)
-	}
-	metrics.WatchCache(listings.Stats)
-	backend, err := upstream.New(upstream.Options{
-		URL:     u,
-		Policy:  policy.Default,
-		Cache:   listings,
-		Logger:  logger.With().Str("component", "upstream").Logger(),
-		Metrics: metrics,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("upstream: %w", err)
-	}
-	srv := pop3server.NewServer(backend, pop3server.Options{
-		PlaintextAuth: pop3server.PlaintextLocal,
-		Expire:        policy.Default.Expire(),
-		MaxConnsPerIP: 10000,
-		MaxSessions:   10000,
-		Logger:        logger.With().Str("component", "pop3").Logger(),
-		Observer:      telemetry.Multi{telemetry.LogObserver{Log: logger}, metrics},
-	})
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	go func() { _ = srv.Serve(l) }()
-	return &Bridge{Addr: l.Addr().String(), srv: srv}, nil
+	return &Bridge{Addr: b.Addrs().POP3, b: b, served: b.Start()}, nil
 }
 
 // Close stops serving and closes every session.
-func (b *Bridge) Close() error { return b.srv.Close() }
+func (b *Bridge) Close() error {
+	b.b.Close()
+	return <-b.served
+}

@@ -14,10 +14,9 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/popbridge/popbridge/policy"
-	"github.com/popbridge/popbridge/pop3server"
+	"github.com/popbridge/popbridge/bridge"
+	"github.com/popbridge/popbridge/internal/config"
 	"github.com/popbridge/popbridge/reliability/soak"
-	"github.com/popbridge/popbridge/upstream"
 )
 
 // popbridge is the system under test.
@@ -28,56 +27,42 @@ type popbridge interface {
 	close()
 }
 
-// inProcess is popbridge assembled as cmd/popbridge does, with the
-// defaults of SPEC §1 except the per-IP limit (every client is 127.0.0.1).
+// inProcess is popbridge assembled by package bridge with cmd/popbridge's
+// defaults, except the per-IP limit (every client is 127.0.0.1), the
+// session limit and cleartext logins from anywhere.
 type inProcess struct {
-	srv  *pop3server.Server
-	ln   net.Listener
-	done chan struct{}
+	b      *bridge.Bridge
+	served <-chan error
 }
 
 func startInProcess(upstreamAddr string, clients int) (*inProcess, error) {
-	u, err := upstream.ParseURL("imap+insecure://" + upstreamAddr)
-	if err != nil {
-		return nil, err
-	}
+	cfg := config.Default()
+	cfg.Upstream = "imap+insecure://" + upstreamAddr
+	cfg.Listen = "127.0.0.1:0"
+	cfg.PlaintextAuth = config.PlaintextAlways
+	cfg.MaxConnsPerIP = -1 // disabled
+	cfg.MaxSessions = clients + 100
 	log := zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, NoColor: true}).Level(zerolog.WarnLevel).With().Timestamp().Logger()
-	be, err := upstream.New(upstream.Options{URL: u, Policy: policy.Default, Logger: log})
+	b, err := bridge.New(cfg, bridge.Options{Logger: log, Version: "soak"})
 	if err != nil {
 		return nil, err
 	}
-	srv := pop3server.NewServer(be, pop3server.Options{
-		PlaintextAuth: pop3server.PlaintextAlways,
-		MaxConnsPerIP: -1,
-		MaxSessions:   clients + 100,
-		LoginTimeout:  upstream.DefaultLoginTimeout + 5*time.Second,
-		Logger:        log,
-	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	p := &inProcess{srv: srv, ln: ln, done: make(chan struct{})}
-	go func() {
-		defer close(p.done)
-		srv.Serve(ln)
-	}()
-	return p, nil
+	return &inProcess{b: b, served: b.Start()}, nil
 }
 
-func (p *inProcess) addr() string { return p.ln.Addr().String() }
+func (p *inProcess) addr() string { return p.b.Addrs().POP3 }
 
 func (p *inProcess) sample() (soak.Sample, error) {
 	var ms runtime.MemStats
 	runtime.GC()
 	runtime.GC() // the second empties sync.Pool's victim cache
 	runtime.ReadMemStats(&ms)
-	return soak.Sample{Goroutines: runtime.NumGoroutine(), HeapBytes: ms.HeapAlloc, Sessions: p.srv.ActiveSessions()}, nil
+	return soak.Sample{Goroutines: runtime.NumGoroutine(), HeapBytes: ms.HeapAlloc, Sessions: p.b.ActiveSessions()}, nil
 }
 
 func (p *inProcess) close() {
-	p.srv.Close()
-	<-p.done
+	p.b.Close()
+	<-p.served
 }
 
 // binary is the popbridge executable, measured through its /metrics.

@@ -1,7 +1,6 @@
 package admin
 
 import (
-	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -9,7 +8,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -23,50 +21,39 @@ func get(t *testing.T, h http.Handler, path string) (int, string) {
 }
 
 func TestLivezNeverDependsOnReadiness(t *testing.T) {
-	h := Handler(Options{
-		Draining:            func() bool { return true },
-		UpstreamFailures:    func() int { return 100 },
-		MaxUpstreamFailures: 1,
-	})
+	h := Handler(Options{Ready: func() error { return errors.New("draining") }})
 	if code, _ := get(t, h, "/livez"); code != http.StatusOK {
-		t.Fatalf("/livez = %d while draining with the upstream down, want 200", code)
+		t.Fatalf("/livez = %d while unready, want 200", code)
 	}
 }
 
 func TestReadyz(t *testing.T) {
-	var draining atomic.Bool
-	var failures atomic.Int64
-	h := Handler(Options{
-		Draining:            draining.Load,
-		UpstreamFailures:    func() int { return int(failures.Load()) },
-		MaxUpstreamFailures: 3,
-	})
-	steps := []struct {
-		draining bool
-		failures int64
-		want     int
-		body     string
+	var reason atomic.Value
+	reason.Store("")
+	h := Handler(Options{Ready: func() error {
+		if r := reason.Load().(string); r != "" {
+			return errors.New(r)
+		}
+		return nil
+	}})
+	for i, s := range []struct {
+		reason string
+		want   int
+		body   string
 	}{
-		{false, 0, 200, "ok"},
-		{false, 2, 200, "ok"},
-		{false, 3, 503, "upstream unreachable"},
-		{false, 0, 200, "ok"}, // a connect succeeded again
-		{true, 0, 503, "draining"},
-	}
-	for i, s := range steps {
-		draining.Store(s.draining)
-		failures.Store(s.failures)
+		{"", 200, "ok"},
+		{"upstream unreachable", 503, "upstream unreachable"},
+		{"", 200, "ok"},
+		{"draining", 503, "draining"},
+	} {
+		reason.Store(s.reason)
 		code, body := get(t, h, "/readyz")
-		if code != s.want || !strings.Contains(body, s.body) {
+		if code != s.want || strings.TrimSpace(body) != s.body {
 			t.Errorf("step %d: /readyz = %d %q, want %d %q", i, code, body, s.want, s.body)
 		}
 	}
-}
-
-func TestReadyzUpstreamCheckOff(t *testing.T) {
-	h := Handler(Options{UpstreamFailures: func() int { return 1000 }})
-	if code, _ := get(t, h, "/readyz"); code != http.StatusOK {
-		t.Fatalf("/readyz = %d with MaxUpstreamFailures 0, want 200", code)
+	if code, _ := get(t, Handler(Options{}), "/readyz"); code != http.StatusOK {
+		t.Fatalf("/readyz without Ready = %d, want 200", code)
 	}
 }
 
@@ -90,54 +77,5 @@ func TestOnlyGet(t *testing.T) {
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/livez", nil))
 	if rec.Code != http.StatusMethodNotAllowed {
 		t.Fatalf("POST /livez = %d, want 405", rec.Code)
-	}
-}
-
-func TestReadyzProbesUpstreamToRecover(t *testing.T) {
-	var failures atomic.Int64
-	failures.Store(5)
-	var probes atomic.Int64
-	var up atomic.Bool
-	h := Handler(Options{
-		UpstreamFailures:    func() int { return int(failures.Load()) },
-		MaxUpstreamFailures: 3,
-		ProbeInterval:       time.Hour, // only the first call probes, unless the streak resets
-		ProbeUpstream: func(ctx context.Context) error {
-			probes.Add(1)
-			if !up.Load() {
-				return errors.New("connection refused")
-			}
-			failures.Store(0)
-			return nil
-		},
-	})
-	for range 3 {
-		if code, _ := get(t, h, "/readyz"); code != http.StatusServiceUnavailable {
-			t.Fatalf("/readyz = %d with the upstream down, want 503", code)
-		}
-	}
-	if n := probes.Load(); n != 1 {
-		t.Fatalf("%d probes within one interval, want 1", n)
-	}
-
-	h = Handler(Options{
-		UpstreamFailures:    func() int { return int(failures.Load()) },
-		MaxUpstreamFailures: 3,
-		ProbeInterval:       time.Nanosecond,
-		ProbeUpstream: func(ctx context.Context) error {
-			probes.Add(1)
-			if !up.Load() {
-				return errors.New("connection refused")
-			}
-			failures.Store(0)
-			return nil
-		},
-	})
-	up.Store(true)
-	if code, body := get(t, h, "/readyz"); code != http.StatusOK {
-		t.Fatalf("/readyz = %d %q once the probe reaches the upstream, want 200", code, body)
-	}
-	if failures.Load() != 0 {
-		t.Fatal("probe did not reset the streak")
 	}
 }

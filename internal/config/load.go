@@ -65,12 +65,7 @@ func load(args []string, getenv func(string) string, serving bool) (*Config, err
 		getenv = func(string) string { return "" }
 	}
 
-	c := &Config{where: map[string]string{}}
-	for i := range settings {
-		if err := settings[i].set(c, settings[i].def); err != nil {
-			panic(fmt.Sprintf("config: default of %s: %v", settings[i].name, err))
-		}
-	}
+	c := Default()
 
 	// The file is named by the flag or the variable, never by itself.
 	path := getenv(envName("config"))
@@ -104,6 +99,21 @@ func load(args []string, getenv func(string) string, serving bool) (*Config, err
 		return nil, err
 	}
 	return c, nil
+}
+
+// Default is the configuration every key's default gives: what Load
+// returns without flags, variables or file, except that Upstream is still
+// empty. Programs that assemble popbridge without a command line
+// (benchmarks, tests) start from it and set fields; values no flag
+// accepts (a negative limit, which disables it) are theirs to choose.
+func Default() *Config {
+	c := &Config{where: map[string]string{}}
+	for i := range settings {
+		if err := settings[i].set(c, settings[i].def); err != nil {
+			panic(fmt.Sprintf("config: default of %s: %v", settings[i].name, err))
+		}
+	}
+	return c
 }
 
 // apply sets one key from one source and records the source.

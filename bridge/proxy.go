@@ -1,4 +1,4 @@
-package main
+package bridge
 
 import (
 	"errors"
@@ -10,8 +10,6 @@ import (
 
 	"github.com/pires/go-proxyproto"
 	"github.com/rs/zerolog"
-
-	"github.com/popbridge/popbridge/internal/config"
 )
 
 // proxyHeaderTimeout bounds how long a trusted peer (a load balancer) may
@@ -36,17 +34,17 @@ const proxyHeaderTimeout = 5 * time.Second
 //     choose its own address.
 //
 // Without --proxy-protocol it returns l unchanged.
-func wrapProxyProtocol(cfg *config.Config, l net.Listener, log zerolog.Logger) net.Listener {
-	if len(cfg.ProxyProtocol) == 0 {
+func wrapProxyProtocol(l net.Listener, trusted []netip.Prefix, preLoginIdle time.Duration, log zerolog.Logger) net.Listener {
+	if len(trusted) == 0 {
 		return l
 	}
 	timeout := proxyHeaderTimeout
-	if t := cfg.PreLoginIdleTimeout; t > 0 && t < timeout {
-		timeout = t
+	if preLoginIdle > 0 && preLoginIdle < timeout {
+		timeout = preLoginIdle
 	}
 	return &proxyListener{
 		Listener: l,
-		trusted:  cfg.ProxyProtocol,
+		trusted:  trusted,
 		timeout:  timeout,
 		log:      log.With().Str("component", "proxy-protocol").Str("listener", l.Addr().String()).Logger(),
 	}

@@ -1,10 +1,9 @@
-package main
+package bridge
 
 import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"net"
 	"os"
 	"sync/atomic"
 
@@ -53,10 +52,6 @@ func (r *certReloader) ServerConfig() *tls.Config {
 			return r.cert.Load(), nil
 		},
 	}
-}
-
-func tlsListener(l net.Listener, cfg *tls.Config) net.Listener {
-	return tls.NewListener(l, cfg)
 }
 
 // upstreamTLS is the IMAP side's TLS: system roots plus --upstream-ca;

@@ -1,0 +1,113 @@
+package bridge
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/popbridge/popbridge/internal/config"
+	"github.com/popbridge/popbridge/internal/telemetry"
+	"github.com/popbridge/popbridge/pop3server"
+)
+
+// loginSlack is how much longer the POP3 side waits for a login than the
+// upstream login deadline: the upstream's own timeout, with its precise
+// error, should fire first; the POP3 one is only a backstop.
+const loginSlack = 5 * time.Second
+
+// newServer builds the POP3 server in front of the backend, with the
+// certificate reloader when TLS is configured.
+func (b *Bridge) newServer() (*pop3server.Server, error) {
+	opts := b.serverOptions()
+	if b.cfg.TLSCert != "" {
+		var err error
+		if b.certs, err = newCertReloader(b.cfg.TLSCert, b.cfg.TLSKey); err != nil {
+			return nil, &ConfigError{fmt.Errorf("%s: %w", b.cfg.Where("tls-cert"), err)}
+		}
+		opts.TLSConfig = b.certs.ServerConfig()
+	}
+	if b.cfg.ListenTLS != "" && opts.TLSConfig == nil {
+		return nil, &ConfigError{fmt.Errorf("%s: needs --tls-cert and --tls-key", b.cfg.Where("listen-tls"))}
+	}
+	return pop3server.NewServer(b.backend, opts), nil
+}
+
+// serverOptions derives pop3server's options from the configuration.
+func (b *Bridge) serverOptions() pop3server.Options {
+	cfg := &b.cfg
+	pt := pop3server.PlaintextLocal
+	switch cfg.PlaintextAuth {
+	case config.PlaintextAlways:
+		pt = pop3server.PlaintextAlways
+	case config.PlaintextNever:
+		pt = pop3server.PlaintextNever
+	}
+	var wa pop3server.Workarounds
+	for _, w := range cfg.ClientWorkarounds {
+		switch w {
+		case config.WorkaroundOutlookNoNULs:
+			wa.OutlookNoNULs = true
+		case config.WorkaroundOENSEOH:
+			wa.OENSEOH = true
+		}
+	}
+	return pop3server.Options{
+		PlaintextAuth:           pt,
+		Expire:                  cfg.Policy().Expire(),
+		Workarounds:             wa,
+		MaxLineLength:           cfg.MaxLineLength,
+		PreLoginIdleTimeout:     cfg.PreLoginIdleTimeout,
+		PreLoginTimeout:         cfg.PreLoginTimeout,
+		IdleTimeout:             cfg.IdleTimeout,
+		WriteTimeout:            cfg.WriteTimeout,
+		MaxBadCommandsPreLogin:  cfg.MaxBadCommandsPreLogin,
+		MaxBadCommandsPostLogin: cfg.MaxBadCommandsPostLogin,
+		MaxLoginFailures:        cfg.MaxLoginFailures,
+		AuthFailDelay:           cfg.AuthFailDelay,
+		AuthPenaltyMax:          cfg.AuthPenaltyMax,
+		MaxConnsPerIP:           cfg.MaxConnsPerIP,
+		MaxUserIPConns:          cfg.MaxUserIPConns,
+		MaxSessions:             cfg.MaxSessions,
+		MaxPreLoginConns:        cfg.MaxPreLoginConns,
+		LoginTimeout:            cfg.UpstreamLoginTimeout + loginSlack,
+		LockSession:             cfg.LockSession,
+		Logger:                  b.log.With().Str("component", "pop3").Logger(),
+		Observer:                telemetry.Multi{telemetry.LogObserver{Log: b.log}, b.metrics},
+	}
+}
+
+// listen binds --listen and --listen-tls, with the PROXY protocol when
+// configured; Serve serves them.
+func (b *Bridge) listen() error {
+	cfg := &b.cfg
+	if cfg.Listen != "" {
+		l, err := b.listenPOP3(cfg.Listen)
+		if err != nil {
+			return fmt.Errorf("%s: %w", cfg.Where("listen"), err)
+		}
+		b.addrs.POP3 = l.Addr().String()
+		b.listeners = append(b.listeners, l)
+	}
+	if cfg.ListenTLS != "" {
+		l, err := b.listenPOP3(cfg.ListenTLS)
+		if err != nil {
+			return fmt.Errorf("%s: %w", cfg.Where("listen-tls"), err)
+		}
+		b.addrs.POP3S = l.Addr().String()
+		b.listeners = append(b.listeners, tls.NewListener(l, b.certs.ServerConfig()))
+	}
+	if len(b.listeners) == 0 {
+		return &ConfigError{errors.New("no listener: set --listen or --listen-tls")}
+	}
+	return nil
+}
+
+func (b *Bridge) listenPOP3(addr string) (net.Listener, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return wrapProxyProtocol(l, b.cfg.ProxyProtocol, b.cfg.PreLoginIdleTimeout, b.log), nil
+}
