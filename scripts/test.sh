@@ -22,10 +22,10 @@ fuzztime="${POPBRIDGE_FUZZTIME:-10s}"
 
 step() { printf '\n==> %s\n' "$*"; }
 
-# have CHECK: CHECK is a command name, or a path when it starts with '/'.
+# have CHECK: CHECK is a command name, or a path (or glob) when it starts with '/'.
 have() {
 	case "$1" in
-	/*) [[ -e "$1" ]] ;;
+	/*) compgen -G "$1" >/dev/null ;;
 	*) command -v "$1" >/dev/null 2>&1 || [[ -x "/usr/sbin/$1" || -x "/sbin/$1" ]] ;;
 	esac
 }
@@ -44,6 +44,7 @@ install_missing() {
 		"python3 python3"
 		"fail2ban-regex fail2ban"
 		"haproxy haproxy"                # deploy/haproxy, PROXY v2 end to end
+		"/usr/lib/postgresql/*/bin/initdb postgresql" # store: private clusters (internal/testenv)
 		"systemd-analyze systemd"        # deploy/systemd verify and security
 		"/etc/ssl/certs/ca-certificates.crt ca-certificates"
 		"gcc gcc" # go test -race needs cgo
@@ -121,6 +122,7 @@ version procmail procmail -v
 version python3 python3 --version
 version fail2ban-regex fail2ban-regex --version
 version haproxy haproxy -v
+version postgres "$(compgen -G '/usr/lib/postgresql/*/bin/postgres' | sort -V | tail -n1)" --version
 version systemd-analyze systemd-analyze --version
 echo "CI=${CI:-}  user=$(id -un)  cpus=$(nproc 2>/dev/null || echo ?)"
 

@@ -167,6 +167,13 @@ func (l *pgLocks) close() error {
 	_ = l.local.close()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.conn != nil {
+		// Free the locks before the connection goes: its backend frees them
+		// only when it notices the end, a moment after Close returns.
+		ctx, cancel := context.WithTimeout(context.Background(), pgLockTimeout)
+		_, _ = l.conn.Exec(ctx, "SELECT pg_advisory_unlock_all()")
+		cancel()
+	}
 	l.dropConn()
 	return nil
 }

@@ -29,6 +29,10 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
+	if url := os.Getenv(lockChildEnv); url != "" {
+		fmt.Fprintln(os.Stderr, lockHolder(url))
+		os.Exit(1)
+	}
 	os.Exit(m.Run())
 }
 
