@@ -97,12 +97,8 @@ func (m *maildrop) openBody(ctx context.Context, msg message, lines int, items .
 	}
 	m.l.bodies.Store(true)
 	err := m.exchange(ctx, "fetch", func() error {
-		f := m.startFetch(msg.uid, items)
-		s, err := f.next(items[0].Specifier, 0)
-		if err == nil && s == nil {
-			err = f.closeMissing()
-		}
-		b.f, b.sec = f, s
+		var err error
+		b.f, b.sec, err = m.fetchFirst(msg.uid, items, items[0].Specifier, 0)
 		return err
 	})
 	if err == nil && m.dead == nil {
@@ -138,6 +134,46 @@ type fetch struct {
 	// UID, but an unsolicited FETCH (another client's flag change) can
 	// still land here; its sections are never taken for ours.
 	ours bool
+	// sections counts the body sections (NIL included) of msg; stolen is
+	// set when data for our UID ended without any: see fetchFirst.
+	sections int
+	stolen   bool
+}
+
+// maxFetchTries bounds the UID FETCHes of one section that flag updates
+// may answer in place of the body (see fetchFirst): each one needs another
+// session to change the message's flags just then.
+const maxFetchTries = 4
+
+// fetchFirst sends UID FETCH uid (UID items) and returns once the literal
+// of the section spec (at offset) has started. A FETCH that completes
+// without it, with NIL, or with NO means the message was expunged by
+// another client: ErrNoSuchMessage.
+//
+// Except in one case. go-imap gives a pending UID FETCH the first FETCH
+// response that carries one of its UIDs, and drops any later one for the
+// same UID as a duplicate. A server that puts the UID in unsolicited flag
+// updates (Dovecot after a UID STORE once CONDSTORE is on, any server with
+// QRESYNC) can send one for our message, caused by another session, just
+// before our answer: go-imap hands us the update and discards the body.
+// Data for our UID without any body section is that case: the message
+// exists, so ask again, and never call it expunged.
+func (m *maildrop) fetchFirst(uid imap.UID, items []*imap.FetchItemBodySection, spec imap.PartSpecifier, offset int64) (*fetch, *section, error) {
+	for try := 1; ; try++ {
+		f := m.startFetch(uid, items)
+		s, err := f.next(spec, offset)
+		if err != nil || s != nil {
+			return f, s, err
+		}
+		err = f.cmd.Close()
+		if !f.stolen || err != nil {
+			return nil, nil, missing(uid, err)
+		}
+		if try == maxFetchTries {
+			return nil, nil, fmt.Errorf("UID FETCH %d: answered %d times by flag updates instead of the body", uid, try)
+		}
+		m.debug().Uint32("uid", uint32(uid)).Msg("FETCH answered by an unsolicited flag update; asking again")
+	}
 }
 
 func (m *maildrop) startFetch(uid imap.UID, items []*imap.FetchItemBodySection) *fetch {
@@ -156,13 +192,14 @@ func (f *fetch) next(spec imap.PartSpecifier, offset int64) (*section, error) {
 			if f.msg = f.cmd.Next(); f.msg == nil {
 				return nil, nil
 			}
-			f.ours = false
+			f.ours, f.sections = false, 0
 		}
 		for it := f.msg.Next(); it != nil; it = f.msg.Next() {
 			switch it := it.(type) {
 			case imapclient.FetchItemDataUID:
 				f.ours = it.UID == f.uid
 			case imapclient.FetchItemDataBodySection:
+				f.sections++
 				if !f.ours || it.Literal == nil || it.Section.Specifier != spec {
 					continue // NIL, or not ours: go-imap discards it
 				}
@@ -176,22 +213,23 @@ func (f *fetch) next(spec imap.PartSpecifier, offset int64) (*section, error) {
 				return s, nil
 			}
 		}
+		f.stolen = f.stolen || (f.ours && f.sections == 0)
 		f.msg = nil
 	}
 }
 
-// closeMissing ends a FETCH that returned none of the wanted literal. A
-// FETCH that completes without it, with NIL, or with NO means the message
-// was expunged by another client: ErrNoSuchMessage.
-func (f *fetch) closeMissing() error {
-	err := f.cmd.Close()
+// missing is the error of a FETCH of uid that ended, with err from its
+// Close, without the wanted literal: completed without it, with NIL, or
+// with NO means the message was expunged by another client,
+// ErrNoSuchMessage.
+func missing(uid imap.UID, err error) error {
 	if err == nil || isNo(err) {
 		if err == nil {
 			err = errors.New("FETCH returned no body")
 		}
-		return pop3server.ErrNoSuchMessage.Wrap(fmt.Errorf("UID %d: %w", f.uid, err))
+		return pop3server.ErrNoSuchMessage.Wrap(fmt.Errorf("UID %d: %w", uid, err))
 	}
-	return fmt.Errorf("UID FETCH %d: %w", f.uid, err)
+	return fmt.Errorf("UID FETCH %d: %w", uid, err)
 }
 
 // section is one literal of a fetch.
@@ -340,18 +378,12 @@ func (b *body) nextChunk() error {
 			return err
 		}
 	}
-	f := b.m.startFetch(b.uid, []*imap.FetchItemBodySection{{
+	f, s, err := b.m.fetchFirst(b.uid, []*imap.FetchItemBodySection{{
 		Peek:      true,
 		Specifier: imap.PartSpecifierText,
 		Partial:   &imap.SectionPartial{Offset: b.offset, Size: b.chunk},
-	}})
-	b.f = f
-	s, err := f.next(imap.PartSpecifierText, b.offset)
-	if err == nil && s == nil {
-		b.f = nil
-		err = f.closeMissing()
-	}
-	b.sec = s
+	}}, imap.PartSpecifierText, b.offset)
+	b.f, b.sec = f, s
 	return err
 }
 

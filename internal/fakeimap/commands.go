@@ -199,6 +199,9 @@ func (ss *session) fetch(tag string, byUID bool, toks []token, step Step) error 
 
 	bodyStep := step
 	for _, m := range msgs {
+		if step == FlagUpdateFirst {
+			fmt.Fprintf(ss.bw, "* %d FETCH (UID %d MODSEQ (1) FLAGS (%s))\r\n", m.seq, m.uid, strings.Join(m.flags, " "))
+		}
 		fmt.Fprintf(ss.bw, "* %d FETCH (", m.seq)
 		sep := ""
 		if byUID {

@@ -74,10 +74,17 @@ const (
 	// UIDVALIDITY, as a mailbox rebuilt behind the session's back (at
 	// Select: between login and QUIT).
 	ChangeUIDValidity
+	// FlagUpdateFirst (FetchBody only) sends, before each requested
+	// message's answer, an unsolicited flag update for it carrying its UID
+	// ("* 3 FETCH (UID 9 MODSEQ (12) FLAGS (\Seen))"), as a server does when
+	// another session changed the message's flags: Dovecot after a UID
+	// STORE once CONDSTORE is on, any server once QRESYNC is enabled.
+	FlagUpdateFirst
 )
 
 var stepNames = [...]string{"Normal", "Hang", "Bye", "No", "Bad", "Cut", "CutAfter", "HangMidBody",
-	"CutMidBody", "LiteralOverrun", "EndlessLine", "HugeLiteral", "UnderstateSize", "ChangeUIDValidity"}
+	"CutMidBody", "LiteralOverrun", "EndlessLine", "HugeLiteral", "UnderstateSize", "ChangeUIDValidity",
+	"FlagUpdateFirst"}
 
 func (s Step) String() string {
 	if int(s) < len(stepNames) {
