@@ -18,6 +18,7 @@ import (
 	"github.com/popbridge/popbridge/internal/testing/oauthserver"
 	"github.com/popbridge/popbridge/policy"
 	"github.com/popbridge/popbridge/pop3server"
+	"github.com/popbridge/popbridge/store"
 	"github.com/popbridge/popbridge/upstream"
 )
 
@@ -32,7 +33,7 @@ const alice = "alice@example.test"
 type env struct {
 	idp    *oauthserver.Server
 	dc     *testenv.Dovecot
-	st     *memStore
+	st     Store
 	m      *Manager
 	addr   string // POP3
 	logBuf *bridgetest.SyncBuffer
@@ -67,12 +68,23 @@ func newEnv(t *testing.T, o envOptions) *env {
 	return newBridge(t, dc, idp, mode)
 }
 
-// newBridge starts a bridge (a Manager with a memory store and provider
+// memoryStore is the real state store, in memory (SQLite).
+func memoryStore(t *testing.T) Store {
+	t.Helper()
+	s, err := store.Open(context.Background(), "sqlite::memory:", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return FromStore(s)
+}
+
+// newBridge starts a bridge (a Manager with an in-memory store and provider
 // "corp", the upstream backend, a POP3 server) in front of dc; idp, when
 // not nil, is provider corp and the bridge's clock.
 func newBridge(t *testing.T, dc *testenv.Dovecot, idp *oauthserver.Server, mode string) *env {
 	t.Helper()
-	e := &env{idp: idp, dc: dc, st: newMemStore(), logBuf: &bridgetest.SyncBuffer{}}
+	e := &env{idp: idp, dc: dc, st: memoryStore(t), logBuf: &bridgetest.SyncBuffer{}}
 	key, err := NewServerKey()
 	if err != nil {
 		t.Fatal(err)

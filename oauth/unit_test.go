@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/popbridge/popbridge/store"
 )
 
 func TestSeal(t *testing.T) {
@@ -178,5 +180,34 @@ func TestProviderLoad(t *testing.T) {
 	s := &Provider{Type: TypeM365, ClientID: "x", ClientSecretFile: secret}
 	if err := s.Load(); err != nil || s.clientSecret != "s3cret" {
 		t.Errorf("secret file: %v", err)
+	}
+}
+
+func TestStoreAdapter(t *testing.T) {
+	st := memoryStore(t)
+	ctx := context.Background()
+	if _, err := st.GetMailbox(ctx, "m@x"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("missing mailbox: %v", err)
+	}
+	m, err := st.PutMailbox(ctx, Mailbox{Mailbox: "m@x", Provider: "p", Mode: ModeApp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.NeedsReenroll, m.LastError = true, "upstream refused fresh tokens twice (401)"
+	if _, err := st.PutMailbox(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.PutMailbox(ctx, m); !errors.Is(err, ErrConflict) {
+		t.Errorf("stale version: %v", err)
+	}
+	got, err := st.GetMailbox(ctx, "m@x")
+	if err != nil || got.Mode != ModeApp || !got.NeedsReenroll || got.LastError != m.LastError || got.Provider != "p" {
+		t.Errorf("round trip: %+v %v", got, err)
+	}
+	if r := fromRow(store.Mailbox{State: "oauth2-user frozen"}); !r.NeedsReenroll {
+		t.Error("an unknown state is usable")
+	}
+	if err := st.DeleteDeviceCredential(ctx, "m@x", "nope"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("missing device: %v", err)
 	}
 }
