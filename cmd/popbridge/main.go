@@ -38,6 +38,9 @@ func (e usageError) Unwrap() error { return e.err }
 // run is main with its dependencies passed in, so tests can drive it. When
 // ready is not nil it receives the bound addresses once listening.
 func run(args []string, getenv func(string) string, stdout, stderr io.Writer, ready chan<- bridge.Addrs) int {
+	if len(args) > 0 && args[0] == "oauth" {
+		return oauthCommand(args[1:], getenv, stdout, stderr)
+	}
 	if code, ok := adminCommand(args, getenv, stdout, stderr); ok {
 		return code
 	}

@@ -10,7 +10,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"os/signal"
 	"regexp"
 	"slices"
@@ -35,6 +34,7 @@ type Env struct {
 	// sqlite:popbridge.db in the data directory).
 	OpenStore func(ctx context.Context, url, dataDir string) (oauth.Store, func() error, error)
 }
+
 
 // usageError is bad input: one line on stderr and exit status 2.
 type usageError struct{ error }
@@ -413,9 +413,4 @@ func (t *tool) revoke(ctx context.Context, mailbox, device string) error {
 	fmt.Fprintf(t.env.Stdout, "Revoked %s: its grant and its %d device password(s) are deleted from the store.\n"+
 		"To end the grant at the provider too, remove popbridge's access in the account's or tenant's settings.\n", mailbox, len(creds))
 	return nil
-}
-
-// Stdio is the Env of a real process, without OpenStore.
-func Stdio() Env {
-	return Env{Getenv: os.Getenv, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}
 }
