@@ -297,11 +297,16 @@ func (c *conn) login(user, pass string) (result, error) {
 		return c.writeErr(ErrUserIPLimit), nil
 	}
 	if c.srv.opts.LockSession {
-		unlock, ok := c.srv.lockUser(user)
-		if !ok {
+		ctx, cancel := context.WithTimeout(c.ctx, c.srv.opts.LoginTimeout)
+		unlock, err := c.srv.lockUser(ctx, user)
+		cancel()
+		if err != nil {
 			mbox.Close()
-			c.srv.opts.Observer.LoginAttempted(c.info, user, ErrInUse)
-			return c.writeErr(ErrInUse), nil
+			c.srv.opts.Observer.LoginAttempted(c.info, user, err)
+			if !errors.Is(err, ErrInUse) {
+				c.srv.opts.Logger.Warn().Err(err).Str("session", c.info.SessionID).Msg("session lock failed")
+			}
+			return c.writeErr(clientError(err)), nil
 		}
 		c.unlock = unlock
 	}

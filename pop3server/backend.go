@@ -144,3 +144,14 @@ type SessionStats struct {
 	// "disconnected", "timeout", "shutdown", "limit", "error".
 	Result string
 }
+
+// SessionLocker takes the per-user session lock of Options.LockSession.
+// TryLock is called once per login, after the backend accepted the
+// credentials, and must not wait for the lock: it returns ErrInUse when
+// another session (in this process or, for a shared locker, in another
+// replica) holds key, and any other error when the lock service itself is
+// failing, which the client sees as "-ERR [SYS/TEMP]". release is called
+// once when the session ends, however it ends.
+type SessionLocker interface {
+	TryLock(ctx context.Context, key string) (release func(), err error)
+}

@@ -95,6 +95,10 @@ type Options struct {
 	// LockSession allows one logged-in session per user at a time; a second
 	// login gets "-ERR [IN-USE]".
 	LockSession bool
+	// Locker takes the LockSession locks. nil means a lock table in this
+	// process; a Locker backed by a shared database makes the lock hold
+	// across every replica (docs/operations.md, "Several replicas").
+	Locker SessionLocker
 
 	// Logger receives errors and panics; the session log lines come from
 	// the Observer.

@@ -189,20 +189,25 @@ func (s *Server) trackConn(c *conn, add bool) bool {
 	return true
 }
 
-// lockUser takes the per-user session lock (Options.LockSession).
-func (s *Server) lockUser(user string) (unlock func(), ok bool) {
+// lockUser takes the per-user session lock (Options.LockSession): in
+// Options.Locker when set, else in this process's table. Lock keys ignore
+// case, as user names do.
+func (s *Server) lockUser(ctx context.Context, user string) (unlock func(), err error) {
 	key := strings.ToLower(user)
+	if s.opts.Locker != nil {
+		return s.opts.Locker.TryLock(ctx, key)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, busy := s.locks[key]; busy {
-		return nil, false
+		return nil, ErrInUse
 	}
 	s.locks[key] = struct{}{}
 	return func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		delete(s.locks, key)
-	}, true
+	}, nil
 }
 
 // clientKey groups IPv6 clients by /64, the smallest block a site gets, so
