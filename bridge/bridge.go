@@ -116,7 +116,7 @@ func New(cfg *config.Config, opts Options) (_ *Bridge, err error) {
 	}
 	b.closers = append(b.closers, func() { b.pop3.Close() })
 	b.metrics.WatchSessions(b.pop3.ActiveSessions)
-	b.ready = &readiness{b: b}
+	b.ready = &readiness{b: b, interval: probeInterval}
 	if err := b.listen(); err != nil {
 		return nil, err
 	}
@@ -194,11 +194,13 @@ func (b *Bridge) Shutdown(ctx context.Context) error {
 func (b *Bridge) Close() error {
 	b.closeOnce.Do(func() {
 		b.draining.Store(true)
-		for _, l := range b.listeners {
-			l.Close() // not yet served, or already closed by pop3server
-		}
 		for i := len(b.closers) - 1; i >= 0; i-- {
 			b.closers[i]()
+		}
+		// pop3server closed the listeners it serves (and Serve returned
+		// ErrServerClosed); these are for a bridge never served.
+		for _, l := range b.listeners {
+			l.Close()
 		}
 	})
 	return nil

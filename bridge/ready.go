@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"sync"
 	"time"
 )
@@ -32,11 +31,12 @@ func (b *Bridge) Ready() error {
 // Draining reports whether Shutdown or Close has begun.
 func (b *Bridge) Draining() bool { return b.draining.Load() || b.pop3.Draining() }
 
-// readiness decides the upstream part of Ready; probing is serialized so
-// that a burst of checks from several load balancers costs one upstream
-// connection.
+// readiness decides the upstream part of Ready from the backend's own
+// health (its circuit breaker); probing is serialized so that a burst of
+// checks from several load balancers costs one upstream connection.
 type readiness struct {
-	b *Bridge
+	b        *Bridge
+	interval time.Duration // between probes: probeInterval
 
 	mu        sync.Mutex
 	lastProbe time.Time
@@ -44,7 +44,7 @@ type readiness struct {
 
 func (r *readiness) upstream() error {
 	max := r.b.cfg.ReadyUpstreamFailures
-	failures := r.b.metrics.ConnectFailureStreak
+	failures := func() int { return r.b.backend.Health().ConnectFailures }
 	if max <= 0 || failures() < max {
 		return nil
 	}
@@ -53,28 +53,14 @@ func (r *readiness) upstream() error {
 	if failures() < max {
 		return nil // a concurrent probe or login succeeded
 	}
-	if time.Since(r.lastProbe) >= probeInterval {
+	if time.Since(r.lastProbe) >= r.interval {
 		r.lastProbe = time.Now()
-		if r.probe() == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
+		err := r.b.backend.Probe(ctx)
+		cancel()
+		if err == nil {
 			return nil
 		}
 	}
 	return fmt.Errorf("upstream unreachable: %d connection attempts failed in a row", failures())
-}
-
-// probe lets an unready replica find out that the upstream is back: while
-// it is unready it gets no clients, so no login would ever end the failure
-// streak. A TCP connect to the server-wide upstream is the test; TLS or
-// login trouble shows up again in real logins.
-func (r *readiness) probe() error {
-	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
-	defer cancel()
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", r.b.url.Host)
-	if err != nil {
-		return err
-	}
-	c.Close()
-	r.b.metrics.UpstreamReachable()
-	return nil
 }

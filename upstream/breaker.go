@@ -3,6 +3,7 @@ package upstream
 import (
 	"context"
 	"errors"
+	"net"
 	"sync"
 	"time"
 
@@ -51,13 +52,11 @@ func (o BreakerOptions) withDefaults() BreakerOptions {
 // unreachable; Login answers it with [SYS/TEMP] like any connect failure.
 var errBreakerOpen = errors.New("upstream unreachable, not trying (circuit breaker open)")
 
-// dialGuarded is dial behind the breaker of cfg's upstream.
+// dialGuarded is dial behind the breaker of cfg's upstream. A disabled
+// breaker (negative Threshold) still counts failures for Health; it only
+// never opens.
 func (b *Backend) dialGuarded(ctx context.Context, cfg dialConfig) (*link, error) {
-	opts := b.opts.Breaker.withDefaults()
-	if opts.Threshold < 0 {
-		return dial(ctx, cfg)
-	}
-	br := b.breakers.get(cfg.url.String(), opts, b.opts.Logger)
+	br := b.breaker(cfg.url)
 	report, err := br.allow()
 	if err != nil {
 		return nil, err
@@ -74,6 +73,51 @@ func (b *Backend) dialGuarded(ctx context.Context, cfg dialConfig) (*link, error
 		report(outcomeFailure)
 	}
 	return l, err
+}
+
+// breaker is the breaker of upstream u.
+func (b *Backend) breaker(u *URL) *breaker {
+	return b.breakers.get(u.String(), b.opts.Breaker.withDefaults(), b.opts.Logger)
+}
+
+// Health is what the circuit breaker knows of the server-wide upstream
+// (Options.URL), for readiness checks.
+type Health struct {
+	// ConnectFailures is how many logins in a row could not connect to
+	// it, those failed fast by the open breaker included; 0 after any
+	// connection that got through (or a successful Probe).
+	ConnectFailures int
+	// Open is true while the breaker fails logins fast.
+	Open bool
+}
+
+// Health reports the server-wide upstream's health; the zero Health
+// (healthy) without Options.URL.
+func (b *Backend) Health() Health {
+	if b.opts.URL == nil {
+		return Health{}
+	}
+	return b.breaker(b.opts.URL).health()
+}
+
+// Probe tries a TCP connection to the server-wide upstream, outside any
+// session. On success the upstream counts as reachable again: the failure
+// count restarts and the breaker closes, so logins go through (TLS or
+// login trouble then shows up again in them). A replica that is unready
+// because of the upstream gets no clients, so without a probe no login
+// would ever find the upstream back.
+func (b *Backend) Probe(ctx context.Context) error {
+	if b.opts.URL == nil {
+		return errors.New("upstream: no server-wide upstream to probe")
+	}
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", b.opts.URL.Host)
+	if err != nil {
+		return err
+	}
+	c.Close()
+	b.breaker(b.opts.URL).reachable()
+	return nil
 }
 
 // breakerSet holds one breaker per upstream; its zero value is ready.
@@ -116,6 +160,7 @@ type breaker struct {
 
 	mu        sync.Mutex
 	failures  int       // consecutive, while closed
+	streak    int       // consecutive failed attempts, failed fast included
 	open      bool      // open or half-open
 	openUntil time.Time // end of the cooldown
 	cooldown  time.Duration
@@ -135,6 +180,7 @@ func (br *breaker) allow() (report func(outcome), err error) {
 		return br.reportClosed, nil
 	}
 	if br.probing || br.now().Before(br.openUntil) {
+		br.streak++
 		return nil, errBreakerOpen
 	}
 	br.probing = true
@@ -151,11 +197,12 @@ func (br *breaker) reportClosed(o outcome) {
 	case outcomeSuccess:
 		br.closeLocked()
 	case outcomeFailure:
+		br.streak++
 		if br.open {
 			return
 		}
 		br.failures++
-		if br.failures >= br.opts.Threshold {
+		if br.opts.Threshold > 0 && br.failures >= br.opts.Threshold {
 			br.open = true
 			br.cooldown = br.opts.Cooldown
 			br.openUntil = br.now().Add(br.cooldown)
@@ -169,6 +216,9 @@ func (br *breaker) reportProbe(o outcome) {
 	br.mu.Lock()
 	defer br.mu.Unlock()
 	br.probing = false
+	if o == outcomeFailure {
+		br.streak++
+	}
 	if !br.open {
 		return // an attempt from before the breaker opened closed it
 	}
@@ -186,8 +236,21 @@ func (br *breaker) closeLocked() {
 	if br.open {
 		br.log.Info().Msg("upstream reachable again")
 	}
-	br.open, br.probing, br.failures = false, false, 0
+	br.open, br.probing, br.failures, br.streak = false, false, 0, 0
 	br.cooldown = br.opts.Cooldown
+}
+
+// reachable is a successful probe from outside any session.
+func (br *breaker) reachable() {
+	br.mu.Lock()
+	defer br.mu.Unlock()
+	br.closeLocked()
+}
+
+func (br *breaker) health() Health {
+	br.mu.Lock()
+	defer br.mu.Unlock()
+	return Health{ConnectFailures: br.streak, Open: br.open}
 }
 
 // state is for tests and logs: "closed", "open" or "half-open".

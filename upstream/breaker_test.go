@@ -230,3 +230,50 @@ func TestBackendBreakerDisabled(t *testing.T) {
 		t.Fatalf("%d connections, want all 8 tried", relay.Accepted())
 	}
 }
+
+// TestBackendHealth: Health counts the server-wide upstream's failed
+// connects in a row, logins failed fast by the open breaker included, also
+// with the breaker disabled; Probe finds the upstream back, which resets
+// the count and closes the breaker.
+func TestBackendHealth(t *testing.T) {
+	for _, threshold := range []int{2, -1} {
+		mem := startMem(t, capsFull)
+		relay, err := faultnet.Listen(mem.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer relay.Close()
+		b := newBackend(t, &URL{Scheme: SchemeInsecure, Host: relay.Addr()}, func(o *Options) {
+			o.Breaker = BreakerOptions{Threshold: threshold, Cooldown: time.Hour}
+		})
+		if h := b.Health(); h != (Health{}) {
+			t.Fatalf("threshold %d: health %+v before any login", threshold, h)
+		}
+		relay.Down()
+		for range 4 {
+			_, err := b.Login(context.Background(), testConn, testUser, testPass)
+			wantCode(t, err, pop3server.ErrTemporary)
+		}
+		want := Health{ConnectFailures: 4, Open: threshold > 0}
+		if h := b.Health(); h != want {
+			t.Fatalf("threshold %d: health %+v after 4 failed logins, want %+v", threshold, h, want)
+		}
+		if err := b.Probe(context.Background()); err == nil {
+			t.Fatalf("threshold %d: probe succeeded with the upstream down", threshold)
+		}
+		if err := relay.Up(); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Probe(context.Background()); err != nil {
+			t.Fatalf("threshold %d: probe with the upstream back: %v", threshold, err)
+		}
+		if h := b.Health(); h != (Health{}) {
+			t.Fatalf("threshold %d: health %+v after a good probe", threshold, h)
+		}
+		mb, err := b.Login(context.Background(), testConn, testUser, testPass)
+		if err != nil {
+			t.Fatalf("threshold %d: login after a good probe: %v", threshold, err)
+		}
+		mb.Close()
+	}
+}

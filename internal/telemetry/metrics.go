@@ -3,7 +3,6 @@ package telemetry
 import (
 	"errors"
 	"runtime"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,19 +27,18 @@ const (
 type Metrics struct {
 	reg *prometheus.Registry
 
-	sessionsTotal     prometheus.Counter
-	sessionsEnded     *prometheus.CounterVec
-	logins            *prometheus.CounterVec
-	commands          *prometheus.CounterVec
-	sentBytes         prometheus.Counter
-	upstreamDuration  *prometheus.HistogramVec
-	upstreamErrors    *prometheus.CounterVec
-	updatesApplied    *prometheus.CounterVec
-	uidlRematches     prometheus.Counter
-	uidlAssigned      *prometheus.CounterVec
-	configLoadTime    prometheus.Gauge
-	configLoadOK      prometheus.Gauge
-	connectFailStreak atomic.Int64
+	sessionsTotal    prometheus.Counter
+	sessionsEnded    *prometheus.CounterVec
+	logins           *prometheus.CounterVec
+	commands         *prometheus.CounterVec
+	sentBytes        prometheus.Counter
+	upstreamDuration *prometheus.HistogramVec
+	upstreamErrors   *prometheus.CounterVec
+	updatesApplied   *prometheus.CounterVec
+	uidlRematches    prometheus.Counter
+	uidlAssigned     *prometheus.CounterVec
+	configLoadTime   prometheus.Gauge
+	configLoadOK     prometheus.Gauge
 }
 
 var _ pop3server.Observer = (*Metrics)(nil)
@@ -159,14 +157,6 @@ func (m *Metrics) WatchCache(stats func() (hits, misses uint64)) {
 	)
 }
 
-// ConnectFailureStreak is the number of upstream connection attempts that
-// failed in a row; any successful connect resets it. /readyz uses it.
-func (m *Metrics) ConnectFailureStreak() int { return int(m.connectFailStreak.Load()) }
-
-// UpstreamReachable resets the connect failure streak, for a readiness
-// probe that reached the upstream outside a session.
-func (m *Metrics) UpstreamReachable() { m.connectFailStreak.Store(0) }
-
 // ConnectionOpened counts a greeted connection.
 func (m *Metrics) ConnectionOpened(pop3server.ConnInfo) { m.sessionsTotal.Inc() }
 
@@ -195,13 +185,6 @@ func (m *Metrics) SessionClosed(_ pop3server.ConnInfo, s pop3server.SessionStats
 // refused for bad credentials is the client's error, not the upstream's.
 func (m *Metrics) ObserveCommand(name string, d time.Duration, err error) {
 	m.upstreamDuration.WithLabelValues(name).Observe(d.Seconds())
-	if name == "connect" {
-		if err != nil {
-			m.connectFailStreak.Add(1)
-		} else {
-			m.connectFailStreak.Store(0)
-		}
-	}
 	if err != nil && LoginResult(err) != LoginAuthFailed {
 		m.upstreamErrors.WithLabelValues(name).Inc()
 	}

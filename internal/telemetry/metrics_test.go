@@ -168,21 +168,20 @@ popbridge_cache_hits_total 8
 	}
 }
 
-func TestConnectFailureStreak(t *testing.T) {
+// TestUpstreamErrorsByExchange: failed exchanges are counted by name;
+// readiness is not the metrics' business (see upstream.Backend.Health).
+func TestUpstreamErrorsByExchange(t *testing.T) {
 	m := NewMetrics("")
 	fail := errors.New("connection refused")
 	for range 3 {
 		m.ObserveCommand("connect", time.Millisecond, fail)
 	}
-	m.ObserveCommand("login", time.Millisecond, fail) // not a connect: no effect
-	if got := m.ConnectFailureStreak(); got != 3 {
-		t.Fatalf("streak = %d, want 3", got)
-	}
+	m.ObserveCommand("connect", time.Millisecond, nil)
+	m.ObserveCommand("login", time.Millisecond, fail)
 	if got := testutil.ToFloat64(m.upstreamErrors.WithLabelValues("connect")); got != 3 {
 		t.Errorf("connect errors = %v, want 3", got)
 	}
-	m.ObserveCommand("connect", time.Millisecond, nil)
-	if got := m.ConnectFailureStreak(); got != 0 {
-		t.Fatalf("streak after a success = %d, want 0", got)
+	if got := testutil.ToFloat64(m.upstreamErrors.WithLabelValues("login")); got != 1 {
+		t.Errorf("login errors = %v, want 1", got)
 	}
 }
