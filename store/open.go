@@ -119,7 +119,9 @@ type unavailable struct {
 	err error
 }
 
-func (e *unavailable) Error() string   { return "store: " + e.op + ": " + e.err.Error() }
+func (e *unavailable) Error() string {
+	return "store: " + e.op + ": " + strings.TrimPrefix(e.err.Error(), "store: ")
+}
 func (e *unavailable) Unwrap() []error { return []error{ErrUnavailable, e.err} }
 
 // wrap returns err unchanged when it is nil or one of the sentinel errors

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -173,4 +174,29 @@ func lockHolder(url string) error {
 	}
 	fmt.Println("locked")
 	select {}
+}
+
+// TestPostgresLazyDownAtFirstUse: a lazily opened store whose database is
+// down at its first use answers ErrUnavailable, and works once the
+// database is back, without being recreated.
+func TestPostgresLazyDownAtFirstUse(t *testing.T) {
+	pg := testenv.StartPostgres(t)
+	url := pg.NewDatabase(t)
+	pg.Kill()
+	l := store.Lazy(url+"&connect_timeout=5", "", nil)
+	defer l.Close()
+	if err := l.Ping(t.Context()); !errors.Is(err, store.ErrUnavailable) || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("database down: %v, want one line matching ErrUnavailable", err)
+	}
+	pg.Start(t)
+	deadline := time.Now().Add(30 * time.Second)
+	for l.Ping(t.Context()) != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("still down after the database came back: %v", l.Ping(t.Context()))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := l.PutMailbox(t.Context(), store.Mailbox{Mailbox: "a@x"}); err != nil {
+		t.Fatal(err)
+	}
 }
