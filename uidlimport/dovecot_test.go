@@ -17,7 +17,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,63 +25,46 @@ import (
 	"github.com/popbridge/popbridge/internal/pop3test"
 	"github.com/popbridge/popbridge/internal/testenv"
 	"github.com/popbridge/popbridge/pop3server"
+	"github.com/popbridge/popbridge/store"
 	"github.com/popbridge/popbridge/uidlimport"
 	"github.com/popbridge/popbridge/uidlmap"
 	"github.com/popbridge/popbridge/upstream"
 )
 
-// memStore is a uidlmap.Store in memory that can be made to fail.
-type memStore struct {
-	mu   sync.Mutex
-	m    map[string]map[string]uidlmap.Record
-	down bool
+// testStore is the UIDL map on a real SQLite state store in a file, so
+// that it can be closed (a store that went down) and opened again.
+type testStore struct {
+	uidlmap.Store
+	s    store.Store
+	path string
 }
 
-func (s *memStore) UIDLMap(_ context.Context, key string) ([]uidlmap.Record, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.down {
-		return nil, fmt.Errorf("store down")
-	}
-	var out []uidlmap.Record
-	for _, r := range s.m[key] {
-		out = append(out, r)
-	}
-	return out, nil
+func newStore(t *testing.T) *testStore {
+	t.Helper()
+	st := &testStore{path: filepath.Join(t.TempDir(), "state.db")}
+	st.open(t)
+	t.Cleanup(func() { st.s.Close() })
+	return st
 }
 
-func (s *memStore) PutUIDLs(_ context.Context, key string, recs []uidlmap.Record) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.down {
-		return fmt.Errorf("store down")
+func (st *testStore) open(t *testing.T) {
+	t.Helper()
+	s, err := store.Open(context.Background(), "sqlite:"+st.path, "")
+	if err != nil {
+		t.Fatal(err)
 	}
-	if s.m == nil {
-		s.m = map[string]map[string]uidlmap.Record{}
-	}
-	if s.m[key] == nil {
-		s.m[key] = map[string]uidlmap.Record{}
-	}
-	for _, r := range recs {
-		s.m[key][r.UIDL] = r
-	}
-	return nil
+	st.s, st.Store = s, uidlmap.OnStore(s)
 }
 
-func (s *memStore) len() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for _, m := range s.m {
-		n += len(m)
+// len counts the UIDLs remembered for the test user's INBOX.
+func (st *testStore) len(t *testing.T) int {
+	t.Helper()
+	recs, err := st.UIDLMap(context.Background(), uidlmap.Key(testUser, "INBOX"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	return n
+	return len(recs)
 }
-
-func (s *memStore) setDown(down bool) { s.mu.Lock(); s.down = down; s.mu.Unlock() }
-
-// newStore is the UIDL map the tests use.
-func newStore(t *testing.T) *memStore { return &memStore{} }
 
 // mail is one message of a test corpus: its name (for reports) and bytes.
 type mail struct {
@@ -340,8 +322,8 @@ func TestDovecotRebuildAndMove(t *testing.T) {
 	if got := client.run(t, plain); len(got) != 0 {
 		t.Fatalf("bridge without a store: downloaded %d, want nothing", len(got))
 	}
-	if st.len() != len(msgs) {
-		t.Fatalf("store has %d UIDLs, want %d", st.len(), len(msgs))
+	if st.len(t) != len(msgs) {
+		t.Fatalf("store has %d UIDLs, want %d", st.len(t), len(msgs))
 	}
 
 	// The index is rebuilt; around it m7 is expunged and "late" arrives.
@@ -444,15 +426,15 @@ func TestDovecotMigration(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := uidlimport.Report{User: testUser, Mailbox: "INBOX", Status: uidlimport.StatusDryRun, POP3: 100, IMAP: 100, Matched: 98, Ambiguous: 2}
-	if reports[0] != want || st.len() != 0 {
-		t.Fatalf("dry run: %+v (store %d UIDLs), want %+v and nothing stored", reports[0], st.len(), want)
+	if reports[0] != want || st.len(t) != 0 {
+		t.Fatalf("dry run: %+v (store %d UIDLs), want %+v and nothing stored", reports[0], st.len(t), want)
 	}
 
 	opts.DryRun = false
 	reports, _ = uidlimport.Run(context.Background(), opts, accounts)
 	want.Status = uidlimport.StatusImported
-	if reports[0] != want || st.len() != 98 {
-		t.Fatalf("import: %+v (store %d UIDLs), want %+v", reports[0], st.len(), want)
+	if reports[0] != want || st.len(t) != 98 {
+		t.Fatalf("import: %+v (store %d UIDLs), want %+v", reports[0], st.len(t), want)
 	}
 	reports, _ = uidlimport.Run(context.Background(), opts, accounts)
 	if reports[0].Status != uidlimport.StatusSkipped {
@@ -467,9 +449,11 @@ func TestDovecotMigration(t *testing.T) {
 		t.Fatalf("second run through popbridge downloaded %v", head(got))
 	}
 
-	// New mail needs the store; while it is down the login fails
-	// [SYS/TEMP] instead of showing UIDLs that might differ.
-	st.setDown(true)
+	// New mail needs the store; while it is down (closed) the login
+	// fails [SYS/TEMP] instead of showing UIDLs that might differ.
+	if err := st.s.Close(); err != nil {
+		t.Fatal(err)
+	}
 	seed(t, d, testUser, []mail{{"new", message("<new@example.org>", time.Now(), "New mail")}})
 	c := pop3test.Dial(t, addr, pop3test.Options{})
 	c.Expect("+OK*")
@@ -478,7 +462,8 @@ func TestDovecotMigration(t *testing.T) {
 	c.Send("PASS " + testPass)
 	c.Expect("-ERR [SYS/TEMP]*")
 	c.Close()
-	st.setDown(false)
+	st.open(t)
+	addr = serve(t, backend(t, d, st))
 	if got := client.run(t, addr); !slices.Equal(got, []string{"New mail"}) {
 		t.Fatalf("with the store back downloaded %v, want the new mail", head(got))
 	}

@@ -1,6 +1,7 @@
 // Package uidlmap keeps POP3 UIDLs stable across a UIDVALIDITY change, a
 // move to another IMAP server and a migration from another POP3 server
-// (docs/migration.md). It is pure: no I/O, no IMAP. The upstream layer
+// (docs/migration.md). The fingerprints and the plan are pure (no I/O, no
+// IMAP; OnStore adapts the state store to Store). The upstream layer
 // lists the mailbox, asks a Plan which messages need a fingerprint, fetches
 // their header fields and lets the Plan assign UIDLs; the records to store
 // come back with them.

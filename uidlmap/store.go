@@ -1,0 +1,43 @@
+package uidlmap
+
+import (
+	"context"
+
+	"github.com/popbridge/popbridge/store"
+)
+
+// records is the part of store.Store that holds UIDL maps.
+type records interface {
+	UIDLMap(ctx context.Context, key string) ([]store.UIDLRecord, error)
+	PutUIDLs(ctx context.Context, key string, recs []store.UIDLRecord) error
+}
+
+// OnStore is the UIDL map kept in the state store.
+func OnStore(s records) Store { return onStore{s} }
+
+type onStore struct{ s records }
+
+func (o onStore) UIDLMap(ctx context.Context, key string) ([]Record, error) {
+	recs, err := o.s.UIDLMap(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Record, len(recs))
+	for i, r := range recs {
+		out[i] = Record{UIDL: r.UIDL, UIDValidity: r.UIDValidity, UID: r.UID, Fingerprint: Fingerprint{
+			Size: r.Size, MessageID: r.MessageID, Date: r.Date, Hash: r.HeaderHash,
+		}}
+	}
+	return out, nil
+}
+
+func (o onStore) PutUIDLs(ctx context.Context, key string, recs []Record) error {
+	out := make([]store.UIDLRecord, len(recs))
+	for i, r := range recs {
+		out[i] = store.UIDLRecord{
+			UIDValidity: r.UIDValidity, UID: r.UID, UIDL: r.UIDL,
+			Size: r.Size, MessageID: r.MessageID, Date: r.Date, HeaderHash: r.Hash,
+		}
+	}
+	return o.s.PutUIDLs(ctx, key, out)
+}
