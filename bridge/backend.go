@@ -4,44 +4,72 @@ import (
 	"fmt"
 
 	"github.com/popbridge/popbridge/cache"
+	"github.com/popbridge/popbridge/internal/config"
 	"github.com/popbridge/popbridge/upstream"
 )
 
 // newBackend builds the upstream IMAP backend and its listing cache.
 func (b *Bridge) newBackend(breaker upstream.BreakerOptions) (*upstream.Backend, error) {
-	cfg := &b.cfg
-	if err := upstream.ValidateUIDLFormat(cfg.UIDLFormat); err != nil {
-		return nil, &ConfigError{fmt.Errorf("%s: %w", cfg.Where("uidl-format"), err)}
-	}
-	u, err := upstream.ParseURL(cfg.Upstream)
-	if err != nil {
-		return nil, &ConfigError{fmt.Errorf("%s: %w", cfg.Where("upstream"), err)}
-	}
-	b.url = u
-	tc, err := upstreamTLS(cfg)
-	if err != nil {
-		return nil, &ConfigError{err}
-	}
-	listings, err := b.newListingCache()
+	opts, err := backendOptions(&b.cfg)
 	if err != nil {
 		return nil, err
 	}
-	be, err := upstream.New(upstream.Options{
-		URL:            u,
-		TLSConfig:      tc,
-		Mailbox:        cfg.Mailbox,
-		UIDLFormat:     cfg.UIDLFormat,
-		Policy:         cfg.Policy(),
-		Resolver:       cfg.Resolver(),
-		DialTimeout:    cfg.UpstreamDialTimeout,
-		LoginTimeout:   cfg.UpstreamLoginTimeout,
-		CommandTimeout: cfg.UpstreamCommandTimeout,
-		SendID:         cfg.UpstreamSendID,
-		Cache:          listings,
-		Breaker:        breaker,
-		Logger:         b.log.With().Str("component", "upstream").Logger(),
-		Metrics:        b.metrics,
-	})
+	b.url = opts.URL
+	if opts.Cache, err = b.newListingCache(); err != nil {
+		return nil, err
+	}
+	opts.Breaker = breaker
+	opts.Logger = b.log.With().Str("component", "upstream").Logger()
+	opts.Metrics = b.metrics
+	if err := b.stateOptions(&opts); err != nil {
+		return nil, err
+	}
+	be, err := upstream.New(opts)
+	if err != nil {
+		return nil, &ConfigError{fmt.Errorf("upstream: %w", err)}
+	}
+	return be, nil
+}
+
+// backendOptions are the upstream options every backend of cfg shares:
+// the upstream, its TLS, the per-user settings and the timeouts.
+func backendOptions(cfg *config.Config) (upstream.Options, error) {
+	if err := upstream.ValidateUIDLFormat(cfg.UIDLFormat); err != nil {
+		return upstream.Options{}, &ConfigError{fmt.Errorf("%s: %w", cfg.Where("uidl-format"), err)}
+	}
+	u, err := upstream.ParseURL(cfg.Upstream)
+	if err != nil {
+		return upstream.Options{}, &ConfigError{fmt.Errorf("%s: %w", cfg.Where("upstream"), err)}
+	}
+	tc, err := upstreamTLS(cfg)
+	if err != nil {
+		return upstream.Options{}, &ConfigError{err}
+	}
+	return upstream.Options{
+		URL:               u,
+		TLSConfig:         tc,
+		Mailbox:           cfg.Mailbox,
+		UIDLFormat:        cfg.UIDLFormat,
+		Policy:            cfg.Policy(),
+		Resolver:          cfg.Resolver(),
+		DialTimeout:       cfg.UpstreamDialTimeout,
+		LoginTimeout:      cfg.UpstreamLoginTimeout,
+		CommandTimeout:    cfg.UpstreamCommandTimeout,
+		SendID:            cfg.UpstreamSendID,
+		QuarantineMailbox: cfg.QuarantineMailbox,
+	}, nil
+}
+
+// ToolBackend is an upstream backend for the admin subcommands (popbridge
+// restore): the bridge's upstream and per-user settings on st, with no
+// cache and no listeners.
+func ToolBackend(cfg *config.Config, st upstream.State) (*upstream.Backend, error) {
+	opts, err := backendOptions(cfg)
+	if err != nil {
+		return nil, err
+	}
+	opts.State, opts.Passive = st, true
+	be, err := upstream.New(opts)
 	if err != nil {
 		return nil, &ConfigError{fmt.Errorf("upstream: %w", err)}
 	}

@@ -34,6 +34,7 @@ import (
 	"github.com/popbridge/popbridge/internal/demo"
 	"github.com/popbridge/popbridge/internal/telemetry"
 	"github.com/popbridge/popbridge/pop3server"
+	"github.com/popbridge/popbridge/store"
 	"github.com/popbridge/popbridge/upstream"
 )
 
@@ -85,6 +86,9 @@ type Bridge struct {
 	draining  atomic.Bool
 	closeOnce sync.Once
 	closers   []func() // run in reverse order by Close
+
+	storeMu sync.Mutex
+	store   store.Store // the shared state store once opened (sharedStore)
 }
 
 // New assembles popbridge from cfg (which it does not modify) and binds

@@ -24,6 +24,10 @@ func adminCommand(args []string, getenv func(string) string, stdout, stderr io.W
 	}
 	var cmd func(args []string, getenv func(string) string, stdout io.Writer) error
 	switch {
+	case args[0] == "journal":
+		cmd, args = runJournal, args[1:]
+	case args[0] == "restore":
+		cmd, args = runRestore, args[1:]
 	case args[0] == "policy" && len(args) > 1 && args[1] == "explain":
 		cmd, args = runExplain, args[2:]
 	default:

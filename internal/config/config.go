@@ -22,6 +22,8 @@
 //	--delete-policy            honor            DeletePolicy
 //	--delete-action            expunge          DeleteAction
 //	--mark-seen                true             MarkSeen
+//	--store                    sqlite:popbridge.db Store (sqlite:PATH, postgres://..., none)
+//	--data-dir                 ""               DataDir (relative sqlite: paths; "" = working directory)
 //	--delete-dry-run           false            DeleteDryRun
 //	--quarantine-mailbox       POPBRIDGE-QUARANTINE QuarantineMailbox
 //	--quarantine-days          14               QuarantineDays
@@ -125,6 +127,12 @@ type Config struct {
 	DeleteDryRun bool
 	UIDLFormat   string
 
+	// Store is the state store's URL (store.Open); DataDir the directory
+	// of a relative sqlite: path. StoreExplicit says whether Store was
+	// given (flag, variable or file) rather than defaulted.
+	Store   string
+	DataDir string
+
 	// Devices, journal and quarantine (docs/policy.md).
 	QuarantineMailbox          string
 	QuarantineDays             int
@@ -209,6 +217,14 @@ func (c *Config) Resolver() *policy.Resolver {
 		Domains: maps.Clone(c.Domains),
 		Users:   maps.Clone(c.Users),
 	}
+}
+
+// StoreExplicit reports whether --store was given (as a flag, a variable
+// or in the file): the passive stateful features (the deletion journal,
+// per-client memory under leave) are on exactly then.
+func (c *Config) StoreExplicit() bool {
+	_, ok := c.where["store"]
+	return ok
 }
 
 // Where names the source of a key's value the way Load's errors do:

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -64,5 +65,32 @@ users:
 		if !reflect.DeepEqual(lines, tc.want) {
 			t.Errorf("%s:\n got %q\nwant %q", tc.login, lines, tc.want)
 		}
+	}
+}
+
+func TestStoreNoneRefusesStatefulFeatures(t *testing.T) {
+	for _, args := range [][]string{
+		{"--store", "none", "--delete-dry-run"},
+		{"--store", "none", "--delete-action", "quarantine"},
+	} {
+		_, err := Load(append([]string{"--upstream", "imaps://imap.example.com"}, args...), nil)
+		if err == nil || !strings.HasPrefix(err.Error(), "--store: none, but ") {
+			t.Errorf("%q: %v", args, err)
+		}
+	}
+	path := writeFile(t, "users:\n  bob:\n    delete-dry-run: true\n")
+	_, err := Load([]string{"--upstream", "imaps://imap.example.com", "--config", path, "--store", "none"}, nil)
+	if err == nil || !strings.Contains(err.Error(), path+":2") {
+		t.Errorf("override: %v", err)
+	}
+	if _, err := Load([]string{"--upstream", "imaps://imap.example.com", "--store", "mysql://x"}, nil); err == nil {
+		t.Error("a bad store URL loads")
+	}
+	c := mustLoad(t, []string{"--upstream", "imaps://imap.example.com"}, nil)
+	if c.StoreExplicit() || c.Store != "sqlite:popbridge.db" {
+		t.Errorf("default store %q explicit %v", c.Store, c.StoreExplicit())
+	}
+	if c := mustLoad(t, []string{"--upstream", "imaps://imap.example.com"}, env{"POPBRIDGE_STORE": "sqlite:x.db"}); !c.StoreExplicit() {
+		t.Error("POPBRIDGE_STORE is not explicit")
 	}
 }

@@ -50,6 +50,7 @@ func TestDefaults(t *testing.T) {
 		MarkSeen:                true,
 		UIDLFormat:              "%08Xu%08Xv",
 		Auth:                    AuthPassthrough,
+		Store:                   "sqlite:popbridge.db",
 		QuarantineMailbox:       "POPBRIDGE-QUARANTINE",
 		QuarantineDays:          14,
 		DeviceSeparator:         "#",
@@ -109,7 +110,7 @@ func TestEveryFlag(t *testing.T) {
 		"--cache-entries", "0", "--cache-max-age", "1h", "--body-cache-bytes", "0", "--body-cache-max-body", "100",
 		"--delete-dry-run", "--quarantine-mailbox", "Held", "--quarantine-days", "3", "--device-separator", "+",
 		"--device-expiry", "48h", "--journal-retention", "240h", "--upstream-master-user", "admin",
-		"--upstream-master-password-file", "master.pw",
+		"--upstream-master-password-file", "master.pw", "--store", "sqlite:/var/lib/pb.db", "--data-dir", "/srv",
 		"--auth", "passthrough", "--provider", "corp", "--secret-key-file", "popbridge.key",
 	}
 	c := mustLoad(t, args, nil)
@@ -131,8 +132,8 @@ func TestEveryFlag(t *testing.T) {
 		CacheEntries: 0, CacheMaxAge: time.Hour, BodyCacheBytes: 0, BodyCacheMaxBody: 100,
 		DeleteDryRun: true, QuarantineMailbox: "Held", QuarantineDays: 3, DeviceSeparator: "+",
 		DeviceExpiry: 48 * time.Hour, JournalRetention: 240 * time.Hour, UpstreamMasterUser: "admin",
-		UpstreamMasterPasswordFile: "master.pw",
-		Auth:                       AuthPassthrough, Provider: "corp", SecretKeyFile: "popbridge.key",
+		UpstreamMasterPasswordFile: "master.pw", Store: "sqlite:/var/lib/pb.db", DataDir: "/srv",
+		Auth: AuthPassthrough, Provider: "corp", SecretKeyFile: "popbridge.key",
 	}
 	got := *c
 	got.where = nil

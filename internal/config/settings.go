@@ -48,6 +48,8 @@ var settings = []setting{
 		set: func(c *Config, v string) (err error) { c.DeletePolicy, err = policy.ParseDeletePolicy(v); return err }},
 	{name: "delete-action", arg: "expunge|flag|move:MAILBOX", def: "expunge", usage: "what applying a delete means upstream",
 		set: func(c *Config, v string) (err error) { c.DeleteAction, err = policy.ParseAction(v); return err }},
+	str("store", "URL", "sqlite:popbridge.db", "state store: sqlite:PATH (relative to --data-dir), postgres://..., or none; given explicitly it also turns on the deletion journal", func(c *Config) *string { return &c.Store }, checkStoreURL),
+	str("data-dir", "DIR", "", "directory of a relative sqlite: store (default: the working directory)", func(c *Config) *string { return &c.DataDir }, nil),
 	boolean("delete-dry-run", false, "journal what the delete policy would apply and change nothing upstream (needs a store)", func(c *Config) *bool { return &c.DeleteDryRun }),
 	str("quarantine-mailbox", "NAME", policy.DefaultQuarantineMailbox, "where --delete-action quarantine moves messages; never served over POP3", func(c *Config) *string { return &c.QuarantineMailbox }, checkMailbox),
 	integer("quarantine-days", 14, 1, "days a quarantined message is kept before a later session of its user expunges it", func(c *Config) *int { return &c.QuarantineDays }),

@@ -40,7 +40,28 @@ func (c *Config) validate() error {
 	if err := c.checkOAuth(); err != nil {
 		return err
 	}
-	return c.checkMoveTargets()
+	if err := c.checkMoveTargets(); err != nil {
+		return err
+	}
+	return c.checkStateNeeded()
+}
+
+// checkStateNeeded refuses --store none with a feature that cannot work
+// without state: a dry run or the quarantine action, anywhere.
+func (c *Config) checkStateNeeded() error {
+	if c.Store != "none" {
+		return nil
+	}
+	check := func(s policy.Settings, where string) error {
+		switch {
+		case s.Policy.DryRun:
+			return fmt.Errorf("%s: none, but delete-dry-run (%s) needs the state store", c.Where("store"), where)
+		case s.Policy.Action.Kind == policy.Quarantine:
+			return fmt.Errorf("%s: none, but delete-action quarantine (%s) needs the state store", c.Where("store"), where)
+		}
+		return nil
+	}
+	return c.eachResolved("delete-action", check)
 }
 
 // checkMoveTargets rejects a move: action into the served mailbox, for the
