@@ -84,11 +84,18 @@ func memoryStore(t *testing.T) Store {
 // not nil, is provider corp and the bridge's clock.
 func newBridge(t *testing.T, dc *testenv.Dovecot, idp *oauthserver.Server, mode string) *env {
 	t.Helper()
-	e := &env{idp: idp, dc: dc, st: memoryStore(t), logBuf: &bridgetest.SyncBuffer{}}
 	key, err := NewServerKey()
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newReplica(t, dc, idp, mode, memoryStore(t), key)
+}
+
+// newReplica is newBridge on a given store and key: several replicas
+// share them.
+func newReplica(t *testing.T, dc *testenv.Dovecot, idp *oauthserver.Server, mode string, st Store, key *ServerKey) *env {
+	t.Helper()
+	e := &env{idp: idp, dc: dc, st: st, logBuf: &bridgetest.SyncBuffer{}}
 	base, now := "http://127.0.0.1:9", time.Now // nothing listens on the discard port
 	if idp != nil {
 		base, now = idp.URL, idp.Now

@@ -163,7 +163,7 @@ func run(ctx context.Context, args []string, env Env) error {
 		return fmt.Errorf("store: %w", err)
 	}
 	defer closeStore()
-	providers, err := LoadProviders(cfg)
+	providers, err := oauth.ProvidersFromConfig(cfg)
 	if err != nil {
 		return usageError{err}
 	}
@@ -217,23 +217,6 @@ func (c *common) dataDirOr(env Env) string {
 		return c.dataDir
 	}
 	return env.Getenv("POPBRIDGE_DATA_DIR")
-}
-
-// LoadProviders turns the config file's providers into oauth.Providers,
-// with the known endpoints filled in and the secret files read. The bridge
-// uses it too.
-func LoadProviders(cfg *config.Config) (map[string]*oauth.Provider, error) {
-	out := make(map[string]*oauth.Provider, len(cfg.Providers))
-	for name, p := range cfg.Providers {
-		op := &oauth.Provider{Name: name, Type: p.Type, ClientID: p.ClientID, ClientSecretFile: p.ClientSecretFile,
-			Tenant: p.Tenant, DeviceAuthURL: p.DeviceAuthURL, AuthURL: p.AuthURL, TokenURL: p.TokenURL,
-			Scopes: p.Scopes, AppScopes: p.AppScopes}
-		if err := op.Load(); err != nil {
-			return nil, fmt.Errorf("%s: %w", cfg.Where("providers."+name), err)
-		}
-		out[name] = op
-	}
-	return out, nil
 }
 
 func keygen(cfg *config.Config, env Env) error {
