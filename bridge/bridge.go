@@ -88,7 +88,7 @@ type Bridge struct {
 	closers   []func() // run in reverse order by Close
 
 	storeMu sync.Mutex
-	store   store.Store // the shared state store once opened (sharedStore)
+	store   *store.LazyStore // the shared state store (sharedStore)
 }
 
 // New assembles popbridge from cfg (which it does not modify) and binds
