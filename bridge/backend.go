@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/popbridge/popbridge/cache"
@@ -73,7 +74,21 @@ func ToolBackend(cfg *config.Config, st upstream.State) (*upstream.Backend, erro
 	if err != nil {
 		return nil, &ConfigError{fmt.Errorf("upstream: %w", err)}
 	}
+	b.warnIfDovecotWithoutSendID(be)
 	return be, nil
+}
+
+// warnIfDovecotWithoutSendID asks the upstream who it is, in the
+// background, and warns when it is Dovecot and --upstream-send-id is off;
+// Close waits for it.
+func (b *Bridge) warnIfDovecotWithoutSendID(be *upstream.Backend) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		be.WarnIfDovecotWithoutSendID(ctx)
+	}()
+	b.closers = append(b.closers, func() { cancel(); <-done })
 }
 
 // newListingCache is the listing LRU of --cache-entries (nil when 0),

@@ -9,6 +9,7 @@ import (
 
 	"github.com/popbridge/popbridge/internal/config"
 	"github.com/popbridge/popbridge/internal/telemetry"
+	"github.com/popbridge/popbridge/loginguard"
 	"github.com/popbridge/popbridge/pop3server"
 )
 
@@ -31,7 +32,10 @@ func (b *Bridge) newServer() (*pop3server.Server, error) {
 	if b.cfg.ListenTLS != "" && opts.TLSConfig == nil {
 		return nil, &ConfigError{fmt.Errorf("%s: needs --tls-cert and --tls-key", b.cfg.Where("listen-tls"))}
 	}
-	return pop3server.NewServer(b.backend, opts), nil
+	// Wrong passwords are kept from the upstream (negative cache, per-user
+	// throttle), so that one attacker does not get popbridge's own address
+	// penalized upstream for every user (docs/security.md).
+	return pop3server.NewServer(loginguard.New(b.backend, loginguard.Options{}), opts), nil
 }
 
 // serverOptions derives pop3server's options from the configuration.

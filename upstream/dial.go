@@ -30,6 +30,8 @@ type link struct {
 	client *imapclient.Client
 	// caps are the capabilities before login, after TLS.
 	caps imap.CapSet
+	// greeting is the server's first line (for Identify).
+	greeting string
 	// bodies exempts literals from maxLiteral while a body streams.
 	bodies atomic.Bool
 }
@@ -108,6 +110,7 @@ func (l *link) handshake(ctx context.Context, cfg dialConfig) error {
 	if err != nil {
 		return err
 	}
+	l.greeting = greeting
 
 	if cfg.url.Scheme == SchemeIMAP {
 		if caps != nil && !caps.Has(imap.CapStartTLS) {
