@@ -99,6 +99,13 @@ func TestWrongPasswordAttackDoesNotSlowOthers(t *testing.T) {
 		Users:      []testenv.User{{Name: "alice", Password: "alice-pw"}, {Name: "bob", Password: "bob-pw"}},
 	})
 	b := startBridge(t, "--upstream", "imap+insecure://"+d.IMAPAddr)
+	// The admin is told at startup what would make this safe upstream.
+	if b.WaitEntry(10*time.Second, func(e map[string]any) bool {
+		m, _ := e["message"].(string)
+		return e["level"] == "warn" && strings.Contains(m, "--upstream-send-id") && strings.Contains(m, "login_trusted_networks")
+	}) == nil {
+		t.Error("no startup warning about --upstream-send-id and login_trusted_networks in front of Dovecot")
+	}
 
 	baseline := legitLogins(t, b.POP3, "alice", "alice-pw", 5, 0)
 	legitLogins(t, b.POP3, "bob", "bob-pw", 1, 0) // bob's device polls too
