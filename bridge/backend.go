@@ -29,6 +29,7 @@ func (b *Bridge) newBackend(breaker upstream.BreakerOptions) (*upstream.Backend,
 	if err != nil {
 		return nil, &ConfigError{fmt.Errorf("upstream: %w", err)}
 	}
+	b.warnIfDovecotWithoutSendID(be)
 	return be, nil
 }
 
@@ -74,7 +75,6 @@ func ToolBackend(cfg *config.Config, st upstream.State) (*upstream.Backend, erro
 	if err != nil {
 		return nil, &ConfigError{fmt.Errorf("upstream: %w", err)}
 	}
-	b.warnIfDovecotWithoutSendID(be)
 	return be, nil
 }
 
