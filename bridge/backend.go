@@ -19,6 +19,7 @@ func (b *Bridge) newBackend(breaker upstream.BreakerOptions) (*upstream.Backend,
 	if opts.Cache, err = b.newListingCache(); err != nil {
 		return nil, err
 	}
+	opts.Prefetch = upstream.PrefetchOptions{Budget: cache.NewBudget(int64(b.cfg.PrefetchBytes)), SessionBytes: int64(b.cfg.PrefetchSessionBytes)}
 	opts.Breaker = breaker
 	opts.Logger = b.log.With().Str("component", "upstream").Logger()
 	opts.Metrics = b.metrics

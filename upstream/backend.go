@@ -84,13 +84,9 @@ type Options struct {
 	// move to another server and a migration (docs/migration.md). nil
 	// derives every UIDL from --uidl-format, as without a store.
 	UIDLs uidlmap.Store
-	// Prefetch, when set, is the process-wide byte budget of bodies that
-	// sessions reading in order fetch ahead (docs/prefetch.md); nil turns
-	// read-ahead off. PrefetchSessionBytes is each session's share of it
-	// (default DefaultPrefetchSessionBytes); a message larger than an
-	// eighth of it is never fetched ahead, it streams.
-	Prefetch             *cache.Budget
-	PrefetchSessionBytes int64
+	// Prefetch is the read-ahead of sessions reading in order
+	// (docs/prefetch.md); the zero value is off.
+	Prefetch PrefetchOptions
 	// Logger receives debug and warning events; it never sees passwords.
 	Logger zerolog.Logger
 	// Metrics, when set, observes upstream commands and updates.
@@ -133,6 +129,18 @@ type Options struct {
 	// noCondStore makes the backend ignore CONDSTORE, so tests can run
 	// the revalidation of servers without it against Dovecot.
 	noCondStore bool
+}
+
+// PrefetchOptions bounds read-ahead (--prefetch-bytes,
+// --prefetch-session-bytes).
+type PrefetchOptions struct {
+	// Budget is the process-wide bound on octets fetched ahead; nil
+	// turns read-ahead off.
+	Budget *cache.Budget
+	// SessionBytes is each session's limit (default
+	// DefaultPrefetchSessionBytes); a message larger than an eighth of it
+	// is never fetched ahead, it streams.
+	SessionBytes int64
 }
 
 // Metrics observes the upstream side; implementations must be cheap and
@@ -191,8 +199,8 @@ func New(opts Options) (*Backend, error) {
 	if opts.CommandTimeout <= 0 {
 		opts.CommandTimeout = DefaultCommandTimeout
 	}
-	if opts.PrefetchSessionBytes <= 0 {
-		opts.PrefetchSessionBytes = DefaultPrefetchSessionBytes
+	if opts.Prefetch.SessionBytes <= 0 {
+		opts.Prefetch.SessionBytes = DefaultPrefetchSessionBytes
 	}
 	if opts.DeviceExpiry <= 0 {
 		opts.DeviceExpiry = policy.DefaultDeviceExpiry
@@ -274,7 +282,7 @@ func (b *Backend) Login(ctx context.Context, conn pop3server.ConnInfo, username,
 		m.Close()
 		return nil, err
 	}
-	m.pf = newPrefetch(b.opts.Prefetch, b.opts.PrefetchSessionBytes)
+	m.pf = newPrefetch(b.opts.Prefetch.Budget, b.opts.Prefetch.SessionBytes)
 	return m, nil
 }
 

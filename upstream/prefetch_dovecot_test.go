@@ -49,8 +49,7 @@ func newPrefetchEnv(t *testing.T, budget int64) *prefetchEnv {
 	pe.stored = e.d.Messages(t, pe.user, "INBOX")
 	pe.proxy = startRecordingProxy(t, e.d.IMAPAddr)
 	pe.b = newBackend(t, pe.proxy.url(), func(o *Options) {
-		o.Prefetch = pe.budget
-		o.PrefetchSessionBytes = pfSession
+		o.Prefetch = PrefetchOptions{Budget: pe.budget, SessionBytes: pfSession}
 	})
 	return pe
 }
@@ -261,7 +260,7 @@ service imap {
 	seedMaildir(t, e.d, user, 40, pfSmall)
 	stored := e.d.Messages(t, user, "INBOX")
 	budget := cache.NewBudget(64 << 10) // room for 8 sessions' full limits
-	b := e.backend(t, func(o *Options) { o.Prefetch = budget; o.PrefetchSessionBytes = pfSession })
+	b := e.backend(t, func(o *Options) { o.Prefetch = PrefetchOptions{Budget: budget, SessionBytes: pfSession} })
 	ctx := context.Background()
 	var wg sync.WaitGroup
 	errs := make(chan error, sessions)

@@ -66,8 +66,8 @@
 //	--upstream-command-timeout 60s              UpstreamCommandTimeout
 //	--cache-entries            10000            CacheEntries (0 disables)
 //	--cache-max-age            0s               CacheMaxAge (0: no limit)
-//	--body-cache-bytes         33554432         BodyCacheBytes (0 disables)
-//	--body-cache-max-body      65536            BodyCacheMaxBody
+//	--prefetch-bytes           67108864         PrefetchBytes (0 disables read-ahead)
+//	--prefetch-session-bytes   1048576          PrefetchSessionBytes
 //
 // Durations are Go durations ("90s", "10m"); booleans are true or false
 // (a bare --flag means true); lists are comma-separated, or YAML
@@ -176,10 +176,10 @@ type Config struct {
 	UpstreamLoginTimeout    time.Duration
 	UpstreamCommandTimeout  time.Duration
 
-	CacheEntries     int           // listing LRU size; 0 disables the cache
-	CacheMaxAge      time.Duration // cache.Listings.MaxAge; 0 = no limit
-	BodyCacheBytes   int           // body cache bound; 0 disables it
-	BodyCacheMaxBody int           // largest body cached
+	CacheEntries         int           // listing LRU size; 0 disables the cache
+	CacheMaxAge          time.Duration // cache.Listings.MaxAge; 0 = no limit
+	PrefetchBytes        int           // read-ahead budget of all sessions; 0 disables it
+	PrefetchSessionBytes int           // each session's read-ahead limit
 
 	// OAuth2 upstream login (docs/oauth2.md): the server-wide auth mode
 	// and provider (overridden per domain and user), the providers of the

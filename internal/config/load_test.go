@@ -77,8 +77,8 @@ func TestDefaults(t *testing.T) {
 		UpstreamLoginTimeout:    30 * time.Second,
 		UpstreamCommandTimeout:  60 * time.Second,
 		CacheEntries:            10000,
-		BodyCacheBytes:          32 << 20,
-		BodyCacheMaxBody:        64 << 10,
+		PrefetchBytes:           64 << 20,
+		PrefetchSessionBytes:    1 << 20,
 	}
 	got := *c
 	got.where = nil
@@ -107,7 +107,7 @@ func TestEveryFlag(t *testing.T) {
 		"--auth-fail-delay", "1s", "--auth-penalty-max", "8s", "--max-conns-per-ip", "9", "--max-sessions", "10",
 		"--max-userip-conns", "7", "--max-prelogin-conns", "8",
 		"--upstream-dial-timeout", "11s", "--upstream-login-timeout", "12s", "--upstream-command-timeout", "13s",
-		"--cache-entries", "0", "--cache-max-age", "1h", "--body-cache-bytes", "0", "--body-cache-max-body", "100",
+		"--cache-entries", "0", "--cache-max-age", "1h", "--prefetch-bytes", "0", "--prefetch-session-bytes", "100",
 		"--delete-dry-run", "--quarantine-mailbox", "Held", "--quarantine-days", "3", "--device-separator", "+",
 		"--device-expiry", "48h", "--journal-retention", "240h", "--upstream-master-user", "admin",
 		"--upstream-master-password-file", "master.pw", "--store", "sqlite:/var/lib/pb.db", "--data-dir", "/srv",
@@ -129,7 +129,7 @@ func TestEveryFlag(t *testing.T) {
 		AuthFailDelay: time.Second, AuthPenaltyMax: 8 * time.Second, MaxConnsPerIP: 9, MaxSessions: 10,
 		MaxUserIPConns: 7, MaxPreLoginConns: 8,
 		UpstreamDialTimeout: 11 * time.Second, UpstreamLoginTimeout: 12 * time.Second, UpstreamCommandTimeout: 13 * time.Second,
-		CacheEntries: 0, CacheMaxAge: time.Hour, BodyCacheBytes: 0, BodyCacheMaxBody: 100,
+		CacheEntries: 0, CacheMaxAge: time.Hour, PrefetchBytes: 0, PrefetchSessionBytes: 100,
 		DeleteDryRun: true, QuarantineMailbox: "Held", QuarantineDays: 3, DeviceSeparator: "+",
 		DeviceExpiry: 48 * time.Hour, JournalRetention: 240 * time.Hour, UpstreamMasterUser: "admin",
 		UpstreamMasterPasswordFile: "master.pw", Store: "sqlite:/var/lib/pb.db", DataDir: "/srv",

@@ -103,8 +103,8 @@ var settings = []setting{
 	duration("upstream-command-timeout", 60*time.Second, "an upstream command that makes no progress", func(c *Config) *time.Duration { return &c.UpstreamCommandTimeout }),
 	integer("cache-entries", 10000, 0, "mailbox listings cached; 0 disables", func(c *Config) *int { return &c.CacheEntries }),
 	durationMin("cache-max-age", 0, 0, "full re-listing after this age (finds flag changes without CONDSTORE); 0 never", func(c *Config) *time.Duration { return &c.CacheMaxAge }),
-	integer("body-cache-bytes", 32<<20, 0, "bytes of small bodies cached for TOP-then-RETR; 0 disables", func(c *Config) *int { return &c.BodyCacheBytes }),
-	integer("body-cache-max-body", 64<<10, 1, "largest body the body cache keeps", func(c *Config) *int { return &c.BodyCacheMaxBody }),
+	integer("prefetch-bytes", 64<<20, 0, "octets of small messages all sessions together may fetch ahead of clients reading in order (docs/prefetch.md); 0 disables", func(c *Config) *int { return &c.PrefetchBytes }),
+	integer("prefetch-session-bytes", 1<<20, 1, "each session's share of --prefetch-bytes; messages over an eighth of it stream, never fetched ahead", func(c *Config) *int { return &c.PrefetchSessionBytes }),
 }
 
 // settingsByName indexes settings.
