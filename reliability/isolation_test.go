@@ -104,7 +104,10 @@ func TestOtherSessionsUnaffected(t *testing.T) {
 					return
 				}
 				c.TryCmd("DELE 2")
-				if st, _, err := c.TryMulti("RETR 1"); err != errNoDot && st != "" {
+				// Streamed, the body stops after +OK (no dot); read
+				// ahead whole (a small message, docs/prefetch.md), it
+				// never arrives and RETR answers -ERR [SYS/TEMP].
+				if st, _, err := c.TryMulti("RETR 1"); err != errNoDot && st != "" && !strings.HasPrefix(st, "-ERR [SYS/TEMP]") {
 					stuckErrs <- fmt.Errorf("dave RETR: %q %v", st, err)
 				}
 			default:
