@@ -62,6 +62,10 @@ type DovecotOptions struct {
 	// OAuth2, when set, also accepts XOAUTH2 and OAUTHBEARER logins with
 	// Dovecot's oauth2 passdb (see DovecotOAuth2).
 	OAuth2 *DovecotOAuth2
+	// MasterUser, when set, is a Dovecot master user: logging in as
+	// "user*name" with its password acts as user (auth_master_user_separator
+	// "*"), as popbridge's immediate restore does.
+	MasterUser *User
 }
 
 // Dovecot is a running Dovecot master process with its own configuration,
@@ -161,7 +165,17 @@ func StartDovecotProcess(opts DovecotOptions) (*Dovecot, error) {
 	cfg := dovecotConfig{
 		Dir: dir, User: userName, Group: grp.Name, UID: uid, GID: gid,
 		POP3: opts.POP3, MaxSessions: opts.MaxSessions, AuthDelays: opts.AuthDelays,
-		Extra: opts.ExtraConfig, OAuth2: opts.OAuth2 != nil,
+		Extra: opts.ExtraConfig, OAuth2: opts.OAuth2 != nil, Master: opts.MasterUser != nil,
+	}
+	if u := opts.MasterUser; u != nil {
+		err := checkUser(*u)
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, "masters"), []byte(passwdLine(*u)), 0o644)
+		}
+		if err != nil {
+			_ = os.RemoveAll(dir)
+			return nil, fmt.Errorf("start dovecot: master user: %w", err)
+		}
 	}
 	if opts.OAuth2 != nil {
 		if err := opts.OAuth2.write(dir); err != nil {

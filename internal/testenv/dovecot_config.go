@@ -21,6 +21,8 @@ type dovecotConfig struct {
 	// IMAPCHost and IMAPCPort, when set, make this Dovecot an imapc proxy
 	// of that server (DovecotOptions.IMAPC).
 	IMAPCHost, IMAPCPort string
+	// Master adds a master passdb (Dir/masters, DovecotOptions.MasterUser).
+	Master bool
 	// OAuth2 adds the oauth2 passdb (DovecotOptions.OAuth2).
 	OAuth2 bool
 }
@@ -67,6 +69,16 @@ func (c dovecotConfig) render() string {
 	p("# Lets tests send IMAP ID x-originating-ip, as popbridge does.")
 	p("login_trusted_networks = 127.0.0.0/8 ::1/128")
 	p("")
+	if c.Master {
+		p("# DovecotOptions.MasterUser: user*master logs in as user.")
+		p("auth_master_user_separator = *")
+		p("passdb {")
+		p("  driver = passwd-file")
+		p("  master = yes")
+		p("  args = scheme=PLAIN %s/masters", c.Dir)
+		p("  pass = yes")
+		p("}")
+	}
 	if c.IMAPCHost != "" {
 		c.renderIMAPCAuth(p)
 	} else {
