@@ -8,6 +8,7 @@ import (
 
 	"github.com/popbridge/popbridge/internal/config"
 	"github.com/popbridge/popbridge/store"
+	"github.com/popbridge/popbridge/uidlmap"
 	"github.com/popbridge/popbridge/upstream"
 )
 
@@ -69,6 +70,10 @@ func (b *Bridge) stateOptions(o *upstream.Options) error {
 			return fmt.Errorf("%s: %w", cfg.Where("store"), err)
 		}
 		o.Passive = true
+		if cfg.StoreExplicit() {
+			// UIDL continuity is passive too (docs/migration.md).
+			o.UIDLs = uidlmap.OnStore(st)
+		}
 	}
 	return nil
 }

@@ -41,6 +41,9 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 	if len(args) > 0 && args[0] == "oauth" {
 		return oauthCommand(args[1:], getenv, stdout, stderr)
 	}
+	if code, ok := uidlCommand(args, getenv, stdout, stderr); ok {
+		return code
+	}
 	if code, ok := adminCommand(args, getenv, stdout, stderr); ok {
 		return code
 	}
