@@ -26,6 +26,9 @@ func (b *Bridge) newBackend(breaker upstream.BreakerOptions) (*upstream.Backend,
 	if err := b.stateOptions(&opts); err != nil {
 		return nil, err
 	}
+	if opts.Authenticator, err = b.authenticator(); err != nil {
+		return nil, err
+	}
 	be, err := upstream.New(opts)
 	if err != nil {
 		return nil, &ConfigError{fmt.Errorf("upstream: %w", err)}

@@ -83,7 +83,7 @@ type common struct {
 func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.config, "config", "", "YAML config file (providers:, auth:)")
 	fs.StringVar(&c.secretKeyFile, "secret-key-file", "", "the key that seals grants")
-	fs.StringVar(&c.store, "store", "", "state store URL (default sqlite:popbridge.db)")
+	fs.StringVar(&c.store, "store", "", "state store URL (the bridge's --store)")
 	fs.StringVar(&c.dataDir, "data-dir", "", "directory of a relative sqlite: store (default: the working directory)")
 }
 
@@ -158,7 +158,10 @@ func run(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return usageError{err}
 	}
-	st, closeStore, err := env.OpenStore(ctx, c.storeURL(env), c.dataDirOr(env))
+	if cfg.Store == "none" {
+		return usagef("%s: none, but OAuth2 grants and device passwords live in the state store", cfg.Where("store"))
+	}
+	st, closeStore, err := env.OpenStore(ctx, cfg.Store, cfg.DataDir)
 	if err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
@@ -195,28 +198,17 @@ func (c *common) load(env Env) (*config.Config, error) {
 	if c.secretKeyFile != "" {
 		args = append(args, "--secret-key-file", c.secretKeyFile)
 	}
+	if c.store != "" {
+		args = append(args, "--store", c.store)
+	}
+	if c.dataDir != "" {
+		args = append(args, "--data-dir", c.dataDir)
+	}
 	cfg, err := config.LoadTool(args, env.Getenv)
 	if err != nil {
 		return nil, usageError{err}
 	}
 	return cfg, nil
-}
-
-func (c *common) storeURL(env Env) string {
-	switch {
-	case c.store != "":
-		return c.store
-	case env.Getenv("POPBRIDGE_STORE") != "":
-		return env.Getenv("POPBRIDGE_STORE")
-	}
-	return "sqlite:popbridge.db"
-}
-
-func (c *common) dataDirOr(env Env) string {
-	if c.dataDir != "" {
-		return c.dataDir
-	}
-	return env.Getenv("POPBRIDGE_DATA_DIR")
 }
 
 func keygen(cfg *config.Config, env Env) error {
