@@ -29,9 +29,12 @@ func (b *Bridge) authenticator() (upstream.Authenticator, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	st, err := b.sharedStore(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("auth oauth2-user and oauth2-app keep their grants in the state store: %w", err)
+	if cfg.Store == "none" {
+		return nil, &ConfigError{fmt.Errorf("%s: none, but auth oauth2-user and oauth2-app keep their grants in the state store", cfg.Where("store"))}
+	}
+	st := b.sharedStore()
+	if err := st.Open(ctx); err != nil {
+		return nil, fmt.Errorf("%s: %w", cfg.Where("store"), err)
 	}
 	os := oauth.FromStore(st)
 	m := oauth.NewManager(oauth.ManagerOptions{

@@ -35,7 +35,6 @@ type Env struct {
 	OpenStore func(ctx context.Context, url, dataDir string) (oauth.Store, func() error, error)
 }
 
-
 // usageError is bad input: one line on stderr and exit status 2.
 type usageError struct{ error }
 
