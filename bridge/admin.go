@@ -3,8 +3,6 @@ package bridge
 import (
 	"context"
 	stdlog "log"
-	"net"
-	"net/http"
 	"runtime/debug"
 	"time"
 
@@ -18,26 +16,21 @@ func (b *Bridge) listenAdmin() error {
 	if b.cfg.AdminListen == "" {
 		return nil
 	}
-	l, err := net.Listen("tcp", b.cfg.AdminListen)
+	// Bounded (internal/admin): header size, timeouts and a connection
+	// cap, so that whoever reaches this port cannot take the POP3 side's
+	// memory or file descriptors.
+	l, err := admin.Listen(b.cfg.AdminListen)
 	if err != nil {
 		return err
 	}
 	b.adminLn = l
 	b.addrs.Admin = l.Addr().String()
-	b.admin = &http.Server{
-		Handler: admin.Handler(admin.Options{
-			Gatherer: b.metrics.Registry(),
-			Ready:    b.Ready,
-		}),
-		// Probes and scrapes are small: bound everything, so a stuck
-		// client cannot pile up goroutines.
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+	b.admin = admin.NewServer(admin.Handler(admin.Options{
+		Gatherer: b.metrics.Registry(),
+		Ready:    b.Ready,
+	}),
 		// zerolog.Logger is an io.Writer that logs each write as a line.
-		ErrorLog: stdlog.New(b.log.With().Str("component", "admin").Logger(), "", 0),
-	}
+		stdlog.New(b.log.With().Str("component", "admin").Logger(), "", 0))
 	b.closers = append(b.closers, func() {
 		l.Close() // in case Serve never ran
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

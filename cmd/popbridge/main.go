@@ -21,6 +21,7 @@ import (
 
 	"github.com/popbridge/popbridge/bridge"
 	"github.com/popbridge/popbridge/internal/config"
+	"github.com/popbridge/popbridge/internal/fdlimit"
 	"github.com/popbridge/popbridge/internal/demo"
 )
 
@@ -64,6 +65,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 	for _, w := range cfg.Warnings() {
 		log.Warn().Msg(w)
 	}
+	fdlimit.RaiseAndLog(log, cfg.MaxSessions)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
