@@ -6,6 +6,8 @@ import (
 
 	"github.com/popbridge/popbridge/cache"
 	"github.com/popbridge/popbridge/internal/config"
+	"github.com/popbridge/popbridge/store"
+	"github.com/popbridge/popbridge/uidlmap"
 	"github.com/popbridge/popbridge/upstream"
 )
 
@@ -68,13 +70,14 @@ func backendOptions(cfg *config.Config) (upstream.Options, error) {
 
 // ToolBackend is an upstream backend for the admin subcommands (popbridge
 // restore): the bridge's upstream and per-user settings on st, with no
-// cache and no listeners.
-func ToolBackend(cfg *config.Config, st upstream.State) (*upstream.Backend, error) {
+// cache and no listeners. A restored message keeps its UIDL through st's
+// UIDL map.
+func ToolBackend(cfg *config.Config, st store.Store) (*upstream.Backend, error) {
 	opts, err := backendOptions(cfg)
 	if err != nil {
 		return nil, err
 	}
-	opts.State, opts.Passive = st, true
+	opts.State, opts.Passive, opts.UIDLs = st, true, uidlmap.OnStore(st)
 	be, err := upstream.New(opts)
 	if err != nil {
 		return nil, &ConfigError{fmt.Errorf("upstream: %w", err)}

@@ -624,3 +624,32 @@ func sameMessages(a, b []testenv.StoredMessage) bool {
 	}
 	return reflect.DeepEqual(strip(a), strip(b))
 }
+
+// TestJournalRetentionDovecot: rows older than --journal-retention are
+// pruned by a later session.
+func TestJournalRetentionDovecot(t *testing.T) {
+	e := startAdminEnv(t)
+	user := e.user(t)
+	mail(t, e.d, user, "one", "two")
+	b := e.backend(t, policy.Default, func(o *Options) { o.JournalRetention = 90 * 24 * time.Hour })
+	if err := quit(t, e.session(t, b, user), []int{1}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if rows := e.journal(t, user); len(rows) != 1 {
+		t.Fatalf("journal %+v", rows)
+	}
+	e.clock.advance(89 * 24 * time.Hour)
+	if err := quit(t, e.session(t, b, user), nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if rows := e.journal(t, user); len(rows) != 1 {
+		t.Fatalf("after 89 days: journal %+v, want the row kept", rows)
+	}
+	e.clock.advance(2 * 24 * time.Hour)
+	if err := quit(t, e.session(t, b, user), nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if rows := e.journal(t, user); len(rows) != 0 {
+		t.Errorf("after 91 days: journal %+v, want it pruned", rows)
+	}
+}
