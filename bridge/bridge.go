@@ -89,6 +89,8 @@ type Bridge struct {
 
 	storeMu sync.Mutex
 	store   *store.LazyStore // the shared state store (sharedStore)
+
+	storeReady storeReadiness // the store's part of /readyz
 }
 
 // New assembles popbridge from cfg (which it does not modify) and binds

@@ -25,6 +25,9 @@ func (b *Bridge) Ready() error {
 	if b.Draining() {
 		return errDraining
 	}
+	if err := b.storeReady.check(b); err != nil {
+		return err
+	}
 	return b.ready.upstream()
 }
 

@@ -43,7 +43,7 @@ func (b *Bridge) sharedStore() *store.LazyStore {
 	b.storeMu.Lock()
 	defer b.storeMu.Unlock()
 	if b.store == nil {
-		b.store = store.Lazy(storeURL(&b.cfg), b.cfg.DataDir, nil)
+		b.store = store.Lazy(storeURL(&b.cfg), b.cfg.DataDir, b.metrics.WatchStore())
 		st := b.store
 		b.closers = append(b.closers, func() { st.Close() })
 	}
@@ -67,7 +67,8 @@ func (b *Bridge) stateOptions(o *upstream.Options) error {
 	o.State = st
 	if cfg.StoreExplicit() || cfg.Demo {
 		if err := st.Open(context.Background()); err != nil {
-			return fmt.Errorf("%s: %w", cfg.Where("store"), err)
+			// A configuration problem: one line, exit status 2.
+			return &ConfigError{fmt.Errorf("%s: %w", cfg.Where("store"), err)}
 		}
 		o.Passive = true
 		if cfg.StoreExplicit() {

@@ -72,7 +72,7 @@ func (l *LazyStore) open(ctx context.Context) (Store, error) {
 	}
 	s, err := Open(ctx, l.url, l.dataDir)
 	if err != nil {
-		l.failedAt, l.failErr = time.Now(), wrap("open", err)
+		l.failedAt, l.failErr = time.Now(), wrap("", err)
 		return nil, l.failErr
 	}
 	l.s, l.failErr = s, nil

@@ -120,12 +120,17 @@ type unavailable struct {
 }
 
 func (e *unavailable) Error() string {
-	return "store: " + e.op + ": " + strings.TrimPrefix(e.err.Error(), "store: ")
+	msg := strings.TrimPrefix(e.err.Error(), "store: ")
+	if e.op == "" {
+		return "store: " + msg
+	}
+	return "store: " + e.op + ": " + msg
 }
 func (e *unavailable) Unwrap() []error { return []error{ErrUnavailable, e.err} }
 
 // wrap returns err unchanged when it is nil or one of the sentinel errors
-// (or already wrapped), else as an ErrUnavailable for op.
+// (or already wrapped), else as an ErrUnavailable for op ("" when err
+// says what failed).
 func wrap(op string, err error) error {
 	if err == nil {
 		return nil

@@ -26,7 +26,7 @@ func openSQLite(ctx context.Context, path string) (Store, error) {
 		dsn = "file::memory:?" + sqlitePragmas()
 	} else {
 		if err := createPrivate(path); err != nil {
-			return nil, fmt.Errorf("store: %w", err)
+			return nil, fmt.Errorf("store: open %s: %w", path, err)
 		}
 		dsn = "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + sqlitePragmas()
 	}

@@ -47,10 +47,14 @@ func (c *Config) validate() error {
 }
 
 // checkStateNeeded refuses --store none with a feature that cannot work
-// without state: a dry run or the quarantine action, anywhere.
+// without state: an OAuth2 auth mode, a dry run or the quarantine action,
+// anywhere.
 func (c *Config) checkStateNeeded() error {
 	if c.Store != "none" {
 		return nil
+	}
+	if c.UsesOAuth() {
+		return fmt.Errorf("%s: none, but an oauth2 auth mode needs the state store (grants and device passwords)", c.Where("store"))
 	}
 	check := func(s policy.Settings, where string) error {
 		switch {

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"github.com/popbridge/popbridge/store"
+
 	"fmt"
 	"net"
 	"net/netip"
@@ -102,16 +104,10 @@ func checkMailbox(v string) error {
 	return nil
 }
 
-// checkStoreURL accepts the store URLs of store.Open; the rest (a file
-// that cannot be opened, a database that is down) shows at first use.
-func checkStoreURL(v string) error {
-	switch {
-	case v == "none", strings.HasPrefix(v, "sqlite:") && len(v) > len("sqlite:"),
-		strings.HasPrefix(v, "postgres://"), strings.HasPrefix(v, "postgresql://"):
-		return nil
-	}
-	return fmt.Errorf("store %q: want sqlite:PATH, postgres://... or none", v)
-}
+// checkStoreURL accepts the store URLs of store.Open (without showing a
+// password in its error); the rest (a file that cannot be opened, a
+// database that is down) shows when the store is opened.
+func checkStoreURL(v string) error { return store.CheckURL(v, "") }
 
 // checkDeviceSeparator: a separator must not be something a login name
 // needs ('@', '.') nor whitespace or a control character.
