@@ -21,8 +21,8 @@ import (
 
 	"github.com/popbridge/popbridge/bridge"
 	"github.com/popbridge/popbridge/internal/config"
-	"github.com/popbridge/popbridge/internal/fdlimit"
 	"github.com/popbridge/popbridge/internal/demo"
+	"github.com/popbridge/popbridge/internal/fdlimit"
 )
 
 func main() {
