@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"github.com/popbridge/popbridge/bridge"
+	"github.com/popbridge/popbridge/internal/config"
 	"github.com/popbridge/popbridge/policy"
+	"github.com/popbridge/popbridge/store"
 	"github.com/popbridge/popbridge/upstream"
 )
 
@@ -45,19 +47,8 @@ func runJournal(args []string, getenv func(string) string, stdout io.Writer) err
 	if err != nil {
 		return fail(err)
 	}
-	if user == "" {
-		return fail(usageError{errors.New("--user: required")})
-	}
-	cfg, err := loadConfig(rest, getenv)
-	if err != nil {
-		return fail(err)
-	}
-	from, err := parseSince(since, time.Now().UTC())
-	if err != nil {
-		return fail(usageError{err})
-	}
 	ctx := context.Background()
-	st, err := bridge.OpenStore(ctx, cfg)
+	_, st, from, err := userCommand(ctx, user, since, rest, getenv)
 	if err != nil {
 		return fail(err)
 	}
@@ -105,22 +96,11 @@ func runRestore(args []string, getenv func(string) string, stdout io.Writer) err
 	if err != nil {
 		return fail(err)
 	}
-	if user == "" {
-		return fail(usageError{errors.New("--user: required")})
-	}
 	if since != "" && messageID != "" {
 		return fail(usageError{errors.New("give --since or --message-id, not both")})
 	}
-	cfg, err := loadConfig(rest, getenv)
-	if err != nil {
-		return fail(err)
-	}
-	from, err := parseSince(since, time.Now().UTC())
-	if err != nil {
-		return fail(usageError{err})
-	}
 	ctx := context.Background()
-	st, err := bridge.OpenStore(ctx, cfg)
+	cfg, st, from, err := userCommand(ctx, user, since, rest, getenv)
 	if err != nil {
 		return fail(err)
 	}
@@ -167,4 +147,26 @@ func readSecretFile(path string) (string, error) {
 		return "", errors.New("empty password file")
 	}
 	return line, nil
+}
+
+// userCommand is what journal and restore share: --user is required, the
+// configuration loads from the other flags, --since parses, and the store
+// opens (the caller closes it).
+func userCommand(ctx context.Context, user, since string, rest []string, getenv func(string) string) (*config.Config, store.Store, time.Time, error) {
+	if user == "" {
+		return nil, nil, time.Time{}, usageError{errors.New("--user: required")}
+	}
+	cfg, err := loadConfig(rest, getenv)
+	if err != nil {
+		return nil, nil, time.Time{}, err
+	}
+	from, err := parseSince(since, time.Now().UTC())
+	if err != nil {
+		return nil, nil, time.Time{}, usageError{err}
+	}
+	st, err := bridge.OpenStore(ctx, cfg)
+	if err != nil {
+		return nil, nil, time.Time{}, err
+	}
+	return cfg, st, from, nil
 }
