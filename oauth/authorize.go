@@ -153,11 +153,7 @@ func (m *Manager) appToken(ctx context.Context, provider, stale string) (string,
 	if t := m.appTokens[provider]; t != nil && t.AccessToken != stale && m.o.Now().Add(m.o.RefreshMargin).Before(t.Expiry) {
 		return t.AccessToken, false, nil
 	}
-	style := oauth2.AuthStyleInHeader
-	if p.clientSecret == "" {
-		style = oauth2.AuthStyleInParams
-	}
-	cc := clientcredentials.Config{ClientID: p.ClientID, ClientSecret: p.clientSecret, TokenURL: p.TokenURL, Scopes: p.AppScopes, AuthStyle: style}
+	cc := clientcredentials.Config{ClientID: p.ClientID, ClientSecret: p.clientSecret, TokenURL: p.TokenURL, Scopes: p.AppScopes, AuthStyle: authStyle}
 	t, err := cc.Token(context.WithValue(ctx, oauth2.HTTPClient, m.o.HTTPClient))
 	if err != nil {
 		err = classify(err)

@@ -27,7 +27,14 @@ import (
 func (m *Manager) DeviceFlow(ctx context.Context, p *Provider, mailbox string, out io.Writer) (*oauth2.Token, error) {
 	ctx = context.WithValue(ctx, oauth2.HTTPClient, m.o.HTTPClient)
 	cfg := p.config("")
-	da, err := cfg.DeviceAuth(ctx)
+	var opts []oauth2.AuthCodeOption
+	if p.clientSecret != "" {
+		// x/oauth2 sends only client_id to the device authorization
+		// endpoint; a confidential client (Keycloak, for one) must
+		// authenticate there too.
+		opts = append(opts, oauth2.SetAuthURLParam("client_secret", p.clientSecret))
+	}
+	da, err := cfg.DeviceAuth(ctx, opts...)
 	if err != nil {
 		return nil, enrollError(p, "device authorization", err)
 	}

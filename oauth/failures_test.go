@@ -325,3 +325,38 @@ func TestAppMode(t *testing.T) {
 		})
 	}
 }
+
+// TestWrongAccountEnrolled: the admin signed in as someone else during
+// enrollment, so the upstream refuses every token for this mailbox even
+// fresh ones: refreshed once more, then marked.
+func TestWrongAccountEnrolled(t *testing.T) {
+	for _, mech := range mechs {
+		t.Run(mech, func(t *testing.T) {
+			e := newEnv(t, envOptions{mech: mech})
+			ctx := context.Background()
+			e.idp.NextDeviceFlow("bob@example.test")
+			var out bytes.Buffer
+			tok, err := e.m.DeviceFlow(ctx, e.m.Provider("corp"), alice, &out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := e.m.SaveGrant(ctx, alice, "corp", tok); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.m.SetDevicePassword(ctx, alice, "scanner", "pw", cheap); err != nil {
+				t.Fatal(err)
+			}
+			if _, r := e.login(t, alice, "pw"); r != "-ERR [SYS/PERM] mailbox authorization expired, ask your administrator" {
+				t.Fatalf("tokens of another account: %q", r)
+			}
+			// The enrolled token (not fresh), then two fresh ones.
+			if n := e.idp.TokenRequests("refresh_token"); n != 2 {
+				t.Errorf("%d refreshes, want 2", n)
+			}
+			rec, _ := e.st.GetMailbox(ctx, alice)
+			if !rec.NeedsReenroll || !strings.Contains(rec.LastError, "refused fresh tokens twice") {
+				t.Errorf("row: needs re-enroll %v, %q", rec.NeedsReenroll, rec.LastError)
+			}
+		})
+	}
+}

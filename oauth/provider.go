@@ -112,18 +112,18 @@ func setDefault(s *string, v string) {
 	}
 }
 
+// authStyle sends the client id (and secret) in the form body, as
+// Microsoft's documentation does and every provider accepts. It is fixed
+// rather than auto-detected: auto-detection retries a refused request the
+// other way, which would send a refresh token twice (and trip reuse
+// detection).
+const authStyle = oauth2.AuthStyleInParams
+
 // HasDeviceFlow reports whether enrollment can use RFC 8628.
 func (p *Provider) HasDeviceFlow() bool { return p.DeviceAuthURL != "" }
 
-// config is the x/oauth2 configuration for delegated grants. The client
-// authentication style is fixed rather than auto-detected: auto-detection
-// retries a refused request the other way, which would send a refresh
-// token twice (and trip reuse detection).
+// config is the x/oauth2 configuration for delegated grants.
 func (p *Provider) config(redirectURL string) *oauth2.Config {
-	style := oauth2.AuthStyleInHeader
-	if p.clientSecret == "" {
-		style = oauth2.AuthStyleInParams
-	}
 	return &oauth2.Config{
 		ClientID:     p.ClientID,
 		ClientSecret: p.clientSecret,
@@ -131,7 +131,7 @@ func (p *Provider) config(redirectURL string) *oauth2.Config {
 			AuthURL:       p.AuthURL,
 			DeviceAuthURL: p.DeviceAuthURL,
 			TokenURL:      p.TokenURL,
-			AuthStyle:     style,
+			AuthStyle:     authStyle,
 		},
 		RedirectURL: redirectURL,
 		Scopes:      p.Scopes,

@@ -46,9 +46,9 @@ const usage = `Usage:
   popbridge oauth devices [--mailbox M]
   popbridge oauth revoke  --mailbox M [--device D]
 
-Every command also takes --config FILE, --secret-key-file FILE, --store URL and --data-dir DIR
-(or POPBRIDGE_CONFIG, POPBRIDGE_SECRET_KEY_FILE, POPBRIDGE_STORE, POPBRIDGE_DATA_DIR), the same
-as the bridge they prepare. See docs/oauth2.md.
+Every command also takes the bridge's flags and variables (--config, --secret-key-file, --store,
+--data-dir, ...; POPBRIDGE_*), so it sees the configuration of the bridge it prepares.
+See docs/oauth2.md.
 `
 
 // Run runs `popbridge oauth ARGS` and returns the exit status.
@@ -74,61 +74,42 @@ func Run(args []string, env Env) int {
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
-// common are the flags every command takes.
-type common struct {
-	config, secretKeyFile, store, dataDir string
-}
-
-func (c *common) register(fs *flag.FlagSet) {
-	fs.StringVar(&c.config, "config", "", "YAML config file (providers:, auth:)")
-	fs.StringVar(&c.secretKeyFile, "secret-key-file", "", "the key that seals grants")
-	fs.StringVar(&c.store, "store", "", "state store URL (the bridge's --store)")
-	fs.StringVar(&c.dataDir, "data-dir", "", "directory of a relative sqlite: store (default: the working directory)")
-}
-
 func run(ctx context.Context, args []string, env Env) error {
 	if len(args) == 0 {
 		return usagef("a command is required: keygen, enroll, devices or revoke (popbridge oauth --help)")
 	}
 	cmd, args := args[0], args[1:]
-	fs := flag.NewFlagSet("popbridge oauth "+cmd, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	var c common
-	c.register(fs)
-	var mailbox, provider, device, flow string
+	var mailbox, provider, device string
+	flow := "auto"
 	var passwordStdin, generate bool
+	values := map[string]*string{}
+	bools := map[string]*bool{}
 	switch cmd {
 	case "-h", "--help", "help":
 		return flag.ErrHelp
-	case "keygen", "devices":
-		if cmd == "devices" {
-			fs.StringVar(&mailbox, "mailbox", "", "")
-		}
+	case "keygen":
+	case "devices":
+		values["mailbox"] = &mailbox
 	case "enroll":
-		fs.StringVar(&mailbox, "mailbox", "", "")
-		fs.StringVar(&provider, "provider", "", "")
-		fs.StringVar(&device, "device", "", "")
-		fs.StringVar(&flow, "flow", "auto", "")
-		fs.BoolVar(&passwordStdin, "password-stdin", false, "")
-		fs.BoolVar(&generate, "generate", false, "")
+		values = map[string]*string{"mailbox": &mailbox, "provider": &provider, "device": &device, "flow": &flow}
+		bools = map[string]*bool{"password-stdin": &passwordStdin, "generate": &generate}
 	case "revoke":
-		fs.StringVar(&mailbox, "mailbox", "", "")
-		fs.StringVar(&device, "device", "", "")
+		values = map[string]*string{"mailbox": &mailbox, "device": &device}
 	default:
 		return usagef("unknown command %q (want keygen, enroll, devices or revoke)", cmd)
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return flag.ErrHelp
-		}
-		return usagef("%s: %v", cmd, err)
-	}
-	if fs.NArg() > 0 {
-		return usagef("%s: unexpected argument %q", cmd, fs.Arg(0))
-	}
-	cfg, err := c.load(env)
+	rest, err := ownFlags(args, values, bools)
 	if err != nil {
 		return err
+	}
+	// Everything else is a flag of the bridge (--config, --store,
+	// --secret-key-file...): the command sees the bridge's configuration.
+	cfg, err := config.LoadTool(rest, env.Getenv)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{fmt.Errorf("%s: %w", cmd, err)}
 	}
 	if cmd == "keygen" {
 		return keygen(cfg, env)
@@ -187,27 +168,46 @@ func validName(s string) bool {
 	return len(s) <= 255 && !strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r == 0x7f })
 }
 
-// load reads the configuration the bridge would read, without the
-// checks only serving needs.
-func (c *common) load(env Env) (*config.Config, error) {
-	var args []string
-	if c.config != "" {
-		args = append(args, "--config", c.config)
+// ownFlags takes the command's own flags out of args (--name value,
+// --name=value, or --name for booleans, with one or two dashes) and
+// returns the rest.
+func ownFlags(args []string, values map[string]*string, bools map[string]*bool) ([]string, error) {
+	var rest []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if !strings.HasPrefix(a, "-") {
+			rest = append(rest, a)
+			continue
+		}
+		name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if name == "h" || name == "help" {
+			return nil, flag.ErrHelp
+		}
+		if p, ok := values[name]; ok {
+			if !hasVal {
+				if i+1 >= len(args) {
+					return nil, usagef("--%s: needs a value", name)
+				}
+				i++
+				val = args[i]
+			}
+			*p = val
+			continue
+		}
+		if p, ok := bools[name]; ok {
+			switch {
+			case !hasVal || val == "true":
+				*p = true
+			case val == "false":
+				*p = false
+			default:
+				return nil, usagef("--%s: want true or false", name)
+			}
+			continue
+		}
+		rest = append(rest, a)
 	}
-	if c.secretKeyFile != "" {
-		args = append(args, "--secret-key-file", c.secretKeyFile)
-	}
-	if c.store != "" {
-		args = append(args, "--store", c.store)
-	}
-	if c.dataDir != "" {
-		args = append(args, "--data-dir", c.dataDir)
-	}
-	cfg, err := config.LoadTool(args, env.Getenv)
-	if err != nil {
-		return nil, usageError{err}
-	}
-	return cfg, nil
+	return rest, nil
 }
 
 func keygen(cfg *config.Config, env Env) error {
