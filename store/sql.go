@@ -257,6 +257,47 @@ func (s *sqlStore) UIDLMap(ctx context.Context, key string) ([]UIDLRecord, error
 	return out, wrap("uidl map", err)
 }
 
+func (s *sqlStore) UIDLsFor(ctx context.Context, key string, uidValidity uint32, uids []uint32, uidls []string) ([]UIDLRecord, error) {
+	var out []UIDLRecord
+	scan := func(r *sql.Rows) error {
+		var rec UIDLRecord
+		var uidv, uid int64
+		err := r.Scan(&uidv, &uid, &rec.UIDL, &rec.Size, &rec.MessageID, &rec.Date, &rec.HeaderHash)
+		rec.UIDValidity, rec.UID = uint32(uidv), uint32(uid)
+		out = append(out, rec)
+		return err
+	}
+	const cols = `SELECT uidvalidity, uid, uidl, size, message_id, date, header_hash FROM uidls WHERE mailbox_key = ? AND `
+	// Both lookups use an index: (mailbox_key, uidvalidity, uid) and the
+	// primary key (mailbox_key, uidl). A record may come twice; callers
+	// take a set.
+	for len(uids) > 0 {
+		n := min(len(uids), batchRows)
+		args := []any{key, int64(uidValidity)}
+		for _, u := range uids[:n] {
+			args = append(args, int64(u))
+		}
+		q := cols + `uidvalidity = ? AND uid IN (?` + strings.Repeat(",?", n-1) + `)`
+		if err := s.query(ctx, scan, q, args...); err != nil {
+			return nil, wrap("uidls for", err)
+		}
+		uids = uids[n:]
+	}
+	for len(uidls) > 0 {
+		n := min(len(uidls), batchRows)
+		args := []any{key}
+		for _, u := range uidls[:n] {
+			args = append(args, u)
+		}
+		q := cols + `uidl IN (?` + strings.Repeat(",?", n-1) + `)`
+		if err := s.query(ctx, scan, q, args...); err != nil {
+			return nil, wrap("uidls for", err)
+		}
+		uidls = uidls[n:]
+	}
+	return out, nil
+}
+
 func (s *sqlStore) PutUIDLs(ctx context.Context, key string, recs []UIDLRecord) error {
 	if len(recs) == 0 {
 		return nil

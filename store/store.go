@@ -70,6 +70,11 @@ type Store interface {
 	// per key, and putting it again moves it to the record's UIDValidity
 	// and UID (a rematch after a mailbox rebuild).
 	PutUIDLs(ctx context.Context, key string, recs []UIDLRecord) error
+	// UIDLsFor returns the records of key that name one of uids under
+	// uidValidity, or whose UIDL is one of uidls, in no particular order:
+	// what giving UIDLs to new mail needs, without reading the whole map
+	// of a large mailbox (docs/migration.md).
+	UIDLsFor(ctx context.Context, key string, uidValidity uint32, uids []uint32, uidls []string) ([]UIDLRecord, error)
 
 	// TouchDevice records that device of key was seen at at (later times
 	// only move LastSeen forward).

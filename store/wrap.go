@@ -120,6 +120,11 @@ func (w *wrapper) PutUIDLs(ctx context.Context, key string, recs []UIDLRecord) e
 	return w.do(ctx, "put_uidls", func(s Store) error { return s.PutUIDLs(ctx, key, recs) })
 }
 
+func (w *wrapper) UIDLsFor(ctx context.Context, key string, uidValidity uint32, uids []uint32, uidls []string) (recs []UIDLRecord, err error) {
+	err = w.do(ctx, "uidls_for", func(s Store) (err error) { recs, err = s.UIDLsFor(ctx, key, uidValidity, uids, uidls); return })
+	return recs, err
+}
+
 func (w *wrapper) TouchDevice(ctx context.Context, key, device string, at time.Time) error {
 	return w.do(ctx, "touch_device", func(s Store) error { return s.TouchDevice(ctx, key, device, at) })
 }

@@ -254,6 +254,38 @@ func testUIDLs(t *testing.T, open Opener) {
 		t.Fatalf("keys not apart: %+v", bob)
 	}
 	must(t, s.PutUIDLs(ctx(t), "alice", nil))
+
+	// UIDLsFor: by (UIDValidity, UID) and by UIDL, in batches larger than
+	// one statement takes; nothing of another key or UIDValidity.
+	var uids []uint32
+	for i := range 300 {
+		uids = append(uids, uint32(i+3))
+	}
+	uidls := []string{"old-0449", "old-0448", "nothing"}
+	for i := range 250 {
+		uidls = append(uidls, fmt.Sprintf("none-%d", i))
+	}
+	near, err := s.UIDLsFor(ctx(t), "alice", 0xFFFFFFFF, uids, uidls)
+	must(t, err)
+	seen := map[string]bool{}
+	for _, r := range near {
+		seen[r.UIDL] = true
+	}
+	// UIDs 3..302 of 0xFFFFFFFF are old-0002..old-0301; old-0000 and
+	// old-0001 moved to UIDVALIDITY 7 and are not asked for.
+	if len(seen) != 302 || !seen["old-0002"] || !seen["old-0301"] || !seen["old-0449"] || seen["old-0000"] || seen["old-0302"] {
+		t.Fatalf("UIDLsFor: %d distinct records", len(seen))
+	}
+	for _, r := range near {
+		if r.UIDL == "old-0449" && r != recs[449] {
+			t.Fatalf("UIDLsFor record %+v, want %+v", r, recs[449])
+		}
+	}
+	none, err := s.UIDLsFor(ctx(t), "carol", 7, []uint32{1, 2}, []string{"old-0000"})
+	must(t, err)
+	if len(none) != 0 {
+		t.Fatalf("another key: %+v", none)
+	}
 }
 
 func testDevices(t *testing.T, open Opener) {
