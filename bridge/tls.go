@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 
 	"github.com/popbridge/popbridge/internal/config"
+	"github.com/popbridge/popbridge/internal/ticketkeys"
 )
 
 // certReloader serves the current certificate and swaps it on Reload
@@ -36,9 +37,11 @@ func (r *certReloader) Reload() error {
 }
 
 // ServerConfig is the POP3 side's TLS: 1.2 minimum, and on 1.2 only
-// ECDHE with AEAD ciphers (1.3's suites are all AEAD and not configurable).
+// ECDHE with AEAD ciphers (1.3's suites are all AEAD and not configurable);
+// session ticket keys rotate daily, the previous one still accepted
+// (internal/ticketkeys).
 func (r *certReloader) ServerConfig() *tls.Config {
-	return &tls.Config{
+	cfg := &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		CipherSuites: []uint16{
 			tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
@@ -52,6 +55,8 @@ func (r *certReloader) ServerConfig() *tls.Config {
 			return r.cert.Load(), nil
 		},
 	}
+	ticketkeys.New(ticketkeys.DefaultPeriod, nil).Install(cfg)
+	return cfg
 }
 
 // upstreamTLS is the IMAP side's TLS: system roots plus --upstream-ca;
