@@ -77,6 +77,7 @@ func (b *Bridge) serverOptions() pop3server.Options {
 		MaxPreLoginConns:        cfg.MaxPreLoginConns,
 		LoginTimeout:            cfg.UpstreamLoginTimeout + loginSlack,
 		LockSession:             cfg.LockSession,
+		Locker:                  b.sessionLocker(),
 		Logger:                  b.log.With().Str("component", "pop3").Logger(),
 		Observer:                telemetry.Multi{telemetry.LogObserver{Log: b.log}, b.metrics},
 	}

@@ -1,7 +1,9 @@
 package bridge
 
 import (
+	"bufio"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/popbridge/popbridge/internal/config"
+	"github.com/popbridge/popbridge/internal/demo"
 	"github.com/popbridge/popbridge/internal/testenv"
 )
 
@@ -18,7 +21,7 @@ import (
 // --store counts as given), without serving it.
 func newFromArgs(t *testing.T, args ...string) (*Bridge, error) {
 	t.Helper()
-	cfg, err := config.Load(append([]string{"--upstream", "imap+insecure://127.0.0.1:1", "--listen", "127.0.0.1:0"}, args...),
+	cfg, err := config.Load(append([]string{"--upstream", "imap+insecure://127.0.0.1:1", "--listen", "127.0.0.1:0", "--log-level", "disabled"}, args...),
 		func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)
@@ -124,4 +127,78 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// popSession is a raw POP3 connection for the lock test.
+type popSession struct {
+	c net.Conn
+	r *bufio.Reader
+}
+
+// loginHeld logs in as the demo user and returns the PASS answer with the
+// session still open.
+func loginHeld(t *testing.T, addr string) (*popSession, string) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	s := &popSession{c: c, r: bufio.NewReader(c)}
+	var last string
+	for _, cmd := range []string{"", "USER " + demo.Username, "PASS " + demo.Password} {
+		if cmd != "" {
+			if _, err := c.Write([]byte(cmd + "\r\n")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if last, err = s.r.ReadString('\n'); err != nil {
+			t.Fatalf("after %q: %v", cmd, err)
+		}
+	}
+	return s, strings.TrimSpace(last)
+}
+
+// TestLockSessionAcrossBridges: two bridges sharing a PostgreSQL store
+// with --lock-session let one session per user in at a time, whichever
+// bridge it reaches; QUIT on one frees the user for the other.
+func TestLockSessionAcrossBridges(t *testing.T) {
+	pg := testenv.StartPostgres(t)
+	url := pg.NewDatabase(t)
+	d, err := demo.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	var bridges []*Bridge
+	for range 2 {
+		b, err := newFromArgs(t, "--upstream", "imap+insecure://"+d.Addr, "--plaintext-auth", "always",
+			"--lock-session", "--store", url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		served := b.Start()
+		t.Cleanup(func() { b.Close(); <-served })
+		bridges = append(bridges, b)
+	}
+	first, answer := loginHeld(t, bridges[0].Addrs().POP3)
+	if !strings.HasPrefix(answer, "+OK") {
+		t.Fatalf("first login: %q", answer)
+	}
+	if _, answer := loginHeld(t, bridges[1].Addrs().POP3); !strings.HasPrefix(answer, "-ERR [IN-USE]") {
+		t.Fatalf("second login on the other bridge: %q, want -ERR [IN-USE]", answer)
+	}
+	if _, err := first.c.Write([]byte("QUIT\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if line, err := first.r.ReadString('\n'); err != nil || !strings.HasPrefix(line, "+OK") {
+		t.Fatalf("QUIT: %q %v", line, err)
+	}
+	// The lock is released when the session ends, just after its QUIT
+	// answer: wait for the condition.
+	waitFor(t, "the lock to be free on the other bridge", func() bool {
+		s, answer := loginHeld(t, bridges[1].Addrs().POP3)
+		s.c.Close()
+		return strings.HasPrefix(answer, "+OK")
+	})
 }

@@ -279,3 +279,43 @@ func TestRedact(t *testing.T) {
 		}
 	}
 }
+
+// TestSQLiteOnlineBackup: the online backup docs/operations.md gives
+// (VACUUM INTO from another connection while popbridge runs) is a
+// complete store that opens as one, WAL contents included.
+func TestSQLiteOnlineBackup(t *testing.T) {
+	dir := t.TempDir()
+	s, err := store.Open(t.Context(), "sqlite:popbridge.db", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.AppendJournal(t.Context(), []store.JournalEntry{{User: "alice", UID: 7}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PutMailbox(t.Context(), store.Mailbox{Mailbox: "alice", SealedGrant: []byte("sealed")}); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", filepath.Join(dir, "popbridge.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	backup := filepath.Join(dir, "backup.db")
+	if _, err := db.Exec("VACUUM INTO ?", backup); err != nil {
+		t.Fatal(err)
+	}
+	b, err := store.Open(t.Context(), "sqlite:"+backup, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	j, err := b.Journal(t.Context(), store.JournalQuery{User: "alice"})
+	if err != nil || len(j) != 1 || j[0].UID != 7 {
+		t.Fatalf("journal in the backup: %+v, %v", j, err)
+	}
+	m, err := b.GetMailbox(t.Context(), "alice")
+	if err != nil || string(m.SealedGrant) != "sealed" {
+		t.Fatalf("mailbox in the backup: %+v, %v", m, err)
+	}
+}

@@ -144,6 +144,16 @@ func TestOpsKubernetesManifests(t *testing.T) {
 	if need := time.Duration(sleep)*time.Second + cfg.DrainTimeout; time.Duration(grace)*time.Second <= need {
 		t.Errorf("terminationGracePeriodSeconds %d <= preStop %ds + drain-timeout %v", grace, sleep, cfg.DrainTimeout)
 	}
+	// The replicas share one PostgreSQL store, its URL from a Secret.
+	storeEnv := false
+	for _, e := range get(c, "env").([]any) {
+		if get(e, "name") == "POPBRIDGE_STORE" && get(e, "valueFrom", "secretKeyRef", "name") == "popbridge-postgres" {
+			storeEnv = true
+		}
+	}
+	if !storeEnv {
+		t.Error("no POPBRIDGE_STORE from the popbridge-postgres Secret: each replica would keep state of its own")
+	}
 	if u := get(pod, "securityContext", "runAsUser"); u != 65532 {
 		t.Errorf("runAsUser = %v, want 65532 (the image's user)", u)
 	}
@@ -187,7 +197,8 @@ func TestOpsSystemdUnit(t *testing.T) {
 	}
 	for _, want := range []string{"DynamicUser=yes", "ProtectSystem=strict", "NoNewPrivileges=yes",
 		"CapabilityBoundingSet=CAP_NET_BIND_SERVICE", "AmbientCapabilities=CAP_NET_BIND_SERVICE",
-		"ExecReload=/bin/kill -HUP $MAINPID"} {
+		"ExecReload=/bin/kill -HUP $MAINPID", "StateDirectory=popbridge",
+		"ExecStart=/usr/local/bin/popbridge --config /etc/popbridge/popbridge.yaml --data-dir /var/lib/popbridge"} {
 		if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(want) + `$`).Match(unit) {
 			t.Errorf("unit lacks %s", want)
 		}
