@@ -100,16 +100,23 @@ func (c *client) run() {
 		k := c.cfg.Mix.pick(c.rng)
 		c.st.sessions[k].Add(1)
 		t0 := time.Now()
+		outcome := "ok"
 		if err := c.session(u, k); err != nil {
 			if errors.Is(err, errCutShort) {
 				c.st.cutShort.Add(1)
+				outcome = "cut-short"
 			} else if c.cfg.TolerateTemp && isTemp(err) {
 				c.st.temp.Add(1)
+				outcome = "temporary"
 			} else {
 				c.st.fail("%s session as %s: %v", k, u.Name, err)
+				outcome = "unexpected"
 			}
 		}
 		d := time.Since(t0)
+		if c.cfg.OnSession != nil {
+			c.cfg.OnSession(SessionResult{Start: t0, Duration: d, Kind: k, Outcome: outcome})
+		}
 		c.st.mu.Lock()
 		c.st.durations = append(c.st.durations, d)
 		c.st.mu.Unlock()

@@ -71,6 +71,21 @@ type Config struct {
 	SampleEvery time.Duration
 	// Logf reports progress; nil means silence.
 	Logf func(format string, args ...any)
+	// OnSession, when set, is called after each session (from the
+	// client's goroutine) with when it started, how long it took and how
+	// it ended, so that a caller can group sessions by what happened
+	// around them (a replica killed, a database restarted).
+	OnSession func(SessionResult)
+}
+
+// SessionResult is one finished session, for Config.OnSession.
+type SessionResult struct {
+	Start    time.Time
+	Duration time.Duration
+	Kind     Kind
+	// Outcome is "ok", "temporary" (tolerated with TolerateTemp),
+	// "cut-short" (closed mid-message) or "unexpected".
+	Outcome string
 }
 
 // Sample is a measurement of the process under test during the run.
