@@ -38,7 +38,7 @@ func open(ctx context.Context, url, dataDir string) (Store, error) {
 			return nil, err
 		}
 		return openSQLite(ctx, path)
-	case Shared(url):
+	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):
 		return openPostgres(ctx, url)
 	}
 	return nil, fmt.Errorf("store: unknown store URL %q: want sqlite:PATH, sqlite::memory:, postgres://... or none", Redact(url))
@@ -53,18 +53,11 @@ func CheckURL(url, dataDir string) error {
 	case strings.HasPrefix(url, "sqlite:"):
 		_, err := SQLitePath(url, dataDir)
 		return err
-	case Shared(url):
+	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):
 		_, err := postgresConfig(url)
 		return err
 	}
 	return fmt.Errorf("store: unknown store URL %q: want sqlite:PATH, sqlite::memory:, postgres://... or none", Redact(url))
-}
-
-// Shared reports whether url names a store that several popbridge
-// processes share (PostgreSQL), so that its locks hold across replicas;
-// a SQLite store's locks are per process.
-func Shared(url string) bool {
-	return strings.HasPrefix(url, "postgres://") || strings.HasPrefix(url, "postgresql://")
 }
 
 // SQLitePath returns the file a "sqlite:PATH" URL names: PATH itself when
