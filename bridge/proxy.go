@@ -27,8 +27,15 @@ const proxyHeaderTimeout = 5 * time.Second
 //     served as if the load balancer were the client, pooling every user
 //     behind one address in the per-IP limits. It is closed, without a
 //     greeting, after proxyHeaderTimeout (or the pre-login idle timeout,
-//     if shorter). A v2 LOCAL header (health checks) is accepted and the
-//     peer's own address used.
+//     if shorter). A v2 LOCAL header (health checks) and a v1 UNKNOWN
+//     header (a balancer that could not tell the client's address, e.g. a
+//     non-TCP or unknown-family client) are accepted and carry no address:
+//     the connection is then treated as coming from the balancer itself
+//     (go-proxyproto's RemoteAddr falls back to the peer). So it gets a
+//     cleartext login exactly when the balancer's own address would
+//     (--plaintext-auth local: only a private one), and all such
+//     connections share the balancer's per-IP limits and penalties
+//     [TestProxyUnknownAndLocalUseTheBalancersAddress].
 //   - A peer outside them is served directly, and a header it sends is
 //     rejected (REJECT): the connection is closed, so a client cannot
 //     choose its own address.
