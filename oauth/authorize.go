@@ -119,7 +119,7 @@ func (t *tokenSource) Token(ctx context.Context, refused *upstream.Refusal) (ups
 		err   error
 	)
 	if t.mode == ModeApp {
-		tok, fresh, err = t.a.m.appToken(ctx, t.provider, stale)
+		tok, fresh, err = t.a.m.appToken(ctx, t.provider, t.mailbox, stale)
 	} else {
 		tok, fresh, err = t.a.m.AccessToken(ctx, t.mailbox, stale)
 	}
@@ -142,31 +142,48 @@ func clientError(err error) error {
 	}
 }
 
-// appToken returns the provider's client-credentials token (oauth2-app),
-// one for all its mailboxes, fetched again when it nears expiry or when
-// stale, the token the upstream refused, is still the cached one. It is
-// kept in memory only: it costs one request to get again.
-func (m *Manager) appToken(ctx context.Context, provider, stale string) (string, bool, error) {
+// appToken returns the application token for mailbox (oauth2-app): the
+// provider's client-credentials token, one for all its mailboxes
+// (Microsoft 365), or with a Google service account a token per mailbox
+// (domain-wide delegation). It is fetched again when it nears expiry or
+// when stale, the token the upstream refused, is still the cached one.
+// It is kept in memory only: it costs one request to get again.
+func (m *Manager) appToken(ctx context.Context, provider, mailbox, stale string) (string, bool, error) {
 	p := m.o.Providers[provider]
+	key := provider
+	if p.serviceAccount != nil {
+		key += "\x00" + mailbox
+	}
 	m.appMu.Lock()
 	defer m.appMu.Unlock()
-	if t := m.appTokens[provider]; t != nil && t.AccessToken != stale && m.o.Now().Add(m.o.RefreshMargin).Before(t.Expiry) {
+	if t := m.appTokens[key]; t != nil && t.AccessToken != stale && m.o.Now().Add(m.o.RefreshMargin).Before(t.Expiry) {
 		return t.AccessToken, false, nil
 	}
-	cc := clientcredentials.Config{ClientID: p.ClientID, ClientSecret: p.clientSecret, TokenURL: p.TokenURL, Scopes: p.AppScopes, AuthStyle: authStyle}
-	t, err := cc.Token(context.WithValue(ctx, oauth2.HTTPClient, m.o.HTTPClient))
+	hctx := context.WithValue(ctx, oauth2.HTTPClient, m.o.HTTPClient)
+	var (
+		t   *oauth2.Token
+		err error
+	)
+	if p.serviceAccount != nil {
+		t, err = p.serviceAccount.delegatedToken(hctx, mailbox, p.AppScopes)
+	} else {
+		cc := clientcredentials.Config{ClientID: p.ClientID, ClientSecret: p.clientSecret, TokenURL: p.TokenURL, Scopes: p.AppScopes, AuthStyle: authStyle}
+		t, err = cc.Token(hctx)
+	}
 	if err != nil {
 		err = classify(err)
 		if errors.Is(err, errReenroll) {
-			// No grant to re-enroll in app mode: the app itself was refused.
+			// No grant to re-enroll in app mode: the app itself was
+			// refused (for a service account: no domain-wide delegation
+			// for this scope, or an unknown user).
 			err = fmt.Errorf("%w: %w", errMisconfigured, err)
 		}
 		m.o.Metrics.refreshed(resultOf(err))
-		m.o.Logger.Warn().Str("provider", p.Name).Err(err).Msg("app token request failed")
+		m.o.Logger.Warn().Str("provider", p.Name).Str("mailbox", mailbox).Err(err).Msg("app token request failed")
 		return "", false, err
 	}
 	t.Expiry = m.expiry(t)
-	m.appTokens[provider] = t
+	m.appTokens[key] = t
 	m.o.Metrics.refreshed("ok")
 	m.o.Logger.Info().Str("provider", p.Name).Time("expiry", t.Expiry).Msg("app token fetched")
 	return t.AccessToken, true, nil

@@ -14,7 +14,7 @@ func ProvidersFromConfig(cfg *config.Config) (map[string]*Provider, error) {
 	for name, p := range cfg.Providers {
 		op := &Provider{Name: name, Type: p.Type, ClientID: p.ClientID, ClientSecretFile: p.ClientSecretFile,
 			Tenant: p.Tenant, DeviceAuthURL: p.DeviceAuthURL, AuthURL: p.AuthURL, TokenURL: p.TokenURL,
-			Scopes: p.Scopes, AppScopes: p.AppScopes}
+			Scopes: p.Scopes, AppScopes: p.AppScopes, ServiceAccountFile: p.ServiceAccountFile}
 		if err := op.Load(); err != nil {
 			return nil, fmt.Errorf("%s: %w", cfg.Where("providers."+name), err)
 		}

@@ -3,6 +3,13 @@ package oauth
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -356,6 +363,73 @@ func TestWrongAccountEnrolled(t *testing.T) {
 			rec, _ := e.st.GetMailbox(ctx, alice)
 			if !rec.NeedsReenroll || !strings.Contains(rec.LastError, "refused fresh tokens twice") {
 				t.Errorf("row: needs re-enroll %v, %q", rec.NeedsReenroll, rec.LastError)
+			}
+		})
+	}
+}
+
+// TestGoogleServiceAccount is oauth2-app with a Google Workspace service
+// account (domain-wide delegation): a token per mailbox, each acting as
+// its user, so Dovecot checks the exact user as for a delegated grant.
+func TestGoogleServiceAccount(t *testing.T) {
+	for _, mech := range mechs {
+		t.Run(mech, func(t *testing.T) {
+			e := newEnv(t, envOptions{mech: mech, mode: ModeApp})
+			pk, err := rsa.GenerateKey(rand.Reader, 2048)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.idp.TrustServiceAccount(&pk.PublicKey)
+			der, _ := x509.MarshalPKCS8PrivateKey(pk)
+			sa, _ := json.Marshal(map[string]string{
+				"type": "service_account", "client_email": "popbridge@project.iam.gserviceaccount.com",
+				"private_key":    string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})),
+				"token_uri":      e.idp.URL + "/token",
+				"private_key_id": "k1",
+			})
+			saFile := filepath.Join(t.TempDir(), "sa.json")
+			os.WriteFile(saFile, sa, 0o600)
+			p := &Provider{Name: "corp", Type: TypeGoogle, ServiceAccountFile: saFile}
+			if err := p.Load(); err != nil {
+				t.Fatal(err)
+			}
+			e.m.o.Providers["corp"] = p // the bridge's provider corp becomes this one, before any login
+
+			ctx := context.Background()
+			want := map[string][]byte{alice: message(5), "bob@example.test": message(6)}
+			for mb, msg := range want {
+				e.dc.Append(t, mb, "INBOX", msg)
+				if err := e.m.AllowApp(ctx, mb, "corp"); err != nil {
+					t.Fatal(err)
+				}
+				if err := e.m.SetDevicePassword(ctx, mb, "scanner", "pw-"+mb, cheap); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for mb, msg := range want {
+				c, r := e.login(t, mb, "pw-"+mb)
+				if !strings.HasPrefix(r, "+OK") {
+					t.Fatalf("%s: %q", mb, r)
+				}
+				if _, body, _ := c.TryMulti("RETR 1"); !bytes.Equal(body, msg) {
+					t.Errorf("%s RETR 1: %q", mb, body)
+				}
+				c.OK("QUIT")
+			}
+			if n := e.idp.TokenRequests("urn:ietf:params:oauth:grant-type:jwt-bearer"); n != 2 {
+				t.Errorf("%d JWT bearer requests for two mailboxes, want 2 (one token per mailbox)", n)
+			}
+			// Without domain-wide delegation for the scope, Google answers
+			// unauthorized_client: a configuration problem, not the mailbox's.
+			e.idp.RefuseApp(true)
+			if err := e.m.AllowApp(ctx, "carol@example.test", "corp"); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.m.SetDevicePassword(ctx, "carol@example.test", "scanner", "pw-carol", cheap); err != nil {
+				t.Fatal(err)
+			}
+			if _, r := e.login(t, "carol@example.test", "pw-carol"); r != "-ERR [SYS/PERM] mailbox authorization misconfigured, ask your administrator" {
+				t.Errorf("no delegation: %q", r)
 			}
 		})
 	}

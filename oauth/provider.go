@@ -30,8 +30,13 @@ type Provider struct {
 	TokenURL         string
 	Scopes           []string // delegated scopes (oauth2-user)
 	AppScopes        []string // client credentials scopes (oauth2-app)
+	// ServiceAccountFile (google, oauth2-app) is a service account's JSON
+	// key with domain-wide delegation: each mailbox gets a token of its
+	// own, for the service account acting as the mailbox's user.
+	ServiceAccountFile string
 
-	clientSecret string
+	clientSecret   string
+	serviceAccount *serviceAccount
 }
 
 // Known scopes (docs/oauth2.md).
@@ -69,6 +74,9 @@ func (p *Provider) Load() error {
 		if len(p.Scopes) == 0 {
 			p.Scopes = googleUserScopes
 		}
+		if len(p.AppScopes) == 0 {
+			p.AppScopes = googleUserScopes
+		}
 	case TypeGeneric:
 		if p.TokenURL == "" {
 			return fmt.Errorf("provider %q: token-url is required for type generic", p.Name)
@@ -81,7 +89,17 @@ func (p *Provider) Load() error {
 	default:
 		return fmt.Errorf("provider %q: unknown type %q (want m365, google or generic)", p.Name, p.Type)
 	}
-	if p.ClientID == "" {
+	if p.ServiceAccountFile != "" {
+		if p.Type != TypeGoogle {
+			return fmt.Errorf("provider %q: service-account-file is for type google only", p.Name)
+		}
+		sa, err := loadServiceAccount(p.ServiceAccountFile)
+		if err != nil {
+			return fmt.Errorf("provider %q: service-account-file: %w", p.Name, err)
+		}
+		p.serviceAccount = sa
+	}
+	if p.ClientID == "" && p.serviceAccount == nil {
 		return fmt.Errorf("provider %q: client-id is required", p.Name)
 	}
 	for _, u := range []struct{ key, v string }{{"device-auth-url", p.DeviceAuthURL}, {"auth-url", p.AuthURL}, {"token-url", p.TokenURL}} {

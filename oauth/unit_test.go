@@ -172,6 +172,8 @@ func TestProviderLoad(t *testing.T) {
 		{Provider{Type: "azure", ClientID: "x"}, "unknown type"},
 		{Provider{Type: TypeM365}, "client-id is required"},
 		{Provider{Type: TypeM365, ClientID: "x", ClientSecretFile: filepath.Join(dir, "none")}, "client-secret-file"},
+		{Provider{Type: TypeM365, ClientID: "x", ServiceAccountFile: secret}, "for type google only"},
+		{Provider{Type: TypeGoogle, ServiceAccountFile: secret}, "not a service account key"},
 	} {
 		if err := tc.p.Load(); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: %v, want %q", tc.p, err, tc.want)

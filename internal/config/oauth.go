@@ -28,6 +28,9 @@ type Provider struct {
 	TokenURL         string   // token-url
 	Scopes           []string // scopes (oauth2-user)
 	AppScopes        []string // app-scopes (oauth2-app)
+	// ServiceAccountFile (service-account-file, google, oauth2-app) is a
+	// service account's JSON key with domain-wide delegation.
+	ServiceAccountFile string
 }
 
 func checkAuth(v string) error {
@@ -132,12 +135,13 @@ func parseProviders(c *Config, path string, m *yaml.Node) error {
 			field := map[string]*string{
 				"type": &p.Type, "client-id": &p.ClientID, "client-secret-file": &p.ClientSecretFile,
 				"tenant": &p.Tenant, "device-auth-url": &p.DeviceAuthURL, "auth-url": &p.AuthURL, "token-url": &p.TokenURL,
+				"service-account-file": &p.ServiceAccountFile,
 			}[k]
 			if field == nil {
 				if k == "client-secret" {
 					return fileError(path, kn, key, "secrets are never inline: put it in a file of mode 0600 and give client-secret-file")
 				}
-				return fileError(path, kn, key, "unknown key (a provider sets type, client-id, client-secret-file, tenant, device-auth-url, auth-url, token-url, scopes or app-scopes)")
+				return fileError(path, kn, key, "unknown key (a provider sets type, client-id, client-secret-file, tenant, device-auth-url, auth-url, token-url, scopes, app-scopes or service-account-file)")
 			}
 			*field = vn.Value
 			return nil
@@ -152,8 +156,11 @@ func parseProviders(c *Config, path string, m *yaml.Node) error {
 		default:
 			return fileError(path, kn, at+".type", "unknown type %q (want m365, google or generic)", p.Type)
 		}
-		if p.ClientID == "" {
-			return fileError(path, kn, at, "client-id is required")
+		if p.ClientID == "" && p.ServiceAccountFile == "" {
+			return fileError(path, kn, at, "client-id is required (or, for type google in oauth2-app, service-account-file)")
+		}
+		if p.ServiceAccountFile != "" && p.Type != "google" {
+			return fileError(path, kn, at+".service-account-file", "for type google only (domain-wide delegation)")
 		}
 		if p.Type == "generic" && p.TokenURL == "" {
 			return fileError(path, kn, at, "token-url is required for type generic")

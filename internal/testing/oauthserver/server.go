@@ -3,7 +3,8 @@
 // authorization grant (RFC 8628) with scripted authorization_pending,
 // slow_down, access_denied and expired_token answers; authorization code
 // with PKCE (S256); refresh tokens with rotation and reuse detection;
-// client credentials; invalid_grant on revoked grants; 5xx answers and
+// client credentials; the JWT bearer grant of a service account acting as
+// a user (Google's domain-wide delegation); invalid_grant on revoked grants; 5xx answers and
 // dropped connections; token introspection (RFC 7662) for Dovecot's
 // oauth2 passdb; and a fake clock for token expiry.
 //
@@ -11,7 +12,9 @@
 package oauthserver
 
 import (
+	"crypto"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -70,6 +73,7 @@ type Server struct {
 	grants        map[string]*grant  // refresh token (current or old) -> grant
 	access        map[string]*access // access token -> its grant
 	appRefused    bool
+	jwtKey        *rsa.PublicKey // service account key trusted for the JWT bearer grant
 }
 
 type device struct {
@@ -213,9 +217,47 @@ func (s *Server) AuthorizeAs(user string, deny bool) {
 	s.mu.Unlock()
 }
 
+// TrustServiceAccount makes the JWT bearer grant accept assertions
+// signed with key.
+func (s *Server) TrustServiceAccount(key *rsa.PublicKey) {
+	s.mu.Lock()
+	s.jwtKey = key
+	s.mu.Unlock()
+}
+
+// checkAssertionLocked verifies an RS256 assertion and returns its sub.
+func (s *Server) checkAssertionLocked(assertion string) (string, error) {
+	parts := strings.Split(assertion, ".")
+	if len(parts) != 3 || s.jwtKey == nil {
+		return "", fmt.Errorf("bad assertion")
+	}
+	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256([]byte(parts[0] + "." + parts[1]))
+	if err := rsa.VerifyPKCS1v15(s.jwtKey, crypto.SHA256, sum[:], sig); err != nil {
+		return "", err
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return "", err
+	}
+	var c struct {
+		Sub string `json:"sub"`
+		Aud string `json:"aud"`
+		Exp int64  `json:"exp"`
+	}
+	if err := json.Unmarshal(payload, &c); err != nil || c.Sub == "" || c.Aud != s.URL+"/token" {
+		return "", fmt.Errorf("bad claims")
+	}
+	return c.Sub, nil
+}
+
 // RefuseApp makes client-credentials tokens introspect as inactive, as
 // Microsoft 365 refuses an app without IMAP.AccessAsApp or without
-// Add-MailboxPermission.
+// Add-MailboxPermission, and refuses the JWT bearer grant with
+// unauthorized_client, as Google does without domain-wide delegation.
 func (s *Server) RefuseApp(refuse bool) {
 	s.mu.Lock()
 	s.appRefused = refuse
@@ -356,7 +398,8 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	if s.down(w, s.tokenDown) {
 		return
 	}
-	if !s.clientOK(r) {
+	// The JWT bearer grant authenticates with its signed assertion.
+	if gt != "urn:ietf:params:oauth:grant-type:jwt-bearer" && !s.clientOK(r) {
 		oauthError(w, http.StatusUnauthorized, "invalid_client")
 		return
 	}
@@ -407,6 +450,20 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.answerTokens(w, &grant{user: c.user})
+	case "urn:ietf:params:oauth:grant-type:jwt-bearer":
+		// A service account's signed assertion (RFC 7523), as Google's
+		// domain-wide delegation: the token acts as the assertion's sub.
+		sub, err := s.checkAssertionLocked(r.PostForm.Get("assertion"))
+		switch {
+		case err != nil:
+			oauthError(w, http.StatusBadRequest, "invalid_grant")
+		case s.appRefused:
+			oauthError(w, http.StatusUnauthorized, "unauthorized_client")
+		default:
+			at := "at-" + random()
+			s.access[at] = &access{g: &grant{user: sub}, expiry: s.now.Add(s.opts.AccessTTL)}
+			writeJSON(w, map[string]any{"access_token": at, "token_type": "Bearer", "expires_in": int(s.opts.AccessTTL / time.Second)})
+		}
 	case "client_credentials":
 		at := "at-" + random()
 		s.access[at] = &access{expiry: s.now.Add(s.opts.AccessTTL)}
