@@ -119,6 +119,7 @@ func (e *env) startBridge() error {
 		"--upstream", "imap+insecure://" + e.up.IMAPAddr,
 		// Every load client connects from 127.0.0.1.
 		"--max-conns-per-ip", strconv.Itoa(maxSessions),
+		"--max-userip-conns", strconv.Itoa(maxSessions),
 		"--max-sessions", strconv.Itoa(maxSessions),
 	}, cfg.BridgeArgs...)
 	cmd := exec.Command(binary, args...)
