@@ -176,10 +176,14 @@ func TestDevicesDovecot(t *testing.T) {
 		if got := storedSubjects(t, e.d, user, "INBOX"); !equalStrings(got, []string{"one", "two"}) {
 			t.Fatalf("after phone's DELE the upstream has %q, want both", got)
 		}
-		if got := seenSubjects(t, e.session(t, b, user+"#phone")); !equalStrings(got, []string{"two"}) {
+		phone = e.session(t, b, user+"#phone")
+		if got := seenSubjects(t, phone); !equalStrings(got, []string{"two"}) {
 			t.Errorf("phone sees %q after deleting one, want only two", got)
 		}
 		desk := e.session(t, b, user+"#desktop")
+		if p, d := phone.Messages()[0].UIDL, desk.Messages()[1].UIDL; p != d {
+			t.Errorf("message two has UIDL %q on the phone and %q on the desktop", p, d)
+		}
 		if got := seenSubjects(t, desk); !equalStrings(got, []string{"one", "two"}) {
 			t.Fatalf("desktop sees %q, want both", got)
 		}

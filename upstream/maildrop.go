@@ -125,6 +125,7 @@ func (m *maildrop) open(ctx context.Context, username, password string) error {
 			m.retire(err)
 			return pop3server.ErrTemporary.Wrap(err)
 		}
+		m.l.raw.arm() // the restore's exchanges disarmed the link
 	}
 
 	start = time.Now()
