@@ -108,7 +108,22 @@ func Redact(url string) string {
 type oneLine struct{ err error }
 
 func (e oneLine) Error() string {
-	return strings.Join(strings.Fields(strings.ReplaceAll(e.err.Error(), "\n", "; ")), " ")
+	lines := strings.Split(e.err.Error(), "\n")
+	for i := range lines {
+		lines[i] = strings.Join(strings.Fields(lines[i]), " ")
+	}
+	msg := lines[0]
+	for i, l := range lines[1:] {
+		switch {
+		case l == "":
+			continue
+		case strings.HasSuffix(lines[i], ":"):
+			msg += " " + l
+		default:
+			msg += "; " + l
+		}
+	}
+	return msg
 }
 func (e oneLine) Unwrap() error { return e.err }
 

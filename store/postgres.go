@@ -42,7 +42,13 @@ func openPostgres(ctx context.Context, url string) (Store, error) {
 		return nil, fmt.Errorf("store: open %s: %w", Redact(url), err)
 	}
 	db := stdlib.OpenDBFromPool(pool)
-	if err := migrate(ctx, db, "postgres"); err != nil {
+	// Connect first, so that an unreachable server is said plainly rather
+	// than as a migration failure.
+	err = db.PingContext(ctx)
+	if err == nil {
+		err = migrate(ctx, db, "postgres")
+	}
+	if err != nil {
 		_ = db.Close()
 		pool.Close()
 		return nil, fmt.Errorf("store: open %s: %w", Redact(url), err)
