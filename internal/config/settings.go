@@ -44,7 +44,7 @@ var settings = []setting{
 		}},
 	str("upstream-ca", "FILE", "", "extra CA bundle for the upstream (default: system roots)", func(c *Config) *string { return &c.UpstreamCA }, nil),
 	str("mailbox", "NAME", "INBOX", "IMAP mailbox served as the POP3 maildrop", func(c *Config) *string { return &c.Mailbox }, checkMailbox),
-	{name: "delete-policy", arg: "honor|leave|on-download", def: "honor", usage: "what DELE and a full RETR do at QUIT",
+	{name: "delete-policy", arg: "honor|leave|on-download", def: "honor", usage: "what DELE and a full RETR do at QUIT; leave without --store shows a deleted message again at the next session (clients that delete download it again): use honor with --delete-action flag where IMAP users must keep the mail",
 		set: func(c *Config, v string) (err error) { c.DeletePolicy, err = policy.ParseDeletePolicy(v); return err }},
 	{name: "delete-action", arg: "expunge|flag|move:MAILBOX", def: "expunge", usage: "what applying a delete means upstream",
 		set: func(c *Config, v string) (err error) { c.DeleteAction, err = policy.ParseAction(v); return err }},
