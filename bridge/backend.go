@@ -77,7 +77,9 @@ func ToolBackend(cfg *config.Config, st store.Store) (*upstream.Backend, error) 
 	if err != nil {
 		return nil, err
 	}
-	opts.State, opts.Passive, opts.UIDLs = st, true, uidlmap.OnStore(st)
+	if st != nil { // nil: a tool that must not touch state (uidl import)
+		opts.State, opts.Passive, opts.UIDLs = st, true, uidlmap.OnStore(st)
+	}
 	be, err := upstream.New(opts)
 	if err != nil {
 		return nil, &ConfigError{fmt.Errorf("upstream: %w", err)}

@@ -159,8 +159,12 @@ func importOne(ctx context.Context, opts Options, a Account) Report {
 	r := Report{User: a.User}
 	fail := func(err error) Report {
 		r.Status = StatusFailed
-		// Neither side's errors carry the password, but be sure.
-		r.Error = strings.ReplaceAll(err.Error(), a.Password, "***")
+		// Neither side's errors carry the password, but be sure (a
+		// password of a few characters would only garble the text).
+		r.Error = err.Error()
+		if len(a.Password) >= 4 {
+			r.Error = strings.ReplaceAll(r.Error, a.Password, "***")
+		}
 		return r
 	}
 	r.Mailbox = opts.IMAP.MailboxFor(a.User)

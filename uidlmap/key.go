@@ -31,6 +31,15 @@ type Store interface {
 	PutUIDLs(ctx context.Context, key string, recs []Record) error
 }
 
+// NearStore is a Store that can also read just the records that matter
+// to new mail (store.Store.UIDLsFor); OnStore's is one.
+type NearStore interface {
+	Store
+	// UIDLsFor returns the records of key naming one of uids under
+	// uidValidity or holding one of uidls, in any order, maybe twice.
+	UIDLsFor(ctx context.Context, key string, uidValidity uint32, uids []uint32, uidls []string) ([]Record, error)
+}
+
 // ErrInvalidUIDL is returned for a UIDL RFC 1939 does not allow.
 var ErrInvalidUIDL = errors.New("uidlmap: a UIDL is 1..70 characters of 0x21..0x7E")
 

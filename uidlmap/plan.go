@@ -28,6 +28,7 @@ type Plan struct {
 	Rematch bool
 
 	uidValidity uint32
+	suffixes    int // see NewAppendPlan; 0 = any number
 	msgs        []Listed
 	known       map[uint32]string // UID -> UIDL, from a current record
 	previous    []Record          // the records a rematch may match
@@ -43,6 +44,22 @@ type Plan struct {
 // UIDVALIDITY reused after a rebuild or on another server), and all of
 // them are treated as previous records instead.
 func NewPlan(records []Record, uidValidity uint32, msgs []Listed) *Plan {
+	return newPlan(records, uidValidity, msgs, true)
+}
+
+// NewAppendPlan plans UIDLs for new mail in a mailbox state whose other
+// messages already have theirs, from only the records NearStore.UIDLsFor
+// returns for msgs' UIDs and for Candidates(derived UIDL, sep, suffixes)
+// of each: never a rematch, and Assign reports Incomplete when a fresh
+// UIDL would need more than suffixes suffixes (records outside the ones
+// read could hold it); the caller then plans with the whole map.
+func NewAppendPlan(records []Record, uidValidity uint32, msgs []Listed, suffixes int) *Plan {
+	p := newPlan(records, uidValidity, msgs, false)
+	p.suffixes = max(suffixes, 1)
+	return p
+}
+
+func newPlan(records []Record, uidValidity uint32, msgs []Listed, rematch bool) *Plan {
 	p := &Plan{
 		uidValidity: uidValidity,
 		msgs:        slices.Clone(msgs),
@@ -79,7 +96,7 @@ func NewPlan(records []Record, uidValidity uint32, msgs []Listed) *Plan {
 			p.known[r.UID] = r.UIDL
 		}
 	}
-	p.Rematch = len(current) == 0 && len(records) > 0
+	p.Rematch = rematch && len(current) == 0 && len(records) > 0
 	for _, m := range p.msgs {
 		if _, ok := p.known[m.UID]; !ok {
 			p.Need = append(p.Need, m.UID)
@@ -109,6 +126,9 @@ type Result struct {
 	// Put are the records to store: every message that had no current
 	// record, with the UIDL it now shows.
 	Put []Record
+	// Incomplete is set, and nothing else, when an append plan could not
+	// prove a fresh UIDL free (see NewAppendPlan).
+	Incomplete bool
 	// Kept counts messages with a current record; Matched those that got a
 	// previous record's UIDL; Fresh those that got a new UIDL for want of
 	// a candidate (new mail, no fingerprint); Ambiguous those that got a
@@ -156,6 +176,9 @@ func (p *Plan) Assign(fps map[uint32]Fingerprint, f Fresh) Result {
 			uidl = p.fresh(m.UID, f)
 			res.Fresh++
 		}
+		if uidl == "" {
+			return Result{Incomplete: true}
+		}
 		j++
 		p.used[uidl] = struct{}{}
 		res.UIDLs[i] = uidl
@@ -165,23 +188,39 @@ func (p *Plan) Assign(fps map[uint32]Fingerprint, f Fresh) Result {
 }
 
 // fresh returns the derived UIDL of uid, or when a record or an earlier
-// message holds it, the first free "<derived><Sep><n>" (the derived part
-// cut so that the whole stays within 70 characters).
+// message holds it, the first free Suffixed variant; "" when an append
+// plan runs out of the variants it has records for.
 func (p *Plan) fresh(uid uint32, f Fresh) string {
 	d := f.Derive(uid)
-	if _, taken := p.used[d]; !taken {
+	if !p.taken(d) {
 		return d
 	}
-	for n := 1; ; n++ {
-		suffix := string(f.Sep) + strconv.Itoa(n)
-		base := d
-		if len(base)+len(suffix) > MaxUIDLLen {
-			base = base[:MaxUIDLLen-len(suffix)]
-		}
-		if c := base + suffix; !p.taken(c) {
+	for n := 1; p.suffixes == 0 || n <= p.suffixes; n++ {
+		if c := Suffixed(d, f.Sep, n); !p.taken(c) {
 			return c
 		}
 	}
+	return ""
+}
+
+// Suffixed is the n-th unique variant of a taken UIDL d:
+// "<d><sep><n>", with d cut so that the whole stays within 70 characters.
+func Suffixed(d string, sep byte, n int) string {
+	suffix := string(sep) + strconv.Itoa(n)
+	if len(d)+len(suffix) > MaxUIDLLen {
+		d = d[:MaxUIDLLen-len(suffix)]
+	}
+	return d + suffix
+}
+
+// Candidates are the UIDLs a fresh UIDL for derived d may be: d and its
+// first n Suffixed variants.
+func Candidates(d string, sep byte, n int) []string {
+	out := []string{d}
+	for i := 1; i <= n; i++ {
+		out = append(out, Suffixed(d, sep, i))
+	}
+	return out
 }
 
 func (p *Plan) taken(s string) bool { _, ok := p.used[s]; return ok }

@@ -259,3 +259,39 @@ func TestKeyAndValid(t *testing.T) {
 		}
 	}
 }
+
+// TestAppendPlan checks the plan for new mail from a partial read of the
+// map: never a rematch, derived UIDLs where free, a suffix where taken,
+// and Incomplete (plan again with the whole map) when every variant it
+// read is taken.
+func TestAppendPlan(t *testing.T) {
+	const v = 5
+	f := derive(v)
+	d := f.Derive
+	// Only records of another UIDVALIDITY were read: a full plan would
+	// rematch, an append plan must not.
+	p := NewAppendPlan([]Record{rec("X", 1, 1, "n", 5)}, v, []Listed{{UID: 9, Size: 5}}, 3)
+	res := p.Assign(map[uint32]Fingerprint{9: fp("n", 0)}, f)
+	if p.Rematch || res.Incomplete || res.UIDLs[0] != d(9) || res.Fresh != 1 {
+		t.Fatalf("plan %+v result %+v", p, res)
+	}
+	// Another replica already gave UID 9 its UIDL: kept, nothing to store.
+	p = NewAppendPlan([]Record{rec("R", v, 9, "n", 5), rec("R", v, 9, "n", 5)}, v, []Listed{{UID: 9, Size: 5}}, 3)
+	if res := p.Assign(nil, f); res.UIDLs[0] != "R" || len(res.Put) != 0 || len(p.Need) != 0 {
+		t.Fatalf("kept: %+v", res)
+	}
+	taken := []Record{{UIDL: d(9), UID: 1, UIDValidity: 1}, {UIDL: Suffixed(d(9), '~', 1), UID: 2, UIDValidity: 1}}
+	res = NewAppendPlan(taken, v, []Listed{{UID: 9, Size: 5}}, 3).Assign(nil, f)
+	if res.UIDLs[0] != d(9)+"~2" {
+		t.Fatalf("suffixed: %+v", res)
+	}
+	for i := 2; i <= 3; i++ {
+		taken = append(taken, Record{UIDL: Suffixed(d(9), '~', i), UID: uint32(i + 1), UIDValidity: 1})
+	}
+	if res := NewAppendPlan(taken, v, []Listed{{UID: 9, Size: 5}}, 3).Assign(nil, f); !res.Incomplete || len(res.Put) != 0 {
+		t.Fatalf("every candidate taken: %+v, want Incomplete", res)
+	}
+	if got := Candidates("abc", '~', 2); fmt.Sprint(got) != "[abc abc~1 abc~2]" {
+		t.Fatalf("Candidates %q", got)
+	}
+}

@@ -10,15 +10,23 @@ import (
 type records interface {
 	UIDLMap(ctx context.Context, key string) ([]store.UIDLRecord, error)
 	PutUIDLs(ctx context.Context, key string, recs []store.UIDLRecord) error
+	UIDLsFor(ctx context.Context, key string, uidValidity uint32, uids []uint32, uidls []string) ([]store.UIDLRecord, error)
 }
 
 // OnStore is the UIDL map kept in the state store.
-func OnStore(s records) Store { return onStore{s} }
+func OnStore(s records) NearStore { return onStore{s} }
 
 type onStore struct{ s records }
 
 func (o onStore) UIDLMap(ctx context.Context, key string) ([]Record, error) {
-	recs, err := o.s.UIDLMap(ctx, key)
+	return fromStore(o.s.UIDLMap(ctx, key))
+}
+
+func (o onStore) UIDLsFor(ctx context.Context, key string, uidValidity uint32, uids []uint32, uidls []string) ([]Record, error) {
+	return fromStore(o.s.UIDLsFor(ctx, key, uidValidity, uids, uidls))
+}
+
+func fromStore(recs []store.UIDLRecord, err error) ([]Record, error) {
 	if err != nil {
 		return nil, err
 	}

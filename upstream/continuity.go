@@ -52,20 +52,48 @@ func (m *maildrop) remember(ctx context.Context, e *cache.Entry) (*cache.Entry, 
 		return e, nil
 	}
 	key := uidlmap.Key(m.user, m.mailbox)
-	recs, err := st.UIDLMap(ctx, key)
-	if err != nil {
-		return nil, pop3server.ErrTemporary.Wrap(fmt.Errorf("reading the UIDL map: %w", err))
-	}
-	plan := uidlmap.NewPlan(recs, m.uidValidity, todo)
-	fps, err := m.fingerprints(plan.Need)
-	if err != nil {
-		return nil, err
-	}
 	v := m.uidValidity
-	res := plan.Assign(fps, uidlmap.Fresh{
+	fresh := uidlmap.Fresh{
 		Derive: func(uid uint32) string { return m.b.uidl.format(uid, v) },
 		Sep:    m.b.uidlSep,
-	})
+	}
+	var (
+		plan *uidlmap.Plan
+		res  uidlmap.Result
+		fps  map[uint32]uidlmap.Fingerprint
+	)
+	if ns, ok := st.(uidlmap.NearStore); ok && appendOnly(e, len(todo)) {
+		// New mail in a known state: read only the records that could
+		// concern it, not a large mailbox's whole map.
+		uids := make([]uint32, len(todo))
+		var uidls []string
+		for i, msg := range todo {
+			uids[i] = msg.UID
+			uidls = append(uidls, uidlmap.Candidates(fresh.Derive(msg.UID), fresh.Sep, appendSuffixes)...)
+		}
+		recs, err := ns.UIDLsFor(ctx, key, v, uids, uidls)
+		if err != nil {
+			return nil, pop3server.ErrTemporary.Wrap(fmt.Errorf("reading UIDLs: %w", err))
+		}
+		plan = uidlmap.NewAppendPlan(recs, v, todo, appendSuffixes)
+		if fps, err = m.fingerprints(plan.Need); err != nil {
+			return nil, err
+		}
+		res = plan.Assign(fps, fresh)
+	}
+	if plan == nil || res.Incomplete {
+		recs, err := st.UIDLMap(ctx, key)
+		if err != nil {
+			return nil, pop3server.ErrTemporary.Wrap(fmt.Errorf("reading the UIDL map: %w", err))
+		}
+		plan = uidlmap.NewPlan(recs, v, todo)
+		if fps == nil {
+			if fps, err = m.fingerprints(plan.Need); err != nil {
+				return nil, err
+			}
+		}
+		res = plan.Assign(fps, fresh)
+	}
 	if len(res.Put) > 0 {
 		if err := st.PutUIDLs(ctx, key, res.Put); err != nil {
 			return nil, pop3server.ErrTemporary.Wrap(fmt.Errorf("storing UIDLs: %w", err))
@@ -97,6 +125,25 @@ func (m *maildrop) remember(ctx context.Context, e *cache.Entry) (*cache.Entry, 
 	}
 	out.Assigned = e.UIDNext
 	return &out, nil
+}
+
+// appendSuffixes is how many suffixed variants of a taken UIDL new mail
+// looks up before it reads the whole map; appendMax is the most new
+// messages looked up one by one.
+const (
+	appendSuffixes = 3
+	appendMax      = 500
+)
+
+// appendOnly reports whether e's new messages (at or above e.Assigned) are
+// new mail in a mailbox state the map knows: some of e's messages were
+// given UIDLs in this state before (so no rematch is due), and there are
+// not so many new ones that reading the whole map is cheaper.
+func appendOnly(e *cache.Entry, n int) bool {
+	if e.Assigned == 0 || n > appendMax {
+		return false
+	}
+	return len(e.Messages) > 0 && e.Messages[0].UID < e.Assigned
 }
 
 // fingerprints fetches the header fields that identify messages (see

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 
@@ -14,10 +15,28 @@ import (
 
 // memUIDLs is an in-memory uidlmap.Store that can be made to fail.
 type memUIDLs struct {
-	mu   sync.Mutex
-	m    map[string]map[string]uidlmap.Record
-	fail bool
-	puts int
+	mu    sync.Mutex
+	m     map[string]map[string]uidlmap.Record
+	fail  bool
+	puts  int
+	reads int // whole-map reads
+}
+
+var _ uidlmap.NearStore = (*memUIDLs)(nil)
+
+func (s *memUIDLs) UIDLsFor(_ context.Context, key string, v uint32, uids []uint32, uidls []string) ([]uidlmap.Record, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fail {
+		return nil, errStoreDown
+	}
+	var out []uidlmap.Record
+	for _, r := range s.m[key] {
+		if (r.UIDValidity == v && slices.Contains(uids, r.UID)) || slices.Contains(uidls, r.UIDL) {
+			out = append(out, r)
+		}
+	}
+	return out, nil
 }
 
 var errStoreDown = errors.New("store down")
@@ -28,6 +47,7 @@ func (s *memUIDLs) UIDLMap(_ context.Context, key string) ([]uidlmap.Record, err
 	if s.fail {
 		return nil, errStoreDown
 	}
+	s.reads++
 	var out []uidlmap.Record
 	for _, r := range s.m[key] {
 		out = append(out, r)
@@ -171,7 +191,11 @@ func TestUIDLContinuity(t *testing.T) {
 	_, err = b.Login(context.Background(), testConn, testUser, testPass)
 	wantCode(t, err, pop3server.ErrTemporary)
 	st.setFail(false)
+	reads := st.reads
 	withD := uidlsBySubject(t, b)
+	if st.reads != reads {
+		t.Errorf("new mail read the whole UIDL map %d times, want only its own records", st.reads-reads)
+	}
 	if want := uidlsBySubject(t, plain); fmt.Sprint(withD) != fmt.Sprint(want) || st.len(key) != 4 {
 		t.Fatalf("after new mail %v (records %d), want %v", withD, st.len(key), want)
 	}
