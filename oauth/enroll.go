@@ -38,12 +38,11 @@ func (m *Manager) DeviceFlow(ctx context.Context, p *Provider, mailbox string, o
 	if err != nil {
 		return nil, enrollError(p, "device authorization", err)
 	}
-	uri := da.VerificationURIComplete
-	if uri == "" {
-		uri = da.VerificationURI
-	}
 	fmt.Fprintf(out, "To let popbridge read %s, sign in as %s at\n\n    %s\n\nand enter the code\n\n    %s\n\n",
-		mailbox, mailbox, uri, da.UserCode)
+		mailbox, mailbox, da.VerificationURI, da.UserCode)
+	if da.VerificationURIComplete != "" {
+		fmt.Fprintf(out, "(or open %s, which carries the code)\n", da.VerificationURIComplete)
+	}
 	if !da.Expiry.IsZero() {
 		fmt.Fprintf(out, "The code expires at %s. Waiting for the approval...\n", da.Expiry.Local().Format("15:04:05"))
 	} else {

@@ -16,6 +16,34 @@ import (
 	"time"
 )
 
+// parallelRetr logs in n times at once as alice with password, on the
+// bridge bridge(i) gives for login i, and checks each RETR 1 is want.
+func parallelRetr(t *testing.T, n int, bridge func(i int) *env, password string, want []byte) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan string, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, r := bridge(i).login(t, alice, password)
+			if !strings.HasPrefix(r, "+OK") {
+				errs <- r
+				return
+			}
+			if st, body, err := c.TryMulti("RETR 1"); err != nil || !bytes.Equal(body, want) {
+				errs <- st
+			}
+			c.TryCmd("QUIT")
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for r := range errs {
+		t.Errorf("parallel login: %s", r)
+	}
+}
+
 // mechs are the SASL mechanisms every failure case runs over.
 var mechs = []string{"oauthbearer", "xoauth2"}
 
@@ -62,28 +90,7 @@ func TestExpiryOneRefreshFor20ParallelLogins(t *testing.T) {
 			// The access token lives an hour: move past it on both clocks
 			// (the bridge's Manager reads the server's).
 			e.idp.Advance(61 * time.Minute)
-			var wg sync.WaitGroup
-			errs := make(chan string, 20)
-			for range 20 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					c, r := e.login(t, alice, "pw")
-					if !strings.HasPrefix(r, "+OK") {
-						errs <- r
-						return
-					}
-					if st, body, err := c.TryMulti("RETR 1"); err != nil || !bytes.Equal(body, want) {
-						errs <- st
-					}
-					c.TryCmd("QUIT")
-				}()
-			}
-			wg.Wait()
-			close(errs)
-			for r := range errs {
-				t.Errorf("parallel login: %s", r)
-			}
+			parallelRetr(t, 20, func(int) *env { return e }, "pw", want)
 			if n := e.idp.TokenRequests("refresh_token"); n != 1 {
 				t.Errorf("%d refresh requests for 20 parallel logins, want exactly 1", n)
 			}

@@ -1,10 +1,7 @@
 package oauth
 
 import (
-	"bytes"
 	"context"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -48,32 +45,7 @@ func TestReplicasShareOneRefresh(t *testing.T) {
 	r1.enroll(t, alice, map[string]string{"scanner": "pw"})
 	idp.Advance(61 * time.Minute)
 
-	var wg sync.WaitGroup
-	errs := make(chan string, 20)
-	for i := range 20 {
-		r := r1
-		if i%2 == 1 {
-			r = r2
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c, reply := r.login(t, alice, "pw")
-			if !strings.HasPrefix(reply, "+OK") {
-				errs <- reply
-				return
-			}
-			if st, body, err := c.TryMulti("RETR 1"); err != nil || !bytes.Equal(body, want) {
-				errs <- st
-			}
-			c.TryCmd("QUIT")
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for e := range errs {
-		t.Errorf("login: %s", e)
-	}
+	parallelRetr(t, 20, func(i int) *env { return []*env{r1, r2}[i%2] }, "pw", want)
 	if n := idp.TokenRequests("refresh_token"); n != 1 || idp.ReuseDetected() {
 		t.Errorf("%d refresh requests from two replicas (reuse detected %v), want exactly 1", n, idp.ReuseDetected())
 	}

@@ -261,15 +261,28 @@ func (b *Backend) Login(ctx context.Context, conn pop3server.ConnInfo, username,
 		}
 		return m
 	}
+	var ts TokenSource
 	if b.opts.Authenticator != nil {
-		ts, err := b.opts.Authenticator.Authorize(ctx, username, password)
-		if err != nil {
+		if ts, err = b.opts.Authenticator.Authorize(ctx, username, password); err != nil {
 			return nil, err
 		}
-		if ts != nil {
-			return b.loginOAuth(ctx, cfg, conn, username, ts, mk)
-		}
 	}
+	var m *maildrop
+	if ts != nil {
+		m, err = b.loginOAuth(ctx, cfg, conn, username, ts, mk)
+	} else {
+		m, err = b.openMaildrop(ctx, cfg, conn, username, password, nil, mk)
+	}
+	if err != nil {
+		return nil, err
+	}
+	m.pf = newPrefetch(b.opts.Prefetch.Budget, b.opts.Prefetch.SessionBytes)
+	return m, nil
+}
+
+// openMaildrop connects and logs in, with password or, when bearer is
+// set, with SASL OAUTHBEARER or XOAUTH2, and takes the snapshot.
+func (b *Backend) openMaildrop(ctx context.Context, cfg dialConfig, conn pop3server.ConnInfo, username, password string, bearer *Bearer, mk func(*link) *maildrop) (*maildrop, error) {
 	start := time.Now()
 	l, err := b.dialGuarded(ctx, cfg)
 	b.observe("connect", start, err)
@@ -278,11 +291,11 @@ func (b *Backend) Login(ctx context.Context, conn pop3server.ConnInfo, username,
 		return nil, pop3server.ErrTemporary.Wrap(err)
 	}
 	m := mk(l)
+	m.bearer = bearer
 	if err := m.open(ctx, username, password); err != nil {
 		m.Close()
 		return nil, err
 	}
-	m.pf = newPrefetch(b.opts.Prefetch.Budget, b.opts.Prefetch.SessionBytes)
 	return m, nil
 }
 

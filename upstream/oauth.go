@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-sasl"
@@ -57,27 +56,17 @@ const maxTokenAttempts = 4
 // loginOAuth is Login for a user with a TokenSource: each refused token
 // costs a new connection (an XOAUTH2 failure leaves the command open; see
 // xoauth2Client) and a new token.
-func (b *Backend) loginOAuth(ctx context.Context, cfg dialConfig, conn pop3server.ConnInfo, username string, ts TokenSource, mk func(*link) *maildrop) (pop3server.Mailbox, error) {
+func (b *Backend) loginOAuth(ctx context.Context, cfg dialConfig, conn pop3server.ConnInfo, username string, ts TokenSource, mk func(*link) *maildrop) (*maildrop, error) {
 	var refused *Refusal
 	for range maxTokenAttempts {
 		bearer, err := ts.Token(ctx, refused)
 		if err != nil {
 			return nil, err
 		}
-		start := time.Now()
-		l, err := b.dialGuarded(ctx, cfg)
-		b.observe("connect", start, err)
-		if err != nil {
-			b.opts.Logger.Debug().Str("session", conn.SessionID).Str("user", username).Err(err).Msg("upstream connect failed")
-			return nil, pop3server.ErrTemporary.Wrap(err)
-		}
-		m := mk(l)
-		m.bearer = &bearer
-		err = m.open(ctx, username, "")
+		m, err := b.openMaildrop(ctx, cfg, conn, username, "", &bearer, mk)
 		if err == nil {
 			return m, nil
 		}
-		m.Close()
 		var r *refusedError
 		if !errors.As(err, &r) {
 			return nil, err
