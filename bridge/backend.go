@@ -21,7 +21,7 @@ func (b *Bridge) newBackend(breaker upstream.BreakerOptions) (*upstream.Backend,
 	if opts.Cache, err = b.newListingCache(); err != nil {
 		return nil, err
 	}
-	opts.Prefetch = upstream.PrefetchOptions{Budget: cache.NewBudget(int64(b.cfg.PrefetchBytes)), SessionBytes: int64(b.cfg.PrefetchSessionBytes)}
+	opts.Prefetch = b.prefetch()
 	opts.Breaker = breaker
 	opts.Logger = b.log.With().Str("component", "upstream").Logger()
 	opts.Metrics = b.metrics
@@ -98,6 +98,16 @@ func (b *Bridge) warnIfDovecotWithoutSendID(be *upstream.Backend) {
 		be.WarnIfDovecotWithoutSendID(ctx)
 	}()
 	b.closers = append(b.closers, func() { cancel(); <-done })
+}
+
+// prefetch is the read-ahead of --prefetch-bytes and
+// --prefetch-session-bytes (docs/prefetch.md), exported as metrics.
+func (b *Bridge) prefetch() upstream.PrefetchOptions {
+	budget := cache.NewBudget(int64(b.cfg.PrefetchBytes))
+	if budget != nil {
+		b.metrics.WatchPrefetch(budget.Used, budget.Served)
+	}
+	return upstream.PrefetchOptions{Budget: budget, SessionBytes: int64(b.cfg.PrefetchSessionBytes)}
 }
 
 // newListingCache is the listing LRU of --cache-entries (nil when 0),

@@ -10,9 +10,10 @@ import (
 // a session that cannot reserve simply does not prefetch. Safe for
 // concurrent use; a nil *Budget has no room.
 type Budget struct {
-	limit int64
-	used  atomic.Int64
-	peak  atomic.Int64
+	limit  int64
+	used   atomic.Int64
+	peak   atomic.Int64
+	served atomic.Uint64
 }
 
 // NewBudget returns a budget of limit octets; nil (prefetch off) when
@@ -46,6 +47,14 @@ func (b *Budget) Peak() int64 {
 		return 0
 	}
 	return b.peak.Load()
+}
+
+// Served counts the bodies sessions have served from read-ahead.
+func (b *Budget) Served() uint64 {
+	if b == nil {
+		return 0
+	}
+	return b.served.Load()
 }
 
 func (b *Budget) reserve(n int64) bool {
@@ -219,6 +228,7 @@ func (s *Bodies) Take(k BodyKey) ([]byte, bool) {
 		return nil, false
 	}
 	delete(s.slots, k)
+	s.budget.served.Add(1)
 	return sl.data, true
 }
 

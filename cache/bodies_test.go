@@ -55,6 +55,9 @@ func TestBodiesReserveFillTake(t *testing.T) {
 	if s.Held() != 0 || budget.Used() != 0 {
 		t.Errorf("held %d, budget %d after Free and Drop", s.Held(), budget.Used())
 	}
+	if budget.Served() != 1 {
+		t.Errorf("Served %d, want 1", budget.Served())
+	}
 	if s.Peak() != 60 || budget.Peak() != 60 {
 		t.Errorf("peaks %d, %d, want 60", s.Peak(), budget.Peak())
 	}

@@ -83,6 +83,8 @@ func TestOpsMetricsAfterSession(t *testing.T) {
 		`popbridge_upstream_errors_total{kind="login"}`:                        0, // a wrong password is not an upstream error
 		`popbridge_updates_applied_total{action="expunge"}`:                    1,
 		`popbridge_updates_applied_total{action="seen"}`:                       1,
+		`popbridge_prefetch_served_total`:                                      1, // RETR 1 reads in order
+		`popbridge_prefetch_bytes`:                                             0, // given back at the end
 	}
 	for series, d := range want {
 		if got := after[series] - before[series]; got != d {
@@ -93,7 +95,7 @@ func TestOpsMetricsAfterSession(t *testing.T) {
 		t.Errorf("popbridge_sessions_active = %v after both sessions ended", got)
 	}
 	for _, name := range []string{"go_goroutines", "process_start_time_seconds", "popbridge_cache_hits_total",
-		"popbridge_cache_misses_total"} {
+		"popbridge_cache_misses_total", "popbridge_prefetch_bytes", "popbridge_prefetch_served_total"} {
 		if _, ok := after[name]; !ok {
 			t.Errorf("%s missing from /metrics", name)
 		}

@@ -141,6 +141,23 @@ func (m *Metrics) WatchSessions(active func() int) {
 	}, func() float64 { return float64(active()) }))
 }
 
+// WatchPrefetch exports the read-ahead (docs/prefetch.md):
+// popbridge_prefetch_bytes, the octets all sessions hold fetched ahead
+// now, and popbridge_prefetch_served_total, the bodies served from them;
+// held and served are cache.Budget.Used and Served.
+func (m *Metrics) WatchPrefetch(held func() int64, served func() uint64) {
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "popbridge_prefetch_bytes",
+			Help: "Octets of small messages fetched ahead and held now, all sessions.",
+		}, func() float64 { return float64(held()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "popbridge_prefetch_served_total",
+			Help: "RETR and TOP answers served from bodies fetched ahead.",
+		}, func() float64 { return float64(served()) }),
+	)
+}
+
 // WatchCache exports a listing cache's counters as
 // popbridge_cache_hits_total and popbridge_cache_misses_total; stats is
 // cache.Listings.Stats.
