@@ -89,8 +89,9 @@ func startBridge(t testing.TB, o bridgeOptions) *bridge {
 	cfg.IdleTimeout = 30 * time.Second
 	cfg.WriteTimeout = writeTimeout
 	cfg.PreLoginTimeout = 30 * time.Second
-	cfg.AuthFailDelay = -1 // disabled: refused logins answer at once
-	cfg.MaxConnsPerIP = -1 // disabled: every client is 127.0.0.1
+	cfg.AuthFailDelay = -1  // disabled: refused logins answer at once
+	cfg.MaxConnsPerIP = -1  // disabled: every client is 127.0.0.1
+	cfg.MaxUserIPConns = -1 // the same
 	if o.config != nil {
 		o.config(cfg)
 	}

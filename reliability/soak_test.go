@@ -66,7 +66,9 @@ func startSoakEnv(t *testing.T, clients, users int, viaRelay bool) *soakEnv {
 		tusers = append(tusers, u)
 		susers = append(susers, soak.User{Name: u.Name, Password: u.Password})
 	}
-	d := testenv.StartDovecot(t, testenv.DovecotOptions{Users: tusers, MaxSessions: clients + 64, ExtraConfig: dovecotReuse})
+	// Room for the sessions popbridge is still logging out of while
+	// their clients have moved on, which pile up on a loaded machine.
+	d := testenv.StartDovecot(t, testenv.DovecotOptions{Users: tusers, MaxSessions: 2*clients + 64, ExtraConfig: dovecotReuse})
 	e := &soakEnv{dovecot: d, users: susers}
 	up := d.IMAPAddr
 	if viaRelay {
@@ -80,10 +82,17 @@ func startSoakEnv(t *testing.T, clients, users int, viaRelay bool) *soakEnv {
 	e.b = startBridge(t, bridgeOptions{
 		upstream: "imap+insecure://" + up,
 		warnLogs: true,
-		// Production deadlines: a loaded 2-core box with -race is slow,
-		// and the soak is about correctness, not the fault deadlines.
+		// Production deadlines and limits: the soak is about correctness,
+		// not the fault tests' short deadlines, and a loaded 2-core box
+		// with -race is slow. A 500 ms write deadline cut transfers to
+		// soak clients that were merely starved of CPU: "transfer closed
+		// before the dot but the message is still there".
 		dial: 10 * time.Second, login: 30 * time.Second, command: 60 * time.Second,
-		config: func(c *config.Config) { c.MaxSessions = clients + 100 },
+		config: func(c *config.Config) {
+			def := config.Default()
+			c.WriteTimeout, c.IdleTimeout, c.PreLoginTimeout = def.WriteTimeout, def.IdleTimeout, def.PreLoginTimeout
+			c.MaxSessions, c.MaxPreLoginConns = def.MaxSessions, def.MaxPreLoginConns
+		},
 	})
 	return e
 }

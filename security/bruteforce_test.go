@@ -1,7 +1,6 @@
 package security
 
 import (
-	"net"
 	"testing"
 	"time"
 
@@ -54,12 +53,7 @@ func TestFailureDelayAndPenalty(t *testing.T) {
 // counted against the connection, and not a login_failed line that
 // fail2ban would ban on.
 func TestUnreachableUpstreamIsTemporary(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := l.Addr().String()
-	l.Close() // nothing listens there now
+	dead := testenv.RefusedAddr(t)
 	b := startBridge(t, "--upstream", "imap+insecure://"+dead, "--auth-fail-delay", "2s")
 	c := dialPOP3(t, b.POP3)
 	start := time.Now()

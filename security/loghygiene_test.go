@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -105,9 +104,7 @@ func TestPasswordNeverLogged(t *testing.T) {
 		t.Log("no admin listener: /metrics not checked")
 	}
 
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	dead := l.Addr().String()
-	l.Close()
+	dead := testenv.RefusedAddr(t)
 	b2 := startBridge(t, append([]string{"--upstream", "imap+insecure://" + dead}, fast...)...)
 	logins(t, b2.POP3, user, errTemp)
 	waitCount(t, b2, map[string]string{"event": "login_failed", "client_ip": "127.0.0.1"}, 3*2)

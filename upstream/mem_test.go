@@ -13,6 +13,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
+	"github.com/popbridge/popbridge/internal/testenv"
 	"github.com/popbridge/popbridge/policy"
 	"github.com/popbridge/popbridge/pop3server"
 )
@@ -38,14 +39,9 @@ func TestLogin(t *testing.T) {
 
 func TestLoginUpstreamDown(t *testing.T) {
 	checkGoroutines(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := testenv.RefusedAddr(t)
 	b := newBackend(t, &URL{Scheme: SchemeInsecure, Host: addr})
-	_, err = b.Login(context.Background(), testConn, testUser, testPass)
+	_, err := b.Login(context.Background(), testConn, testUser, testPass)
 	wantCode(t, err, pop3server.ErrTemporary)
 }
 

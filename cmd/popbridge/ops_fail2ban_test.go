@@ -1,7 +1,6 @@
 package main
 
 import (
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -46,12 +45,7 @@ func TestOpsFail2banFilter(t *testing.T) {
 	p.WaitLog(map[string]string{"event": "session_end", "client_ip": "198.51.100.30", "result": "quit"}, 5*time.Second)
 
 	// The upstream is down: a temporary failure, not the client's fault.
-	dead, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadAddr := dead.Addr().String()
-	dead.Close() // nothing listens there now: connection refused
+	deadAddr := testenv.RefusedAddr(t)
 	q := opsStart(t, bin, "--upstream", "imap+insecure://"+deadAddr, "--listen", "127.0.0.1:0",
 		"--proxy-protocol", "127.0.0.1/32", "--plaintext-auth", "always", "--auth-fail-delay", "1ms")
 	c = opsDial(t, q.POP3, proxyV1("192.0.2.50", 40004))

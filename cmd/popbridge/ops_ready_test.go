@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/popbridge/popbridge/internal/bridgetest"
+	"github.com/popbridge/popbridge/internal/testenv"
 )
 
 // TestOpsReadyzUpstreamFailures: with --ready-upstream-failures 2, two
@@ -14,12 +15,7 @@ import (
 // stays 200), and once the upstream listens again the readiness probe
 // finds it and /readyz recovers without any client traffic.
 func TestOpsReadyzUpstreamFailures(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	upAddr := l.Addr().String()
-	l.Close() // connection refused from now on
+	upAddr := testenv.RefusedAddr(t)
 
 	p := opsStart(t, bridgetest.Binary(t), "--upstream", "imap+insecure://"+upAddr, "--listen", "127.0.0.1:0",
 		"--admin-listen", "127.0.0.1:0", "--ready-upstream-failures", "2", "--plaintext-auth", "always")

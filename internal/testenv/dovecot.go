@@ -1,15 +1,20 @@
 package testenv
 
 import (
+	"bufio"
 	"bytes"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -192,20 +197,40 @@ func StartDovecotProcess(opts DovecotOptions) (*Dovecot, error) {
 		cfg.IMAPCHost, cfg.IMAPCPort = host, port
 	}
 
-	// The ports are free when picked but may be taken before Dovecot binds
-	// them; another attempt with new ports is the cure.
+	// Dovecot cannot listen on port 0 and report the port it got, so the
+	// ports are picked (freePorts) and may be taken before Dovecot binds
+	// them; another attempt with new ports is the cure. A port taken by
+	// another test's server is no bind error but a foreign greeting, hence
+	// the instance's own greeting.
 	const attempts = 5
 	for i := 1; ; i++ {
+		cfg.Greeting = "popbridge-test-dovecot-" + randomHex(8)
 		err = d.start(bin, cfg)
 		if err == nil {
 			return d, nil
 		}
 		d.stopProcess()
-		if i == attempts || !strings.Contains(d.logTail(20), "Address already in use") {
+		if i == attempts || !portTrouble(err, d.logTail(20)) {
 			_ = d.removeDir()
 			return nil, err
 		}
 	}
+}
+
+// portTrouble reports whether a failed start is about its ports: one was
+// taken before Dovecot bound it (by anyone, or by another test's server,
+// which then answered with its own greeting).
+func portTrouble(err error, log string) bool {
+	return errors.Is(err, errForeignGreeting) ||
+		strings.Contains(log, "Address already in use") || strings.Contains(log, "Failed to start listeners")
+}
+
+var errForeignGreeting = errors.New("another server answers on the port")
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 var versionRE = regexp.MustCompile(`^(\d+)\.(\d+)`)
@@ -384,15 +409,21 @@ func (d *Dovecot) start(bin string, cfg dovecotConfig) error {
 		close(d.exited)
 	}()
 
-	if err := d.waitReady(15 * time.Second); err != nil {
+	if err := d.waitReady(cfg.Greeting); err != nil {
 		return fmt.Errorf("start dovecot (%s): %w\n%s", conf, err, d.logTail(20))
 	}
 	return nil
 }
 
-// waitReady waits until the IMAP port, and the POP3 port if any, greet.
-func (d *Dovecot) waitReady(timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
+// startTimeout bounds a start that never greets: the master neither
+// serves nor exits. It is no assertion, only a way not to hang until go
+// test's timeout; a loaded machine starts Dovecot in well under a second.
+const startTimeout = 2 * time.Minute
+
+// waitReady waits until the IMAP port, and the POP3 port if any, greet
+// with greeting (this instance's), or the master exits.
+func (d *Dovecot) waitReady(greeting string) error {
+	deadline := time.Now().Add(startTimeout)
 	type probe struct{ addr, greeting string }
 	probes := []probe{{d.IMAPAddr, "* OK"}}
 	if d.POP3Addr != "" {
@@ -400,9 +431,12 @@ func (d *Dovecot) waitReady(timeout time.Duration) error {
 	}
 	for _, p := range probes {
 		for {
-			err := greets(p.addr, p.greeting, deadline)
+			err := greets(p.addr, p.greeting, greeting, deadline)
 			if err == nil {
 				break
+			}
+			if errors.Is(err, errForeignGreeting) {
+				return err
 			}
 			select {
 			case <-d.exited:
@@ -410,7 +444,7 @@ func (d *Dovecot) waitReady(timeout time.Duration) error {
 			default:
 			}
 			if time.Now().After(deadline) {
-				return fmt.Errorf("no greeting within %v: %w", timeout, err)
+				return fmt.Errorf("no greeting within %v: %w", startTimeout, err)
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
@@ -418,21 +452,21 @@ func (d *Dovecot) waitReady(timeout time.Duration) error {
 	return nil
 }
 
-// greets dials addr and reads a first line starting with want.
-func greets(addr, want string, deadline time.Time) error {
-	conn, err := net.DialTimeout("tcp", addr, time.Second)
+// greets dials addr and reads a first line starting with want and
+// containing ours.
+func greets(addr, want, ours string, deadline time.Time) error {
+	conn, err := net.DialTimeout("tcp", addr, time.Until(deadline))
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	_ = conn.SetDeadline(minTime(deadline, time.Now().Add(2*time.Second)))
-	buf := make([]byte, 512)
-	n, err := conn.Read(buf)
+	_ = conn.SetDeadline(deadline)
+	line, err := bufio.NewReader(conn).ReadString('\n')
 	if err != nil {
 		return err
 	}
-	if !bytes.HasPrefix(buf[:n], []byte(want)) {
-		return fmt.Errorf("%s greeted %q", addr, buf[:n])
+	if !strings.HasPrefix(line, want) || !strings.Contains(line, ours) {
+		return fmt.Errorf("%w: %s greeted %q", errForeignGreeting, addr, line)
 	}
 	return nil
 }
@@ -444,19 +478,54 @@ func minTime(a, b time.Time) time.Time {
 	return b
 }
 
-// freePorts returns n distinct loopback ports that were free a moment ago.
+// freePorts returns n distinct loopback ports that were free a moment
+// ago, for servers that cannot listen on port 0 and report the port they
+// got (Dovecot, PostgreSQL, HAProxy). They come from below the kernel's
+// ephemeral range (net.ipv4.ip_local_port_range), where no outgoing
+// connection of a parallel test can take them between the pick and the
+// server's bind; random picks keep parallel test processes apart. Callers
+// still retry with new ports when the server cannot bind one.
 func freePorts(n int) ([]int, error) {
+	low, high := portRange()
 	ports := make([]int, 0, n)
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("pick a free port: %w", err)
+	for tries := 0; len(ports) < n; tries++ {
+		if tries == 1000 {
+			return nil, fmt.Errorf("pick a free port: none free in %d-%d", low, high)
 		}
-		// Closed only after all are picked, so the n ports differ.
-		defer ln.Close()
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+		port := low + mrand.IntN(high-low+1)
+		if slices.Contains(ports, port) {
+			continue
+		}
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		ports = append(ports, port)
 	}
 	return ports, nil
+}
+
+// portRange is where freePorts picks: from 20000 up to the ephemeral
+// range's start (32768 on Linux by default).
+func portRange() (low, high int) {
+	low, high = 20000, 32767
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return low, high
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 2 {
+		if start, err := strconv.Atoi(f[0]); err == nil && start-1 > low+1000 {
+			high = start - 1
+		} else if err == nil {
+			// An unusual range that starts low: pick above it.
+			if end, err := strconv.Atoi(f[1]); err == nil && end < 64000 {
+				low, high = end+1, 65000
+			}
+		}
+	}
+	return low, high
 }
 
 // Stop stops Dovecot (SIGTERM, SIGKILL after 10 seconds) and removes Dir.

@@ -17,7 +17,10 @@ type dovecotConfig struct {
 	POP3Port    int
 	MaxSessions int
 	AuthDelays  bool
-	Extra       string
+	// Greeting is this instance's login_greeting: the start checks that
+	// the server answering on its ports is this one.
+	Greeting string
+	Extra    string
 	// IMAPCHost and IMAPCPort, when set, make this Dovecot an imapc proxy
 	// of that server (DovecotOptions.IMAPC).
 	IMAPCHost, IMAPCPort string
@@ -44,6 +47,7 @@ func (c dovecotConfig) render() string {
 	p("log_path = %s/dovecot.log", c.Dir)
 	p("protocols = %s", protocols)
 	p("listen = 127.0.0.1")
+	p("login_greeting = %s", c.Greeting)
 	p("")
 	p("# Rootless: the master and every process run as %s, so no process", c.User)
 	p("# can change user and none may chroot.")

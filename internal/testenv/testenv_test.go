@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -303,5 +305,80 @@ func TestDovecotStopRemovesDir(t *testing.T) {
 	}
 	if _, err := net.DialTimeout("tcp", d.IMAPAddr, time.Second); err == nil {
 		t.Errorf("%s still answers after Stop", d.IMAPAddr)
+	}
+}
+
+// TestFreePortsOutsideEphemeralRange: Dovecot's ports are picked where no
+// outgoing connection can take them before Dovecot binds them.
+func TestFreePortsOutsideEphemeralRange(t *testing.T) {
+	low, high := portRange()
+	ports, err := freePorts(20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[int]bool{}
+	for _, p := range ports {
+		if p < low || p > high || seen[p] {
+			t.Fatalf("port %d: want distinct ports in %d-%d", p, low, high)
+		}
+		seen[p] = true
+	}
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		var start, end int
+		if _, err := fmt.Sscan(string(b), &start, &end); err == nil && high >= start && low <= end {
+			t.Fatalf("range %d-%d overlaps the ephemeral range %d-%d", low, high, start, end)
+		}
+	}
+}
+
+// TestForeignGreeting: a port taken by another server before Dovecot bound
+// it shows as that server's greeting, which a start must not accept as
+// its own Dovecot (the CI failure: a test logged in to a stranger).
+func TestForeignGreeting(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("* OK [CAPABILITY IMAP4rev1] popbridge-test-dovecot-someoneelse\r\n"))
+			c.Close()
+		}
+	}()
+	deadline := time.Now().Add(startTimeout)
+	err = greets(ln.Addr().String(), "* OK", "popbridge-test-dovecot-ours", deadline)
+	if !errors.Is(err, errForeignGreeting) || !portTrouble(err, "") {
+		t.Fatalf("greets: %v, want a foreign greeting, which a start retries", err)
+	}
+	if err := greets(ln.Addr().String(), "* OK", "popbridge-test-dovecot-someoneelse", deadline); err != nil {
+		t.Fatalf("greets with the right greeting: %v", err)
+	}
+	if !portTrouble(errors.New("exited"), "master: Fatal: Failed to start listeners") {
+		t.Fatal("a bind failure in the log is not retried")
+	}
+}
+
+// TestRefusedAddr: connections are refused, and no server can take the
+// port while the test runs.
+func TestRefusedAddr(t *testing.T) {
+	addr := RefusedAddr(t)
+	for range 3 {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			t.Fatalf("dial %s: connected, want refused", addr)
+		}
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Fatalf("dial %s: %v, want connection refused", addr, err)
+		}
+	}
+	if ln, err := net.Listen("tcp", addr); err == nil {
+		ln.Close()
+		t.Fatalf("a server could listen on %s", addr)
 	}
 }
