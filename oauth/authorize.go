@@ -99,6 +99,10 @@ type tokenSource struct {
 	freshRefusals   int
 }
 
+// Device is the device whose password this login proved: the session's
+// device for device views (upstream.DeviceNamer).
+func (t *tokenSource) Device() string { return t.device }
+
 func (t *tokenSource) Token(ctx context.Context, refused *upstream.Refusal) (upstream.Bearer, error) {
 	stale := ""
 	if refused != nil {

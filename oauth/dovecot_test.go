@@ -45,6 +45,8 @@ type envOptions struct {
 	mode     string // ModeUser (default) or ModeApp
 	idp      oauthserver.Options
 	appIntro bool // Dovecot takes a token for any mailbox of the domain (app mode)
+	// upstream, when set, changes the backend's options (a store, say).
+	upstream func(*upstream.Options)
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -65,7 +67,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if mode == "" {
 		mode = ModeUser
 	}
-	return newBridge(t, dc, idp, mode)
+	return newBridge(t, dc, idp, mode, o.upstream)
 }
 
 // memoryStore is the real state store, in memory (SQLite).
@@ -82,18 +84,18 @@ func memoryStore(t *testing.T) Store {
 // newBridge starts a bridge (a Manager with an in-memory store and provider
 // "corp", the upstream backend, a POP3 server) in front of dc; idp, when
 // not nil, is provider corp and the bridge's clock.
-func newBridge(t *testing.T, dc *testenv.Dovecot, idp *oauthserver.Server, mode string) *env {
+func newBridge(t *testing.T, dc *testenv.Dovecot, idp *oauthserver.Server, mode string, mods ...func(*upstream.Options)) *env {
 	t.Helper()
 	key, err := NewServerKey()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return newReplica(t, dc, idp, mode, memoryStore(t), key)
+	return newReplica(t, dc, idp, mode, memoryStore(t), key, mods...)
 }
 
 // newReplica is newBridge on a given store and key: several replicas
 // share them.
-func newReplica(t *testing.T, dc *testenv.Dovecot, idp *oauthserver.Server, mode string, st Store, key *ServerKey) *env {
+func newReplica(t *testing.T, dc *testenv.Dovecot, idp *oauthserver.Server, mode string, st Store, key *ServerKey, mods ...func(*upstream.Options)) *env {
 	t.Helper()
 	e := &env{idp: idp, dc: dc, st: st, logBuf: &bridgetest.SyncBuffer{}}
 	base, now := "http://127.0.0.1:9", time.Now // nothing listens on the discard port
@@ -114,8 +116,14 @@ func newReplica(t *testing.T, dc *testenv.Dovecot, idp *oauthserver.Server, mode
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := upstream.New(upstream.Options{URL: u, Resolver: res, Policy: policy.Default,
-		Authenticator: NewAuthenticator(e.m, NewVerifier(VerifierOptions{}), res), Logger: zerolog.New(e.logBuf)})
+	uo := upstream.Options{URL: u, Resolver: res, Policy: policy.Default,
+		Authenticator: NewAuthenticator(e.m, NewVerifier(VerifierOptions{}), res), Logger: zerolog.New(e.logBuf)}
+	for _, mod := range mods {
+		if mod != nil {
+			mod(&uo)
+		}
+	}
+	b, err := upstream.New(uo)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -266,6 +266,9 @@ func (b *Backend) Login(ctx context.Context, conn pop3server.ConnInfo, username,
 		if ts, err = b.opts.Authenticator.Authorize(ctx, username, password); err != nil {
 			return nil, err
 		}
+		if dn, ok := ts.(DeviceNamer); ok && b.opts.State != nil && dn.Device() != "" {
+			device = strings.ToLower(dn.Device()) // mk reads it
+		}
 	}
 	var m *maildrop
 	if ts != nil {

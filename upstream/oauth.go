@@ -26,6 +26,14 @@ type Authenticator interface {
 	Authorize(ctx context.Context, username, password string) (TokenSource, error)
 }
 
+// DeviceNamer is optionally implemented by a TokenSource whose login
+// proved a named device (an OAuth2 device password): that device is the
+// session's device for device views (docs/policy.md), whatever the login
+// name says after the device separator.
+type DeviceNamer interface {
+	Device() string
+}
+
 // TokenSource hands out bearer tokens for one login.
 type TokenSource interface {
 	// Token returns the SASL identity and a bearer token. refused is nil

@@ -1,0 +1,56 @@
+package oauth
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/popbridge/popbridge/store"
+	"github.com/popbridge/popbridge/upstream"
+)
+
+// TestDeviceViewsOAuth2: with a store, each OAuth2 device password is a
+// device of its own (docs/policy.md, "Devices"): the phone's DELE hides the
+// message from the phone only, the desk still sees it, and it leaves the
+// mailbox once the desk deleted it too. The device is the one whose
+// password logged in; the login name carries no device.
+func TestDeviceViewsOAuth2(t *testing.T) {
+	st, err := store.Open(context.Background(), "sqlite::memory:", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	e := newEnv(t, envOptions{upstream: func(o *upstream.Options) { o.State, o.DeviceSeparator = st, "#" }})
+	e.dc.Append(t, alice, "INBOX", message(1))
+	e.dc.Append(t, alice, "INBOX", message(2))
+	e.enroll(t, alice, map[string]string{"phone": "phone-pw", "desk": "desk-pw"})
+	stat := func(pw string) string {
+		t.Helper()
+		c, r := e.login(t, alice, pw)
+		if !strings.HasPrefix(r, "+OK") {
+			t.Fatalf("login with %s: %s", pw, r)
+		}
+		s := c.OK("STAT")
+		c.OK("QUIT")
+		return s
+	}
+	stat("desk-pw") // the desk is known
+	c, _ := e.login(t, alice, "phone-pw")
+	c.OK("DELE 1")
+	c.OK("QUIT")
+	if got := stat("phone-pw"); !strings.HasPrefix(got, "+OK 1 ") {
+		t.Errorf("phone after its DELE: %q, want 1 message", got)
+	}
+	if got := stat("desk-pw"); !strings.HasPrefix(got, "+OK 2 ") {
+		t.Errorf("desk after the phone's DELE: %q, want 2 messages", got)
+	}
+	if n := len(e.dc.Messages(t, alice, "INBOX")); n != 2 {
+		t.Fatalf("upstream holds %d messages after the phone's DELE, want 2", n)
+	}
+	c, _ = e.login(t, alice, "desk-pw")
+	c.OK("DELE 1")
+	c.OK("QUIT")
+	if n := len(e.dc.Messages(t, alice, "INBOX")); n != 1 {
+		t.Errorf("upstream holds %d messages after both deleted, want 1", n)
+	}
+}
