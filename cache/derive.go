@@ -85,3 +85,30 @@ func sortedSet(uids []uint32) []uint32 {
 	slices.Sort(s)
 	return s
 }
+
+// InheritUIDLs returns e (a full listing of the same mailbox state) with
+// the remembered UIDLs and the Assigned mark of old, the entry it
+// replaces: every message of e below old.Assigned was in old (UIDs below
+// old's UIDNEXT can only have left since), so its UIDL is settled. e is
+// returned as it is when old has nothing settled.
+func (e *Entry) InheritUIDLs(old *Entry) *Entry {
+	if e == nil || old == nil || old.Assigned == 0 || e.Assigned != 0 {
+		return e
+	}
+	out := e.clone()
+	for i, m := range out.Messages {
+		if m.UID >= old.Assigned {
+			break
+		}
+		j, found := slices.BinarySearchFunc(old.Messages, m.UID, byUID)
+		if !found {
+			// Not in old, yet below its mark: not the state old
+			// describes. Settle nothing.
+			return e
+		}
+		out.Messages[i].UIDL = old.Messages[j].UIDL
+	}
+	out.Assigned = old.Assigned
+	return out
+}
+

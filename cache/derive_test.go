@@ -106,3 +106,23 @@ func TestRememberedUIDLsSurvive(t *testing.T) {
 		t.Errorf("Extend: %+v", ext.Messages)
 	}
 }
+
+func TestInheritUIDLs(t *testing.T) {
+	old := &Entry{UIDNext: 5, NumMessages: 3, Assigned: 5, Messages: []Message{
+		{UID: 1, Size: 1, UIDL: "a"}, {UID: 2, Size: 1}, {UID: 4, Size: 1, UIDL: "d"},
+	}}
+	// UID 2 expunged by another client, 5 and 6 new.
+	full := &Entry{UIDNext: 7, NumMessages: 4, Messages: []Message{{UID: 1, Size: 1}, {UID: 4, Size: 1}, {UID: 5, Size: 1}, {UID: 6, Size: 1}}}
+	got := full.InheritUIDLs(old)
+	if got.Assigned != 5 || got.Messages[0].UIDL != "a" || got.Messages[1].UIDL != "d" || got.Messages[2].UIDL != "" || full.Messages[0].UIDL != "" {
+		t.Fatalf("%+v", got)
+	}
+	// A UID below the mark that old did not list: not old's state.
+	odd := &Entry{UIDNext: 7, NumMessages: 1, Messages: []Message{{UID: 3, Size: 1}}}
+	if got := odd.InheritUIDLs(old); got != odd || got.Assigned != 0 {
+		t.Fatalf("inherited into another state: %+v", got)
+	}
+	if got := full.InheritUIDLs(nil); got != full {
+		t.Fatal("nil old")
+	}
+}

@@ -8,6 +8,9 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+
 	"github.com/popbridge/popbridge/cache"
 	"github.com/popbridge/popbridge/pop3server"
 	"github.com/popbridge/popbridge/uidlmap"
@@ -203,6 +206,15 @@ func TestUIDLContinuity(t *testing.T) {
 		t.Fatalf("new mail: %q, want only the new message assigned", obs.last())
 	}
 
+	// Another client expunges b: a full listing, whose UIDLs come from
+	// the cached listing, not from a read of the whole map.
+	expungeUID(t, s.addr, box, 2)
+	reads = st.reads
+	afterExpunge := uidlsBySubject(t, b)
+	if st.reads != reads || len(afterExpunge) != 3 || afterExpunge["a"] != withD["a"] || afterExpunge["d"] != withD["d"] {
+		t.Errorf("after an expunge: %v (whole-map reads %d), want %v without b", afterExpunge, st.reads-reads, withD)
+	}
+
 	// The mailbox is recreated (new UIDVALIDITY) in another order, b is
 	// gone and e is new.
 	if err := s.user.Delete(box); err != nil {
@@ -237,4 +249,28 @@ func TestUIDLContinuity(t *testing.T) {
 	if st.puts != puts {
 		t.Errorf("a restart stored %d times, want nothing", st.puts-puts)
 	}
+}
+
+// expungeUID expunges uid from mailbox as another IMAP client would.
+func expungeUID(t *testing.T, addr, mailbox string, uid imap.UID) {
+	t.Helper()
+	c, err := imapclient.DialInsecure(addr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Login(testUser, testPass).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Select(mailbox, nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	set := imap.UIDSetNum(uid)
+	if err := c.Store(set, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagDeleted}, Silent: true}, nil).Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.UIDExpunge(set).Close(); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.Logout().Wait()
 }

@@ -75,6 +75,9 @@ func (m *maildrop) snapshot(ctx context.Context, sel *imap.SelectData) (fetched 
 		if e, err = m.listAll(uidNext, n, hms); err != nil {
 			return true, err
 		}
+		// The UIDLs settled in the cached listing of this state stay
+		// settled: remember then only looks at the new messages.
+		e = e.InheritUIDLs(old)
 	}
 	m.debug().Str("cache", decision.String()).Uint32("exists", n).Msg("listing")
 	if e, err = m.remember(ctx, e); err != nil {
