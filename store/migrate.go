@@ -37,7 +37,9 @@ func migrate(ctx context.Context, db *sql.DB, dialect string) error {
 		gooseDialect = goose.DialectPostgres
 		// Replicas starting together take turns (a PostgreSQL advisory
 		// lock held for the migration).
-		locker, err := lock.NewPostgresSessionLocker()
+		// Try every second for up to five minutes (a long first migration
+		// on another replica).
+		locker, err := lock.NewPostgresSessionLocker(lock.WithLockTimeout(1, 300))
 		if err != nil {
 			return err
 		}

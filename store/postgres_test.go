@@ -200,3 +200,30 @@ func TestPostgresLazyDownAtFirstUse(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestPostgresReplicasMigrateTogether: replicas starting at once on an
+// empty database take turns migrating it; every one opens.
+func TestPostgresReplicasMigrateTogether(t *testing.T) {
+	pg := testenv.StartPostgres(t)
+	url := pg.NewDatabase(t)
+	const n = 4
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			s, err := store.Open(t.Context(), url, "")
+			if err == nil {
+				_, err = s.PutMailbox(t.Context(), store.Mailbox{Mailbox: "a@x"})
+				if errors.Is(err, store.ErrConflict) {
+					err = nil // another replica created it first
+				}
+				s.Close()
+			}
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
