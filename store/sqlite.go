@@ -53,12 +53,15 @@ func openSQLite(ctx context.Context, path string) (Store, error) {
 // sqlitePragmas is the DSN query every connection runs with: WAL (one
 // writer, readers alongside, across processes), a busy timeout instead of
 // an immediate SQLITE_BUSY, write transactions that take the write lock at
-// BEGIN (so two of them never deadlock upgrading), and foreign keys.
+// BEGIN (so two of them never deadlock upgrading), durable commits, and
+// foreign keys.
 func sqlitePragmas() string {
 	q := url.Values{}
 	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", sqliteBusyTimeoutMS))
 	q.Add("_pragma", "journal_mode(WAL)")
-	q.Add("_pragma", "synchronous(NORMAL)")
+	// FULL: a committed journal entry survives a power loss too, as the
+	// delete it announces does upstream (NORMAL could lose the last ones).
+	q.Add("_pragma", "synchronous(FULL)")
 	q.Add("_pragma", "foreign_keys(ON)")
 	q.Set("_txlock", "immediate")
 	return q.Encode()
