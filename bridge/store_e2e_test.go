@@ -86,6 +86,9 @@ func TestStoreOutageLosesNoMail(t *testing.T) {
 	if a := s.cmd(t, "QUIT", false); !strings.HasPrefix(a, "-ERR") {
 		t.Fatalf("QUIT with the journal's database down: %q, want -ERR", a)
 	}
+	if n := storeErrors(t, b, "append_journal"); n < 1 {
+		t.Errorf("popbridge_store_errors_total{op=append_journal} = %v after a failed journal write", n)
+	}
 	pg.Start(t)
 	waitFor(t, "the store back", func() bool { return b.Ready() == nil })
 	if after := stat(t, b); after != before {
@@ -146,4 +149,28 @@ func TestStoreKeptAcrossRestartSQLite(t *testing.T) {
 	if err != nil || len(entries) != 1 || entries[0].Outcome != "applied" {
 		t.Fatalf("journal after the restart: %+v, %v", entries, err)
 	}
+}
+
+// storeErrors is popbridge_store_errors_total{op, kind="unavailable"}.
+func storeErrors(t *testing.T, b *Bridge, op string) float64 {
+	t.Helper()
+	families, err := b.metrics.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != "popbridge_store_errors_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["op"] == op && labels["kind"] == "unavailable" {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
 }
