@@ -149,8 +149,11 @@ func upstreamProbe(t *testing.T) (addr string, conns *atomic.Int32) {
 // with the usual [AUTH] answer before any upstream contact.
 func TestForbiddenCredentialsNeverReachUpstream(t *testing.T) {
 	up, conns := upstreamProbe(t)
+	// --upstream-send-id: without it popbridge connects once at startup to
+	// ask the upstream whether it is Dovecot (no credentials), which the
+	// probe would count.
 	b := startBridge(t, "--upstream", "imap+insecure://"+up, "--auth-fail-delay", "1ms", "--auth-penalty-max", "1ms",
-		"--max-login-failures", "100")
+		"--max-login-failures", "100", "--upstream-send-id")
 	c := dialPOP3(t, b.POP3)
 	bad := [][2]string{
 		{"al\x00ice", "pw"}, {"alice", "p\x00w"}, {"alice", "pw\r\nA2 DELETE INBOX"}, {"alice\nA2 LOGOUT", "pw"},
