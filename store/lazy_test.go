@@ -95,13 +95,7 @@ func TestLazyErrors(t *testing.T) {
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for l.Ping(t.Context()) != nil {
-		if time.Now().After(deadline) {
-			t.Fatalf("still failing: %v", l.Ping(t.Context()))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitPing(t, l, "still failing once the directory exists")
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}

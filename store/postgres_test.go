@@ -66,13 +66,7 @@ func TestPostgresRestart(t *testing.T) {
 
 	// Connections the pool held died with the server: the pool replaces
 	// them. Wait for the condition, not for a duration.
-	deadline := time.Now().Add(30 * time.Second)
-	for s.Ping(t.Context()) != nil {
-		if time.Now().After(deadline) {
-			t.Fatalf("store still down 30 s after the server came back: %v", s.Ping(t.Context()))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitPing(t, s, "store still down after the server came back")
 	// Every connection of the pool must be usable again: as many
 	// operations as the pool has connections, at once.
 	errs := make(chan error, 16)
@@ -189,13 +183,7 @@ func TestPostgresLazyDownAtFirstUse(t *testing.T) {
 		t.Fatalf("database down: %v, want one line matching ErrUnavailable", err)
 	}
 	pg.Start(t)
-	deadline := time.Now().Add(30 * time.Second)
-	for l.Ping(t.Context()) != nil {
-		if time.Now().After(deadline) {
-			t.Fatalf("still down after the database came back: %v", l.Ping(t.Context()))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitPing(t, l, "still down after the database came back")
 	if _, err := l.PutMailbox(t.Context(), store.Mailbox{Mailbox: "a@x"}); err != nil {
 		t.Fatal(err)
 	}

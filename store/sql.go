@@ -243,31 +243,31 @@ func (s *sqlStore) DeleteDeviceCredential(ctx context.Context, mailbox, device s
 
 // --- UIDL continuity ---
 
-func (s *sqlStore) UIDLMap(ctx context.Context, key string) ([]UIDLRecord, error) {
-	var out []UIDLRecord
-	err := s.query(ctx, func(r *sql.Rows) error {
+// selectUIDLs is the start of every query for UIDL records; scanUIDLs
+// appends each row to out.
+const selectUIDLs = "SELECT uidvalidity, uid, uidl, size, message_id, date, header_hash FROM uidls WHERE mailbox_key = ? "
+
+func scanUIDLs(out *[]UIDLRecord) func(*sql.Rows) error {
+	return func(r *sql.Rows) error {
 		var rec UIDLRecord
 		var uidv, uid int64
 		err := r.Scan(&uidv, &uid, &rec.UIDL, &rec.Size, &rec.MessageID, &rec.Date, &rec.HeaderHash)
 		rec.UIDValidity, rec.UID = uint32(uidv), uint32(uid)
-		out = append(out, rec)
+		*out = append(*out, rec)
 		return err
-	}, `SELECT uidvalidity, uid, uidl, size, message_id, date, header_hash FROM uidls
-		WHERE mailbox_key = ? ORDER BY uidvalidity, uid, uidl`, key)
+	}
+}
+
+func (s *sqlStore) UIDLMap(ctx context.Context, key string) ([]UIDLRecord, error) {
+	var out []UIDLRecord
+	err := s.query(ctx, scanUIDLs(&out), selectUIDLs+"ORDER BY uidvalidity, uid, uidl", key)
 	return out, wrap("uidl map", err)
 }
 
 func (s *sqlStore) UIDLsFor(ctx context.Context, key string, uidValidity uint32, uids []uint32, uidls []string) ([]UIDLRecord, error) {
 	var out []UIDLRecord
-	scan := func(r *sql.Rows) error {
-		var rec UIDLRecord
-		var uidv, uid int64
-		err := r.Scan(&uidv, &uid, &rec.UIDL, &rec.Size, &rec.MessageID, &rec.Date, &rec.HeaderHash)
-		rec.UIDValidity, rec.UID = uint32(uidv), uint32(uid)
-		out = append(out, rec)
-		return err
-	}
-	const cols = `SELECT uidvalidity, uid, uidl, size, message_id, date, header_hash FROM uidls WHERE mailbox_key = ? AND `
+	scan := scanUIDLs(&out)
+	const cols = selectUIDLs + "AND "
 	// Both lookups use an index: (mailbox_key, uidvalidity, uid) and the
 	// primary key (mailbox_key, uidl). A record may come twice; callers
 	// take a set.

@@ -319,3 +319,20 @@ func TestSQLiteOnlineBackup(t *testing.T) {
 		t.Fatalf("mailbox in the backup: %+v, %v", m, err)
 	}
 }
+
+// waitPing waits until s answers a ping, failing the test after a minute
+// (conditions, not durations: the machine may be busy).
+func waitPing(t *testing.T, s store.Store, what string) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		err := s.Ping(t.Context())
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v", what, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
