@@ -136,6 +136,22 @@ domains:
 			}
 		}
 	}
+	// Python's poplib, a second real client, with the other device.
+	if py, err := testenv.LookTool("python3"); err == nil {
+		host, port, _ := net.SplitHostPort(b.POP3)
+		script := `import poplib, sys
+p = poplib.POP3(sys.argv[1], int(sys.argv[2]))
+p.user(sys.argv[3]); p.pass_(sys.argv[4])
+for i in (1, 2):
+    sys.stdout.buffer.write(b"\r\n".join(p.retr(i)[1]) + b"\r\n")
+p.quit()`
+		got := runTool(t, exec.Command(py, "-c", script, host, port, alice, "old-pbx-password"))
+		if !bytes.Equal(got, bytes.Join(want, nil)) {
+			t.Errorf("poplib with the pbx password:\n got %q\nwant %q", got, bytes.Join(want, nil))
+		}
+	} else if testenv.InCI() {
+		t.Fatal(err)
+	}
 	if log := b.LogText(); strings.Contains(log, scannerPW) || strings.Contains(log, "old-pbx-password") || tokenRE.MatchString(log) {
 		t.Error("a password or token reached the log")
 	}
