@@ -17,11 +17,20 @@ import (
 // connection, which would free every lock of this process.
 const pgLockTimeout = 10 * time.Second
 
+// pgConnectTimeout bounds a connection attempt when the URL sets no
+// connect_timeout.
+const pgConnectTimeout = 10 * time.Second
+
 func postgresConfig(url string) (*pgxpool.Config, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		// pgx's parse errors show the URL with its password redacted.
 		return nil, fmt.Errorf("store: bad PostgreSQL URL %s: %w", Redact(url), err)
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		// An unreachable server must fail a session's store operation, not
+		// hang it; the URL's connect_timeout overrides this.
+		cfg.ConnConfig.ConnectTimeout = pgConnectTimeout
 	}
 	return cfg, nil
 }
@@ -77,6 +86,11 @@ type pgLocks struct {
 	mu   sync.Mutex // serializes use of conn
 	conn *pgx.Conn  // nil until the first Lock and after a failure
 	gen  uint64     // counts connections: a lock of an older one is gone
+	// A failed connect is answered from memory for lazyRetry, so that
+	// logins do not queue behind one connect timeout each while the
+	// database is unreachable.
+	failedAt time.Time
+	failErr  error
 }
 
 // lockID maps a key to PostgreSQL's 64-bit advisory lock space. The prefix
@@ -117,13 +131,17 @@ func (l *pgLocks) tryAdvisory(ctx context.Context, id int64) (uint64, error) {
 			return 0, err
 		}
 		if l.conn == nil || l.conn.IsClosed() {
+			if l.failErr != nil && time.Since(l.failedAt) < lazyRetry {
+				return 0, l.failErr
+			}
 			cctx, cancel := context.WithTimeout(ctx, pgLockTimeout)
 			conn, err := pgx.ConnectConfig(cctx, l.cfg)
 			cancel()
 			if err != nil {
+				l.failedAt, l.failErr = time.Now(), err
 				return 0, err
 			}
-			l.conn = conn
+			l.conn, l.failErr = conn, nil
 			l.gen++
 		}
 		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pgLockTimeout)
