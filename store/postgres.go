@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"hash/fnv"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,6 +18,10 @@ import (
 // connection, which would free every lock of this process.
 const pgLockTimeout = 10 * time.Second
 
+// pgDefaultMaxConns is a replica's pool size when the URL sets no
+// pool_max_conns (docs/operations.md sizes PostgreSQL for it).
+const pgDefaultMaxConns = 16
+
 // pgConnectTimeout bounds a connection attempt when the URL sets no
 // connect_timeout.
 const pgConnectTimeout = 10 * time.Second
@@ -26,6 +31,11 @@ func postgresConfig(url string) (*pgxpool.Config, error) {
 	if err != nil {
 		// pgx's parse errors show the URL with its password redacted.
 		return nil, fmt.Errorf("store: bad PostgreSQL URL %s: %w", Redact(url), err)
+	}
+	if !strings.Contains(url, "pool_max_conns") {
+		// pgxpool's default (4, or the number of CPUs) queues a busy
+		// replica's sessions behind a few connections.
+		cfg.MaxConns = pgDefaultMaxConns
 	}
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		// An unreachable server must fail a session's store operation, not
