@@ -54,9 +54,9 @@ type Options struct {
 	TLSConfig *tls.Config
 	// Mailbox is the IMAP mailbox served as the maildrop; default INBOX.
 	Mailbox string
-	// UIDLFormat is --uidl-format (see ValidateUIDLFormat); default
+	// UIDLFormat is --uidl-format (ParseUIDLFormat); the zero value is
 	// DefaultUIDLFormat.
-	UIDLFormat string
+	UIDLFormat UIDLFormat
 	// Policy is the server-wide delete policy, used when Resolver is nil.
 	// Its zero value is honor/expunge without mark-seen; policy.Default is
 	// SPEC §1's default.
@@ -183,13 +183,8 @@ func New(opts Options) (*Backend, error) {
 	if opts.Mailbox == "" {
 		opts.Mailbox = DefaultMailbox
 	}
-	if opts.UIDLFormat == "" {
-		opts.UIDLFormat = DefaultUIDLFormat
-	}
-	f, err := parseUIDLFormat(opts.UIDLFormat)
-	if err != nil {
-		return nil, fmt.Errorf("upstream: %w", err)
-	}
+	opts.UIDLFormat = opts.UIDLFormat.orDefault()
+	f := opts.UIDLFormat.parts
 	if opts.DialTimeout <= 0 {
 		opts.DialTimeout = DefaultDialTimeout
 	}

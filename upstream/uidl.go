@@ -29,14 +29,49 @@ type uidlPart struct {
 	modifiers string
 }
 
-// ValidateUIDLFormat reports whether format is a usable --uidl-format: the
-// Dovecot var_expand syntax %[0width][modifiers]<var> with the variables %u
-// (or %{uid}) and %v (or %{uidvalidity}), the modifiers X (hex, lower-case
-// as in Dovecot), U and L (case), and %%. It must contain the UID, and every
-// result must be 1..70 characters in 0x21..0x7E.
-func ValidateUIDLFormat(format string) error {
-	_, err := parseUIDLFormat(format)
-	return err
+// UIDLFormat is a parsed --uidl-format: checked once, when parsed, and
+// never parsed again per message. The zero value is DefaultUIDLFormat.
+type UIDLFormat struct {
+	source string
+	parts  uidlFormat
+}
+
+// ParseUIDLFormat parses a --uidl-format: the Dovecot var_expand syntax
+// %[0width][modifiers]<var> with the variables %u (or %{uid}) and %v (or
+// %{uidvalidity}), the modifiers X (hex, lower-case as in Dovecot), U and
+// L (case), and %%. It must contain the UID, and every result must be
+// 1..70 characters in 0x21..0x7E.
+func ParseUIDLFormat(format string) (UIDLFormat, error) {
+	parts, err := parseUIDLFormat(format)
+	if err != nil {
+		return UIDLFormat{}, err
+	}
+	return UIDLFormat{source: format, parts: parts}, nil
+}
+
+// defaultUIDLFormat is DefaultUIDLFormat parsed.
+var defaultUIDLFormat = func() UIDLFormat {
+	f, err := ParseUIDLFormat(DefaultUIDLFormat)
+	if err != nil {
+		panic(err)
+	}
+	return f
+}()
+
+// orDefault is f, or the default format for the zero value.
+func (f UIDLFormat) orDefault() UIDLFormat {
+	if f.parts == nil {
+		return defaultUIDLFormat
+	}
+	return f
+}
+
+// String is the format as given.
+func (f UIDLFormat) String() string { return f.orDefault().source }
+
+// Format expands the format for one message.
+func (f UIDLFormat) Format(uid, uidValidity uint32) string {
+	return f.orDefault().parts.format(uid, uidValidity)
 }
 
 // FormatUIDL expands format for one message. It returns the same string as

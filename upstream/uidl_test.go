@@ -40,11 +40,11 @@ func TestFormatUIDL(t *testing.T) {
 	}
 }
 
-func TestValidateUIDLFormat(t *testing.T) {
+func TestParseUIDLFormat(t *testing.T) {
 	bad := []string{
 		"",
 		"%v",                    // not unique
-		"%m",                    // header MD5: SPEC §4 forbids
+		"%m",                    // header MD5: not unique (docs/design.md)
 		"%f",                    // file name
 		"%g",                    // GUID
 		"%{md5}",                // long form of %m
@@ -61,14 +61,15 @@ func TestValidateUIDLFormat(t *testing.T) {
 		"%XXXXXXXXXXXu",         // more modifiers than Dovecot parses
 	}
 	for _, f := range bad {
-		if err := ValidateUIDLFormat(f); err == nil {
-			t.Errorf("ValidateUIDLFormat(%q) = nil, want error", f)
+		if _, err := ParseUIDLFormat(f); err == nil {
+			t.Errorf("ParseUIDLFormat(%q) = nil, want error", f)
 		}
 	}
 	good := []string{DefaultUIDLFormat, "%u", "%u.%v", "%070u", "%Lu", "%{uid}"}
 	for _, f := range good {
-		if err := ValidateUIDLFormat(f); err != nil {
-			t.Errorf("ValidateUIDLFormat(%q) = %v", f, err)
+		p, err := ParseUIDLFormat(f)
+		if err != nil || p.String() != f {
+			t.Errorf("ParseUIDLFormat(%q) = %v, %v", f, p, err)
 		}
 	}
 }

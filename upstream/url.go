@@ -3,6 +3,7 @@ package upstream
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -38,11 +39,15 @@ func (u *URL) hostname() string {
 // ParseURL parses an --upstream value: imaps://host[:993],
 // imap://host[:143] or imap+insecure://host[:143]. User info, paths,
 // queries and fragments are refused: credentials come from the POP3 client
-// and the mailbox from --mailbox.
+// and the mailbox from --mailbox. The result is canonical (scheme and host
+// lower case, the default port filled in), so that equal upstreams give
+// equal cache keys. Errors quote the input with any user info replaced by
+// REDACTED: a password pasted into the URL never reaches a log.
 func ParseURL(s string) (*URL, error) {
 	u, err := url.Parse(s)
+	q := Redact(s)
 	if err != nil {
-		return nil, fmt.Errorf("upstream URL %q: %w", s, err)
+		return nil, fmt.Errorf("invalid URL %q", q)
 	}
 	var port string
 	switch strings.ToLower(u.Scheme) {
@@ -51,32 +56,54 @@ func ParseURL(s string) (*URL, error) {
 	case SchemeIMAP, SchemeInsecure:
 		port = "143"
 	case "":
-		return nil, fmt.Errorf("upstream URL %q has no scheme (want imaps://, imap:// or imap+insecure://)", s)
+		return nil, fmt.Errorf("URL %q has no scheme (want imaps://, imap:// or imap+insecure://)", q)
 	default:
-		return nil, fmt.Errorf("upstream URL %q: unknown scheme %q (want imaps, imap or imap+insecure)", s, u.Scheme)
+		return nil, fmt.Errorf("URL %q: unknown scheme %q (want imaps, imap or imap+insecure)", q, u.Scheme)
 	}
 	switch {
 	case u.Opaque != "":
-		return nil, fmt.Errorf("upstream URL %q: want scheme://host[:port]", s)
+		return nil, fmt.Errorf("URL %q: want scheme://host[:port]", q)
 	case u.User != nil:
-		return nil, fmt.Errorf("upstream URL %q: user info is not allowed (credentials come from the POP3 client)", s)
+		return nil, fmt.Errorf("URL %q must not contain credentials (each POP3 login brings its own)", q)
 	case u.Path != "" && u.Path != "/":
-		return nil, fmt.Errorf("upstream URL %q: a path is not allowed (use --mailbox)", s)
+		return nil, fmt.Errorf("URL %q: a path is not allowed (the mailbox is --mailbox)", q)
 	case u.RawQuery != "" || u.ForceQuery:
-		return nil, fmt.Errorf("upstream URL %q: a query is not allowed", s)
+		return nil, fmt.Errorf("URL %q: a query is not allowed", q)
 	case u.Fragment != "":
-		return nil, fmt.Errorf("upstream URL %q: a fragment is not allowed", s)
+		return nil, fmt.Errorf("URL %q: a fragment is not allowed", q)
 	case u.Hostname() == "":
-		return nil, fmt.Errorf("upstream URL %q has no host", s)
+		return nil, fmt.Errorf("URL %q has no host", q)
 	}
 	if p := u.Port(); p != "" {
 		n, err := strconv.Atoi(p)
 		if err != nil || n < 1 || n > 65535 {
-			return nil, fmt.Errorf("upstream URL %q: bad port %q", s, p)
+			return nil, fmt.Errorf("URL %q: invalid port %q", q, p)
 		}
 		port = strconv.Itoa(n)
 	} else if strings.HasSuffix(u.Host, ":") {
-		return nil, fmt.Errorf("upstream URL %q: empty port", s)
+		return nil, fmt.Errorf("URL %q: empty port", q)
 	}
-	return &URL{Scheme: strings.ToLower(u.Scheme), Host: net.JoinHostPort(u.Hostname(), port)}, nil
+	return &URL{Scheme: strings.ToLower(u.Scheme), Host: net.JoinHostPort(strings.ToLower(u.Hostname()), port)}, nil
+}
+
+// Redact hides the user info of a URL-like string ("imap://REDACTED@h"),
+// for quoting input that may carry a password.
+func Redact(raw string) string {
+	at := strings.LastIndexByte(raw, '@')
+	sep := strings.Index(raw, "://")
+	if at < 0 || sep < 0 || sep > at {
+		return raw
+	}
+	return raw[:sep+3] + "REDACTED" + raw[at:]
+}
+
+// Loopback reports whether the host is localhost or a loopback address,
+// where a plaintext upstream sends no password over a network.
+func (u *URL) Loopback() bool {
+	host := u.hostname()
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }

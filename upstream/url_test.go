@@ -1,13 +1,16 @@
 package upstream
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestParseURL(t *testing.T) {
 	good := []struct{ in, scheme, host string }{
 		{"imaps://mail.example.com", SchemeIMAPS, "mail.example.com:993"},
 		{"imaps://mail.example.com:10993", SchemeIMAPS, "mail.example.com:10993"},
 		{"imaps://mail.example.com/", SchemeIMAPS, "mail.example.com:993"},
-		{"IMAPS://Mail.Example.com", SchemeIMAPS, "Mail.Example.com:993"},
+		{"IMAPS://Mail.Example.com", SchemeIMAPS, "mail.example.com:993"},
 		{"imap://mail.example.com", SchemeIMAP, "mail.example.com:143"},
 		{"imap+insecure://127.0.0.1", SchemeInsecure, "127.0.0.1:143"},
 		{"imap+insecure://127.0.0.1:1143", SchemeInsecure, "127.0.0.1:1143"},
@@ -33,6 +36,16 @@ func TestParseURL(t *testing.T) {
 	for _, s := range bad {
 		if u, err := ParseURL(s); err == nil {
 			t.Errorf("ParseURL(%q) = %v, want error", s, u)
+		}
+	}
+}
+
+// TestParseURLRedacts: no error quotes a password given in the URL.
+func TestParseURLRedacts(t *testing.T) {
+	for _, s := range []string{"imaps://user:s3cret@h", "imaps://user:s3cret@h/INBOX", "pop3://user:s3cret@h", "imaps://user:s3cret@h:99999"} {
+		_, err := ParseURL(s)
+		if err == nil || strings.Contains(err.Error(), "s3cret") || !strings.Contains(err.Error(), "REDACTED@h") {
+			t.Errorf("ParseURL(%q): %v", s, err)
 		}
 	}
 }
