@@ -42,19 +42,12 @@ func (b *Bridge) newBackend(breaker upstream.BreakerOptions) (*upstream.Backend,
 // backendOptions are the upstream options every backend of cfg shares:
 // the upstream, its TLS, the per-user settings and the timeouts.
 func backendOptions(cfg *config.Config) (upstream.Options, error) {
-	if err := upstream.ValidateUIDLFormat(cfg.UIDLFormat); err != nil {
-		return upstream.Options{}, &ConfigError{fmt.Errorf("%s: %w", cfg.Where("uidl-format"), err)}
-	}
-	u, err := upstream.ParseURL(cfg.Upstream)
-	if err != nil {
-		return upstream.Options{}, &ConfigError{fmt.Errorf("%s: %w", cfg.Where("upstream"), err)}
-	}
 	tc, err := upstreamTLS(cfg)
 	if err != nil {
 		return upstream.Options{}, &ConfigError{err}
 	}
 	return upstream.Options{
-		URL:               u,
+		URL:               cfg.Upstream,
 		TLSConfig:         tc,
 		Mailbox:           cfg.Mailbox,
 		UIDLFormat:        cfg.UIDLFormat,

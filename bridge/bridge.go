@@ -141,7 +141,7 @@ func (b *Bridge) startDemo() error {
 	b.closers = append(b.closers, func() { d.Close() })
 	b.addrs.Demo = d.Addr
 	// The demo always serves its own server, whatever --upstream says.
-	b.cfg.Upstream = "imap+insecure://" + d.Addr
+	b.cfg.Upstream = &upstream.URL{Scheme: upstream.SchemeInsecure, Host: d.Addr}
 	return nil
 }
 
@@ -150,7 +150,7 @@ func (b *Bridge) Addrs() Addrs { return b.addrs }
 
 // Upstream is the server-wide upstream actually served (the demo's with
 // --demo), for logs.
-func (b *Bridge) Upstream() string { return b.cfg.Upstream }
+func (b *Bridge) Upstream() *upstream.URL { return b.cfg.Upstream }
 
 // ActiveSessions is the number of open POP3 connections.
 func (b *Bridge) ActiveSessions() int { return b.pop3.ActiveSessions() }

@@ -13,6 +13,8 @@ import (
 	"github.com/popbridge/popbridge/internal/config"
 	"github.com/popbridge/popbridge/internal/demo"
 	"github.com/popbridge/popbridge/internal/faultnet"
+	"github.com/popbridge/popbridge/pop3server"
+	"github.com/popbridge/popbridge/upstream"
 )
 
 // start assembles a bridge for the demo IMAP server behind a relay the
@@ -30,9 +32,9 @@ func start(t *testing.T, adjust func(*config.Config)) (*Bridge, *faultnet.Relay)
 	}
 	t.Cleanup(func() { relay.Close() })
 	cfg := config.Default()
-	cfg.Upstream = "imap+insecure://" + relay.Addr()
+	cfg.Upstream = &upstream.URL{Scheme: upstream.SchemeInsecure, Host: relay.Addr()}
 	cfg.Listen = "127.0.0.1:0"
-	cfg.PlaintextAuth = config.PlaintextAlways
+	cfg.PlaintextAuth = pop3server.PlaintextAlways
 	if adjust != nil {
 		adjust(cfg)
 	}

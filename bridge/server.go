@@ -7,7 +7,6 @@ import (
 	"net"
 	"time"
 
-	"github.com/popbridge/popbridge/internal/config"
 	"github.com/popbridge/popbridge/internal/telemetry"
 	"github.com/popbridge/popbridge/loginguard"
 	"github.com/popbridge/popbridge/pop3server"
@@ -41,26 +40,10 @@ func (b *Bridge) newServer() (*pop3server.Server, error) {
 // serverOptions derives pop3server's options from the configuration.
 func (b *Bridge) serverOptions() pop3server.Options {
 	cfg := &b.cfg
-	pt := pop3server.PlaintextLocal
-	switch cfg.PlaintextAuth {
-	case config.PlaintextAlways:
-		pt = pop3server.PlaintextAlways
-	case config.PlaintextNever:
-		pt = pop3server.PlaintextNever
-	}
-	var wa pop3server.Workarounds
-	for _, w := range cfg.ClientWorkarounds {
-		switch w {
-		case config.WorkaroundOutlookNoNULs:
-			wa.OutlookNoNULs = true
-		case config.WorkaroundOENSEOH:
-			wa.OENSEOH = true
-		}
-	}
 	return pop3server.Options{
-		PlaintextAuth:           pt,
+		PlaintextAuth:           cfg.PlaintextAuth,
 		Expire:                  cfg.Policy().Expire(),
-		Workarounds:             wa,
+		Workarounds:             cfg.ClientWorkarounds,
 		MaxLineLength:           cfg.MaxLineLength,
 		PreLoginIdleTimeout:     cfg.PreLoginIdleTimeout,
 		PreLoginTimeout:         cfg.PreLoginTimeout,

@@ -18,6 +18,7 @@ import (
 	"github.com/popbridge/popbridge/internal/config"
 	"github.com/popbridge/popbridge/internal/fakeimap"
 	"github.com/popbridge/popbridge/policy"
+	"github.com/popbridge/popbridge/pop3server"
 	"github.com/popbridge/popbridge/upstream"
 )
 
@@ -76,13 +77,19 @@ func startBridge(t testing.TB, o bridgeOptions) *bridge {
 		log = log.Level(zerolog.WarnLevel)
 	}
 	cfg := config.Default()
-	cfg.Upstream = o.upstream
+	if o.upstream != "" {
+		u, err := upstream.ParseURL(o.upstream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Upstream = u
+	}
 	cfg.Users = o.users
 	if o.policy != nil {
 		cfg.DeletePolicy, cfg.DeleteAction, cfg.MarkSeen = o.policy.Delete, o.policy.Action, o.policy.MarkSeen
 	}
 	cfg.Listen = "127.0.0.1:0"
-	cfg.PlaintextAuth = config.PlaintextAlways
+	cfg.PlaintextAuth = pop3server.PlaintextAlways
 	cfg.UpstreamDialTimeout = or(o.dial, dialTimeout)
 	cfg.UpstreamLoginTimeout = or(o.login, loginTimeout)
 	cfg.UpstreamCommandTimeout = or(o.command, commandTimeout)

@@ -24,8 +24,15 @@ type URL struct {
 	Host string
 }
 
-// String returns the canonical form, e.g. "imaps://mail.example.com:993".
-func (u *URL) String() string { return u.Scheme + "://" + u.Host }
+// String returns the canonical form, e.g. "imaps://mail.example.com:993"
+// ("" for nil). A URL holds no credentials (ParseURL refuses them), so it
+// can be printed anywhere.
+func (u *URL) String() string {
+	if u == nil {
+		return ""
+	}
+	return u.Scheme + "://" + u.Host
+}
 
 // hostname is Host without the port, for TLS server name verification.
 func (u *URL) hostname() string {

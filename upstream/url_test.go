@@ -49,3 +49,43 @@ func TestParseURLRedacts(t *testing.T) {
 		}
 	}
 }
+
+func TestParseURLCanonical(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"imaps://imap.example.com", "imaps://imap.example.com:993"},
+		{"imaps://imap.example.com/", "imaps://imap.example.com:993"},
+		{"IMAPS://IMAP.Example.COM:10993", "imaps://imap.example.com:10993"},
+		{"imap://mail", "imap://mail:143"},
+		{"imap+insecure://127.0.0.1", "imap+insecure://127.0.0.1:143"},
+		{"imap+insecure://[::1]:1143", "imap+insecure://[::1]:1143"},
+		{"imaps://[2001:db8::1]", "imaps://[2001:db8::1]:993"},
+	} {
+		u, err := ParseURL(tc.in)
+		if got := u.String(); err != nil || got != tc.want {
+			t.Errorf("ParseURL(%q) = %q, %v; want %q", tc.in, u, err, tc.want)
+		}
+	}
+	for _, tc := range []struct{ in, want string }{
+		{"imap.example.com", "no scheme"},
+		{"http://imap.example.com", `unknown scheme "http"`},
+		{"pop3://x", "unknown scheme"},
+		{"imaps://", "no host"},
+		{"imaps://:993", "no host"},
+		{"imaps://user:secret@imap.example.com", "must not contain credentials"},
+		{"imaps://imap.example.com/INBOX", "a path is not allowed"},
+		{"imaps://imap.example.com?x=1", "a query is not allowed"},
+		{"imaps://imap.example.com:0", "invalid port"},
+		{"imaps://imap.example.com:99999", "invalid port"},
+		{"imaps://imap.example.com:abc", "invalid"},
+		{"imaps:imap.example.com", "want scheme://host[:port]"},
+		{"imaps://imap.example.com\n", "invalid URL"},
+	} {
+		_, err := ParseURL(tc.in)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("ParseURL(%q) error %v, want %q", tc.in, err, tc.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "secret") {
+			t.Errorf("ParseURL error leaks the password: %v", err)
+		}
+	}
+}

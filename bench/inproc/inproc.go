@@ -17,6 +17,7 @@ import (
 
 	"github.com/popbridge/popbridge/bridge"
 	"github.com/popbridge/popbridge/internal/config"
+	"github.com/popbridge/popbridge/upstream"
 )
 
 // Bridge is a popbridge serving POP3 on Addr for the upstream IMAP server
@@ -33,7 +34,7 @@ type Bridge struct {
 // address.
 func Start(imapAddr string, log io.Writer) (*Bridge, error) {
 	cfg := config.Default()
-	cfg.Upstream = "imap+insecure://" + imapAddr
+	cfg.Upstream = &upstream.URL{Scheme: upstream.SchemeInsecure, Host: imapAddr}
 	cfg.Listen = "127.0.0.1:0"
 	cfg.MaxConnsPerIP = 10000
 	cfg.MaxSessions = 10000

@@ -16,7 +16,9 @@ import (
 
 	"github.com/popbridge/popbridge/bridge"
 	"github.com/popbridge/popbridge/internal/config"
+	"github.com/popbridge/popbridge/pop3server"
 	"github.com/popbridge/popbridge/reliability/soak"
+	"github.com/popbridge/popbridge/upstream"
 )
 
 // popbridge is the system under test.
@@ -37,9 +39,9 @@ type inProcess struct {
 
 func startInProcess(upstreamAddr string, clients int) (*inProcess, error) {
 	cfg := config.Default()
-	cfg.Upstream = "imap+insecure://" + upstreamAddr
+	cfg.Upstream = &upstream.URL{Scheme: upstream.SchemeInsecure, Host: upstreamAddr}
 	cfg.Listen = "127.0.0.1:0"
-	cfg.PlaintextAuth = config.PlaintextAlways
+	cfg.PlaintextAuth = pop3server.PlaintextAlways
 	cfg.MaxConnsPerIP = -1 // disabled
 	cfg.MaxSessions = clients + 100
 	log := zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, NoColor: true}).Level(zerolog.WarnLevel).With().Timestamp().Logger()

@@ -13,7 +13,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -57,11 +56,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 		fmt.Fprintf(stderr, "popbridge: %v\n", err)
 		return 2
 	}
-	log, err := newLogger(cfg, stderr)
-	if err != nil {
-		fmt.Fprintf(stderr, "popbridge: %v\n", err)
-		return 2
-	}
+	log := newLogger(cfg, stderr)
 	for _, w := range cfg.Warnings() {
 		log.Warn().Msg(w)
 	}
@@ -84,7 +79,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 		printDemo(stdout, addrs)
 	}
 	log.Info().Str("listen", addrs.POP3).Str("listen_tls", addrs.POP3S).Str("admin", addrs.Admin).
-		Str("upstream", b.Upstream()).Msg("popbridge started")
+		Stringer("upstream", b.Upstream()).Msg("popbridge started")
 	if ready != nil {
 		ready <- addrs
 	}
@@ -145,14 +140,11 @@ func printDemo(stdout io.Writer, addrs bridge.Addrs) {
 	}
 }
 
-func newLogger(cfg *config.Config, stderr io.Writer) (zerolog.Logger, error) {
-	level, err := zerolog.ParseLevel(strings.ToLower(cfg.LogLevel))
-	if err != nil {
-		return zerolog.Logger{}, fmt.Errorf("%s: %w", cfg.Where("log-level"), err)
-	}
+// newLogger is the process log on stderr, as --log-format and --log-level say.
+func newLogger(cfg *config.Config, stderr io.Writer) zerolog.Logger {
 	var w io.Writer = stderr
 	if cfg.LogFormat == "console" {
 		w = zerolog.ConsoleWriter{Out: stderr, TimeFormat: time.RFC3339}
 	}
-	return zerolog.New(w).Level(level).With().Timestamp().Logger(), nil
+	return zerolog.New(w).Level(cfg.LogLevel).With().Timestamp().Logger()
 }

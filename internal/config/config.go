@@ -11,63 +11,9 @@
 // one a higher source overrides, so a broken file is reported now and not
 // on the day the overriding flag is dropped.
 //
-//	key                        default          Config field
-//	--listen                   127.0.0.1:1110   Listen ("" disables)
-//	--listen-tls               ""               ListenTLS
-//	--tls-cert, --tls-key      ""               TLSCert, TLSKey (paths; both or neither)
-//	--plaintext-auth           local            PlaintextAuth (local|always|never)
-//	--upstream                 required*        Upstream (canonical scheme://host:port)
-//	--upstream-ca              ""               UpstreamCA (path)
-//	--mailbox                  INBOX            Mailbox
-//	--delete-policy            honor            DeletePolicy
-//	--delete-action            expunge          DeleteAction
-//	--mark-seen                true             MarkSeen
-//	--store                    sqlite:popbridge.db Store (sqlite:PATH, postgres://..., none)
-//	--data-dir                 ""               DataDir (relative sqlite: paths; "" = working directory)
-//	--delete-dry-run           false            DeleteDryRun
-//	--quarantine-mailbox       POPBRIDGE-QUARANTINE QuarantineMailbox
-//	--quarantine-days          14               QuarantineDays
-//	--device-separator         #                DeviceSeparator ("" disables)
-//	--device-expiry            720h             DeviceExpiry
-//	--journal-retention        2160h            JournalRetention
-//	--upstream-master-user     ""               UpstreamMasterUser
-//	--upstream-master-password-file ""          UpstreamMasterPasswordFile (path)
-//	--auth                     passthrough      Auth (passthrough|oauth2-user|oauth2-app)
-//	--provider                 ""               Provider (a name of the file's providers:)
-//	--secret-key-file          ""               SecretKeyFile (path; needed by the oauth2 modes)
-//	--uidl-format              %08Xu%08Xv       UIDLFormat
-//	--lock-session             false            LockSession
-//	--client-workarounds       ""               ClientWorkarounds (outlook-no-nuls, oe-ns-eoh)
-//	--proxy-protocol           ""               ProxyProtocol (CIDRs or addresses)
-//	--upstream-send-id         false            UpstreamSendID
-//	--config                   ""               ConfigFile (flag or env only)
-//	--admin-listen             ""               AdminListen
-//	--ready-upstream-failures  0                ReadyUpstreamFailures (0: never)
-//	--drain-timeout            30s              DrainTimeout
-//	--log-format               json             LogFormat (json|console)
-//	--log-level                info             LogLevel (trace … panic, disabled)
-//	--demo                     false            Demo (* --upstream not required)
-//	--max-line-length          1024             MaxLineLength (≥ 255, CRLF excluded)
-//	--prelogin-idle-timeout    180s             PreLoginIdleTimeout
-//	--prelogin-timeout         180s             PreLoginTimeout
-//	--idle-timeout             10m              IdleTimeout
-//	--write-timeout            120s             WriteTimeout
-//	--max-bad-commands-prelogin 3               MaxBadCommandsPreLogin
-//	--max-bad-commands         20               MaxBadCommandsPostLogin
-//	--max-login-failures       3                MaxLoginFailures
-//	--auth-fail-delay          2s               AuthFailDelay
-//	--auth-penalty-max         15s              AuthPenaltyMax
-//	--max-conns-per-ip         10               MaxConnsPerIP (unauthenticated only)
-//	--max-userip-conns         10               MaxUserIPConns (logged in, per user and client IP)
-//	--max-sessions             5000             MaxSessions
-//	--max-prelogin-conns       1000             MaxPreLoginConns (then the oldest is closed)
-//	--upstream-dial-timeout    10s              UpstreamDialTimeout
-//	--upstream-login-timeout   30s              UpstreamLoginTimeout
-//	--upstream-command-timeout 60s              UpstreamCommandTimeout
-//	--cache-entries            10000            CacheEntries (0 disables)
-//	--cache-max-age            0s               CacheMaxAge (0: no limit)
-//	--prefetch-bytes           67108864         PrefetchBytes (0 disables read-ahead)
-//	--prefetch-session-bytes   1048576          PrefetchSessionBytes
+// The keys, their defaults and meanings are the settings table
+// (settings.go), the one source of `popbridge --help` (Usage) and of the
+// README's flag table (FlagTable; a test fails when README.md differs).
 //
 // Durations are Go durations ("90s", "10m"); booleans are true or false
 // (a bare --flag means true); lists are comma-separated, or YAML
@@ -85,38 +31,33 @@
 // given as a path (--tls-key), never inline.
 package config
 
+//go:generate go test -run TestREADMEFlagTable -update .
+
 import (
 	"maps"
 	"net/netip"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/popbridge/popbridge/policy"
+	"github.com/popbridge/popbridge/pop3server"
+	"github.com/popbridge/popbridge/upstream"
 )
 
-// PlaintextAuth values: where cleartext logins are allowed without TLS.
-const (
-	PlaintextLocal  = "local"  // loopback, private and link-local clients
-	PlaintextAlways = "always" // anywhere
-	PlaintextNever  = "never"  // nowhere
-)
-
-// Client workaround names for --client-workarounds.
-const (
-	WorkaroundOutlookNoNULs = "outlook-no-nuls" // NUL → 0x80 in bodies
-	WorkaroundOENSEOH       = "oe-ns-eoh"       // add a missing end-of-header blank line
-)
-
-// Config is the validated configuration. Load returns it; nothing in it
-// needs further checking except what needs I/O (certificates, CA bundle,
-// UIDL format expansion, which cmd checks with upstream.ValidateUIDLFormat).
+// Config is the validated configuration, in the domain's own types
+// (upstream.URL, upstream.UIDLFormat, pop3server.PlaintextAuth, ...). Load
+// returns it; nothing in it needs checking again, except what needs I/O
+// (certificates, the CA bundle), which package bridge does.
 type Config struct {
 	Listen        string // plain POP3 (STLS when TLS is configured); "" disables
 	ListenTLS     string // implicit-TLS POP3S; "" disables
 	TLSCert       string // path, PEM
 	TLSKey        string // path, PEM
-	PlaintextAuth string // PlaintextLocal, PlaintextAlways or PlaintextNever
+	PlaintextAuth pop3server.PlaintextAuth
 
-	Upstream       string // canonical "imaps://host:993"; "" only with Demo
+	Upstream *upstream.URL // nil only with Demo
+
 	UpstreamCA     string // path of extra CA bundle; "" = system roots
 	UpstreamSendID bool
 
@@ -125,7 +66,7 @@ type Config struct {
 	DeleteAction policy.Action
 	MarkSeen     bool
 	DeleteDryRun bool
-	UIDLFormat   string
+	UIDLFormat   upstream.UIDLFormat
 
 	// Store is the state store's URL (store.Open); DataDir the directory
 	// of a relative sqlite: path. StoreExplicit says whether Store was
@@ -144,14 +85,14 @@ type Config struct {
 
 	LockSession bool
 
-	ClientWorkarounds []string       // deduplicated, in the order given
+	ClientWorkarounds pop3server.Workarounds
 	ProxyProtocol     []netip.Prefix // masked; a bare address is a /32 or /128
 
 	ConfigFile   string
 	AdminListen  string
 	DrainTimeout time.Duration
 	LogFormat    string // "json" or "console"
-	LogLevel     string // a zerolog.ParseLevel name, lower case
+	LogLevel     zerolog.Level
 	Demo         bool
 	// ReadyUpstreamFailures > 0 makes /readyz fail after that many
 	// consecutive upstream connection failures.
@@ -213,7 +154,7 @@ func (c *Config) Policy() policy.Policy {
 // With --demo, set Upstream to the demo server's URL before calling it.
 func (c *Config) Resolver() *policy.Resolver {
 	return &policy.Resolver{
-		Default: policy.Settings{Upstream: c.Upstream, Mailbox: c.Mailbox, Policy: c.Policy(), Auth: defaultAuth(c.Auth), Provider: c.Provider},
+		Default: policy.Settings{Upstream: c.Upstream.String(), Mailbox: c.Mailbox, Policy: c.Policy(), Auth: defaultAuth(c.Auth), Provider: c.Provider},
 		Domains: maps.Clone(c.Domains),
 		Users:   maps.Clone(c.Users),
 	}

@@ -61,7 +61,7 @@ func TestFlagAndEnvErrors(t *testing.T) {
 		{"admin address", []string{"--admin-listen", "localhost:http"}, nil, []string{"--admin-listen:", "bad port"}},
 		{"mailbox empty", []string{"--mailbox", " "}, nil, []string{"--mailbox:", "empty"}},
 		{"mailbox control", nil, env{"POPBRIDGE_MAILBOX": "IN\rBOX"}, []string{"POPBRIDGE_MAILBOX:", "control character"}},
-		{"uidl format", []string{"--uidl-format", "%u %v"}, nil, []string{"--uidl-format:", "printable ASCII"}},
+		{"uidl format", []string{"--uidl-format", "%u %v"}, nil, []string{"--uidl-format:", "not allowed in a UIDL"}},
 		{"unknown flag", []string{"--delete-polcy", "x"}, nil, []string{"--delete-polcy: unknown flag"}},
 		{"missing value", []string{"--mailbox"}, nil, []string{"--mailbox: needs a value"}},
 		{"positional", []string{"serve"}, nil, []string{`unexpected argument "serve"`}},

@@ -27,7 +27,7 @@ func TestExampleFile(t *testing.T) {
 			t.Errorf("example does not set %s", s.name)
 		}
 	}
-	if c.Upstream != "imaps://imap.example.net:993" || c.CacheMaxAge != time.Hour || len(c.ProxyProtocol) != 2 {
+	if c.Upstream.String() != "imaps://imap.example.net:993" || c.CacheMaxAge != time.Hour || len(c.ProxyProtocol) != 2 {
 		t.Errorf("example: %q %v %v", c.Upstream, c.CacheMaxAge, c.ProxyProtocol)
 	}
 

@@ -12,6 +12,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/popbridge/popbridge/policy"
+	"github.com/popbridge/popbridge/upstream"
 )
 
 // fileError is one located problem in the config file.
@@ -193,9 +194,10 @@ func parseOverride(c *Config, path, at, whereKey string, m *yaml.Node) (policy.O
 		var err error
 		switch k {
 		case "upstream":
-			var u string
-			if u, err = ParseUpstream(v); err == nil {
-				o.Upstream = &u
+			var u *upstream.URL
+			if u, err = upstream.ParseURL(v); err == nil {
+				canonical := u.String()
+				o.Upstream = &canonical
 			}
 		case "mailbox":
 			if err = checkMailbox(v); err == nil {

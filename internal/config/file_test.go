@@ -75,7 +75,7 @@ users:
   a@b: ~
 `)
 	c := mustLoad(t, []string{"--config", file}, nil)
-	if len(c.ProxyProtocol) != 2 || len(c.ClientWorkarounds) != 2 || c.Listen != "" {
+	if len(c.ProxyProtocol) != 2 || len(c.ClientWorkarounds.Names()) != 2 || c.Listen != "" {
 		t.Errorf("got %v %v %q", c.ProxyProtocol, c.ClientWorkarounds, c.Listen)
 	}
 	if _, ok := c.Users["a@b"]; !ok {

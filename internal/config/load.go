@@ -155,6 +155,27 @@ func Usage() string {
 	return b.String()
 }
 
+// FlagTable is README.md's flag table, in Markdown: every key with its
+// default and meaning, from the same table as Usage. README_test.go fails
+// when README.md differs; "go generate ./internal/config" rewrites it.
+func FlagTable() string {
+	var b strings.Builder
+	b.WriteString("| flag | default | meaning |\n|---|---|---|\n")
+	cell := func(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
+	for _, s := range settings {
+		name := "--" + s.name
+		if !s.isBool() {
+			name += " " + s.arg
+		}
+		def := "empty"
+		if s.def != "" {
+			def = "`" + s.def + "`"
+		}
+		fmt.Fprintf(&b, "| `%s` | %s | %s |\n", cell(name), cell(def), cell(s.usage))
+	}
+	return b.String()
+}
+
 // flagError rewords the flag package's errors into the "--key: problem"
 // shape of every other error.
 func flagError(err error) error {

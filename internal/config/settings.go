@@ -6,7 +6,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/popbridge/popbridge/policy"
+	"github.com/popbridge/popbridge/pop3server"
+	"github.com/popbridge/popbridge/upstream"
 )
 
 // setting is one key: its flag, variable and YAML names derive from name.
@@ -26,20 +30,25 @@ func envName(key string) string {
 	return "POPBRIDGE_" + strings.ToUpper(strings.ReplaceAll(key, "-", "_"))
 }
 
-// settings is every key, in Usage order. The defaults are SPEC §1's.
+// settings is every key, in Usage order: the one table behind Load, the
+// file's keys, Usage and FlagTable.
 var settings = []setting{
 	str("listen", "ADDR", "127.0.0.1:1110", "plain POP3 listener (STLS when TLS is configured); empty disables", func(c *Config) *string { return &c.Listen }, checkAddr),
 	str("listen-tls", "ADDR", "", "implicit-TLS POP3S listener (RFC 8314)", func(c *Config) *string { return &c.ListenTLS }, checkAddr),
 	str("tls-cert", "FILE", "", "server certificate chain, PEM; reloaded on SIGHUP", func(c *Config) *string { return &c.TLSCert }, nil),
 	str("tls-key", "FILE", "", "server private key, PEM (a path: the secret stays in its file)", func(c *Config) *string { return &c.TLSKey }, nil),
-	oneOf("plaintext-auth", "local", "where cleartext logins are allowed without TLS", func(c *Config) *string { return &c.PlaintextAuth }, PlaintextLocal, PlaintextAlways, PlaintextNever),
+	{name: "plaintext-auth", arg: strings.Join(pop3server.PlaintextAuthNames(), "|"), def: "local", usage: "where cleartext logins are allowed without TLS",
+		set: func(c *Config, v string) (err error) {
+			c.PlaintextAuth, err = pop3server.ParsePlaintextAuth(v)
+			return err
+		}},
 	{name: "upstream", arg: "URL", usage: "imaps://host[:993], imap://host[:143] (STARTTLS) or imap+insecure://host[:143]; required unless --demo",
 		set: func(c *Config, v string) (err error) {
 			if v == "" {
-				c.Upstream = ""
+				c.Upstream = nil
 				return nil
 			}
-			c.Upstream, err = ParseUpstream(v)
+			c.Upstream, err = upstream.ParseURL(v)
 			return err
 		}},
 	str("upstream-ca", "FILE", "", "extra CA bundle for the upstream (default: system roots)", func(c *Config) *string { return &c.UpstreamCA }, nil),
@@ -62,7 +71,8 @@ var settings = []setting{
 	str("provider", "NAME", "", "OAuth2 provider (of the config file's providers:) for auth oauth2-user and oauth2-app", func(c *Config) *string { return &c.Provider }, nil),
 	str("secret-key-file", "FILE", "", "key that seals OAuth2 grants in the store, mode 0600 (popbridge oauth keygen)", func(c *Config) *string { return &c.SecretKeyFile }, nil),
 	boolean("mark-seen", true, "set \\Seen upstream on messages RETR'd in full", func(c *Config) *bool { return &c.MarkSeen }),
-	str("uidl-format", "FORMAT", "%08Xu%08Xv", "UIDL format with Dovecot's %u (UID) and %v (UIDVALIDITY)", func(c *Config) *string { return &c.UIDLFormat }, checkUIDLFormat),
+	{name: "uidl-format", arg: "FORMAT", def: upstream.DefaultUIDLFormat, usage: "UIDL format with Dovecot's %u (UID) and %v (UIDVALIDITY)",
+		set: func(c *Config, v string) (err error) { c.UIDLFormat, err = upstream.ParseUIDLFormat(v); return err }},
 	boolean("lock-session", false, "one POP3 session per user at a time", func(c *Config) *bool { return &c.LockSession }),
 	{name: "client-workarounds", arg: "LIST", usage: "outlook-no-nuls, oe-ns-eoh", list: true, set: setWorkarounds},
 	{name: "proxy-protocol", arg: "CIDRS", usage: "accept PROXY v1/v2 headers from these networks only", list: true, set: setProxyProtocol},
@@ -74,10 +84,9 @@ var settings = []setting{
 	oneOf("log-format", "json", "log format", func(c *Config) *string { return &c.LogFormat }, "json", "console"),
 	{name: "log-level", arg: "LEVEL", def: "info", usage: "trace, debug, info, warn, error, fatal, panic or disabled",
 		set: func(c *Config, v string) error {
-			l := strings.ToLower(v)
-			switch l {
+			switch l := strings.ToLower(v); l {
 			case "trace", "debug", "info", "warn", "error", "fatal", "panic", "disabled":
-				c.LogLevel = l
+				c.LogLevel, _ = zerolog.ParseLevel(l)
 				return nil
 			}
 			return fmt.Errorf("unknown log level %q (want trace, debug, info, warn, error, fatal, panic or disabled)", v)

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/popbridge/popbridge/policy"
+	"github.com/popbridge/popbridge/pop3server"
+	"github.com/popbridge/popbridge/upstream"
 )
 
 // rfc1939MinIdle is RFC 1939's minimum autologout timer.
@@ -15,7 +17,7 @@ const rfc1939MinIdle = 10 * time.Minute
 
 // validate checks what no single key can check alone.
 func (c *Config) validate() error {
-	if c.Upstream == "" && !c.Demo {
+	if c.Upstream == nil && !c.Demo {
 		return fmt.Errorf("--upstream: required unless --demo (e.g. --upstream imaps://imap.example.com)")
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
@@ -31,7 +33,7 @@ func (c *Config) validate() error {
 	if c.Listen == "" && c.ListenTLS == "" {
 		return fmt.Errorf("%s: empty and no listen-tls: nothing to serve", c.Where("listen"))
 	}
-	if c.PlaintextAuth == PlaintextNever && !tls {
+	if c.PlaintextAuth == pop3server.PlaintextNever && !tls {
 		return fmt.Errorf("%s: never, but no tls-cert is configured, so no client could log in", c.Where("plaintext-auth"))
 	}
 	if c.AuthPenaltyMax < c.AuthFailDelay {
@@ -128,13 +130,13 @@ func (c *Config) Warnings() []string {
 	if c.PreLoginIdleTimeout > c.PreLoginTimeout {
 		w = append(w, fmt.Sprintf("%s: %v exceeds prelogin-timeout %v and never fires", c.Where("prelogin-idle-timeout"), c.PreLoginIdleTimeout, c.PreLoginTimeout))
 	}
-	if c.PlaintextAuth == PlaintextAlways {
+	if c.PlaintextAuth == pop3server.PlaintextAlways {
 		w = append(w, fmt.Sprintf("%s: always: passwords may cross the network in clear", c.Where("plaintext-auth")))
 	}
-	if c.Demo && c.Upstream != "" {
+	if c.Demo && c.Upstream != nil {
 		w = append(w, fmt.Sprintf("%s: ignored with --demo", c.Where("upstream")))
 	}
-	if !c.Demo && upstreamInsecure(c.Upstream) {
+	if !c.Demo && insecureUpstream(c.Upstream) {
 		w = append(w, fmt.Sprintf("%s: %s sends passwords without TLS to a non-loopback host", c.Where("upstream"), c.Upstream))
 	}
 	for _, sec := range []struct {
@@ -142,10 +144,17 @@ func (c *Config) Warnings() []string {
 		m    map[string]policy.Override
 	}{{"domains", c.Domains}, {"users", c.Users}} {
 		for _, k := range slices.Sorted(maps.Keys(sec.m)) {
-			if u := sec.m[k].Upstream; u != nil && upstreamInsecure(*u) {
+			if u := sec.m[k].Upstream; u != nil && insecureUpstream(canonicalURL(*u)) {
 				w = append(w, fmt.Sprintf("%s: %s sends passwords without TLS to a non-loopback host", c.where[sec.name+"."+k], *u))
 			}
 		}
 	}
 	return w
+}
+
+// canonicalURL is an override's upstream, which parseOverride checked and
+// stored in canonical form, as a URL again.
+func canonicalURL(s string) *upstream.URL {
+	u, _ := upstream.ParseURL(s)
+	return u
 }
