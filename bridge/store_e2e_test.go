@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"os"
 	"strings"
 	"testing"
 
@@ -173,4 +174,25 @@ func storeErrors(t *testing.T, b *Bridge, op string) float64 {
 		}
 	}
 	return 0
+}
+
+// TestNoStateNoFile: without --store, sessions that use no stateful
+// feature (login, download, delete, QUIT) create no store file.
+func TestNoStateNoFile(t *testing.T) {
+	dir := t.TempDir()
+	d, err := demo.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	b := startOn(t, d, "--data-dir", dir)
+	s, _ := loginHeld(t, b.Addrs().POP3)
+	s.cmd(t, "RETR 1", true)
+	s.cmd(t, "DELE 1", false)
+	if a := s.cmd(t, "QUIT", false); !strings.HasPrefix(a, "+OK") {
+		t.Fatalf("QUIT: %q", a)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 || b.store.Opened() {
+		t.Fatalf("a bridge without stateful features wrote %v (store opened: %v)", entries, b.store.Opened())
+	}
 }
