@@ -34,7 +34,9 @@ func (b *Bridge) newServer() (*pop3server.Server, error) {
 	// Wrong passwords are kept from the upstream (negative cache, per-user
 	// throttle), so that one attacker does not get popbridge's own address
 	// penalized upstream for every user (docs/security.md).
-	return pop3server.NewServer(loginguard.New(b.backend, loginguard.Options{}), opts), nil
+	guard := loginguard.New(b.backend, loginguard.Options{})
+	b.metrics.WatchLoginGuard(guard.Stats)
+	return pop3server.NewServer(guard, opts), nil
 }
 
 // serverOptions derives pop3server's options from the configuration.

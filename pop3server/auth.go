@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
+	"os"
 	"strings"
 	"time"
 	"unicode"
@@ -271,11 +272,11 @@ func (c *conn) login(user, pass string) (result, error) {
 	// The client address's penalty is served before the upstream hears of
 	// the attempt: an address that keeps failing reaches the upstream
 	// ever more slowly, whatever it does between attempts.
-	if !c.sleep(c.srv.penalties.current(c.info.RemoteAddr.Addr())) {
+	if !c.sleep(c.srv.penalties.current(c.info.RemoteAddr.Addr())) || !c.srv.beginLogin(c) {
+		// Evicted (or shut down) while waiting: say so, the same way a
+		// read would have.
+		c.endOnReadError(os.ErrDeadlineExceeded)
 		return resErr, errClose
-	}
-	if !c.srv.beginLogin(c) {
-		return resErr, errClose // evicted while waiting
 	}
 	ctx, cancel := context.WithTimeout(c.ctx, c.srv.opts.LoginTimeout)
 	mbox, err := c.srv.backend.Login(ctx, c.info, user, pass)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"net"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -98,7 +99,7 @@ func TestWrongPasswordAttackDoesNotSlowOthers(t *testing.T) {
 		AuthDelays: true, // Dovecot's default auth_failure_delay and auth penalty
 		Users:      []testenv.User{{Name: "alice", Password: "alice-pw"}, {Name: "bob", Password: "bob-pw"}},
 	})
-	b := startBridge(t, "--upstream", "imap+insecure://"+d.IMAPAddr)
+	b := startBridge(t, "--upstream", "imap+insecure://"+d.IMAPAddr, "--admin-listen", "127.0.0.1:0")
 	// The admin is told at startup what would make this safe upstream.
 	if b.WaitEntry(10*time.Second, func(e map[string]any) bool {
 		m, _ := e["message"].(string)
@@ -182,5 +183,9 @@ func TestWrongPasswordAttackDoesNotSlowOthers(t *testing.T) {
 	t.Logf("Dovecot logged %d failed logins", upstreamFailures)
 	if upstreamFailures > 3*3+3*2 {
 		t.Errorf("%d failed logins reached Dovecot for %d refused by popbridge", upstreamFailures, failedBefore)
+	}
+	// The operator sees it in the metrics.
+	if m := scrape(t, b.Admin); !regexp.MustCompile(`(?m)^popbridge_login_refused_locally_total [1-9]`).MatchString(m) {
+		t.Errorf("no locally refused logins in /metrics:\n%s", m)
 	}
 }

@@ -174,6 +174,24 @@ func (m *Metrics) WatchCache(stats func() (hits, misses uint64)) {
 	)
 }
 
+// WatchLoginGuard exports loginguard's counters (docs/security.md):
+// popbridge_login_upstream_attempts_total, the logins passed to the
+// upstream, and popbridge_login_refused_locally_total, the ones answered
+// by the guard (repeated or throttled wrong passwords); stats is
+// loginguard.Guard.Stats.
+func (m *Metrics) WatchLoginGuard(stats func() (upstream, local int64)) {
+	m.reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "popbridge_login_upstream_attempts_total",
+			Help: "Logins whose credentials were passed to the upstream.",
+		}, func() float64 { u, _ := stats(); return float64(u) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "popbridge_login_refused_locally_total",
+			Help: "Logins refused without asking the upstream: a password it refused recently, or a user under attack.",
+		}, func() float64 { _, l := stats(); return float64(l) }),
+	)
+}
+
 // ConnectionOpened counts a greeted connection.
 func (m *Metrics) ConnectionOpened(pop3server.ConnInfo) { m.sessionsTotal.Inc() }
 
