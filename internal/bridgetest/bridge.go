@@ -241,8 +241,14 @@ func Matches(m map[string]any, want map[string]string) bool {
 // WaitEntry returns the first log entry for which match is true, waiting
 // up to timeout for it; nil if none came in time or the process exited
 // without one.
+//
+// The timeout only keeps a test from hanging: it is raised to at least
+// MinWait, since a loaded CI machine can take longer than a caller's guess.
+// So WaitEntry cannot show that a line does not come; wait for a later
+// line instead (a barrier), then look.
 func (b *Bridge) WaitEntry(timeout time.Duration, match func(map[string]any) bool) map[string]any {
 	b.tb.Helper()
+	timeout = max(timeout, MinWait)
 	deadline := time.After(timeout)
 	for {
 		b.mu.Lock()
@@ -265,6 +271,10 @@ func (b *Bridge) WaitEntry(timeout time.Duration, match func(map[string]any) boo
 		}
 	}
 }
+
+// MinWait is the least WaitEntry and WaitLog wait for a line that must
+// come (see WaitEntry).
+const MinWait = 2 * time.Minute
 
 // WaitLog waits up to timeout for a log line with the wanted fields (see
 // Matches) and returns it; the test fails if none comes.
