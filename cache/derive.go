@@ -111,4 +111,3 @@ func (e *Entry) InheritUIDLs(old *Entry) *Entry {
 	out.Assigned = old.Assigned
 	return out
 }
-
