@@ -117,15 +117,15 @@ func (m *maildrop) prefetched(ctx context.Context, n int, msg message, header bo
 			data, ok = p.bodies.Take(k)
 		}
 	}
-	if ok {
-		p.taken(kind, n)
+	if !ok {
+		// Streamed: the next in-order read fetches its window itself.
+		// Sending one now would only make this message wait for it.
+		return nil, nil
 	}
+	p.taken(kind, n)
 	if inOrder && len(p.batches) == 0 && p.bodies.Room() >= p.bodies.Limit()/2 {
 		// The next window travels while this message is served.
 		m.sendBatch(ctx, kind, n+1, p.bodies.Limit()/2)
-	}
-	if !ok {
-		return nil, nil
 	}
 	return &memBody{data: data, bodies: p.bodies}, nil
 }

@@ -131,6 +131,11 @@ func TestDovecotPrefetchRoundTrips(t *testing.T) {
 				if held := m.pf.bodies.Held(); held > pfSession {
 					t.Fatalf("session holds %d octets, limit %d", held, pfSession)
 				}
+				if i == 1 && len(m.pf.batches) != 1 {
+					// Pipelined: the second window is asked for while the
+					// first one is still being served.
+					t.Fatalf("after message 1, %d windows outstanding, want 1", len(m.pf.batches))
+				}
 			}
 			cmds, uids := pe.fetches(t)
 			for _, u := range uids {
