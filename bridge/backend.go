@@ -6,6 +6,7 @@ import (
 
 	"github.com/popbridge/popbridge/cache"
 	"github.com/popbridge/popbridge/internal/config"
+	"github.com/popbridge/popbridge/internal/telemetry"
 	"github.com/popbridge/popbridge/store"
 	"github.com/popbridge/popbridge/uidlmap"
 	"github.com/popbridge/popbridge/upstream"
@@ -61,23 +62,42 @@ func backendOptions(cfg *config.Config) (upstream.Options, error) {
 	}, nil
 }
 
-// ToolBackend is an upstream backend for the admin subcommands (popbridge
-// restore): the bridge's upstream and per-user settings on st, with no
-// cache and no listeners. A restored message keeps its UIDL through st's
-// UIDL map.
-func ToolBackend(cfg *config.Config, st store.Store) (*upstream.Backend, error) {
+// ToolBackend is an upstream backend for the admin subcommands (uidl
+// import): the bridge's upstream and per-user settings on st (nil: no
+// state at all), with no cache, no listeners and pass-through logins.
+// close releases what it opened.
+func ToolBackend(cfg *config.Config, st store.Store) (be *upstream.Backend, close func(), err error) {
+	return toolBackend(cfg, st, false)
+}
+
+// RestoreBackend is ToolBackend for popbridge restore: a restored message
+// keeps its UIDL through st's UIDL map, and with OAuth2 configured the
+// application mode's token opens mailboxes for immediate restores.
+func RestoreBackend(cfg *config.Config, st store.Store) (be *upstream.Backend, close func(), err error) {
+	return toolBackend(cfg, st, true)
+}
+
+func toolBackend(cfg *config.Config, st store.Store, oauth bool) (be *upstream.Backend, close func(), err error) {
 	opts, err := backendOptions(cfg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if st != nil { // nil: a tool that must not touch state (uidl import)
+	if st != nil {
 		opts.State, opts.Passive, opts.UIDLs = st, true, uidlmap.OnStore(st)
 	}
-	be, err := upstream.New(opts)
-	if err != nil {
-		return nil, &ConfigError{fmt.Errorf("upstream: %w", err)}
+	tb := &Bridge{cfg: *cfg, metrics: telemetry.NewMetrics(buildVersion(""))}
+	close = func() { tb.Close() }
+	if oauth {
+		if opts.Authenticator, err = tb.authenticator(); err != nil {
+			close()
+			return nil, nil, err
+		}
 	}
-	return be, nil
+	if be, err = upstream.New(opts); err != nil {
+		close()
+		return nil, nil, &ConfigError{fmt.Errorf("upstream: %w", err)}
+	}
+	return be, close, nil
 }
 
 // warnIfDovecotWithoutSendID asks the upstream who it is, in the

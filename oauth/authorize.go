@@ -90,6 +90,29 @@ func (a *Authenticator) Authorize(ctx context.Context, username, password string
 	return &tokenSource{a: a, mailbox: mailbox, device: device, mode: rec.Mode, provider: provider}, nil
 }
 
+// AuthorizeApp returns the application-mode token source of username's
+// mailbox, without a device password: for popbridge restore, which acts
+// for the admin (upstream.AppAuthorizer). A user not in oauth2-app mode
+// gives nil, nil; a mailbox not allow-listed an error.
+func (a *Authenticator) AuthorizeApp(ctx context.Context, username string) (upstream.TokenSource, error) {
+	s := a.resolver.Resolve(username)
+	if s.Auth != ModeApp {
+		return nil, nil
+	}
+	mailbox := policy.NormalizeName(username)
+	rec, err := a.m.o.Store.GetMailbox(ctx, mailbox)
+	if err != nil {
+		return nil, fmt.Errorf("mailbox %s: %w", mailbox, err)
+	}
+	if rec.Mode != ModeApp {
+		return nil, fmt.Errorf("mailbox %s is enrolled as %s, configured as %s", mailbox, rec.Mode, s.Auth)
+	}
+	if a.m.o.Providers[s.Provider] == nil {
+		return nil, fmt.Errorf("provider %q not in the config file", s.Provider)
+	}
+	return &tokenSource{a: a, mailbox: mailbox, mode: ModeApp, provider: s.Provider}, nil
+}
+
 // tokenSource is one login's upstream.TokenSource.
 type tokenSource struct {
 	a               *Authenticator

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/popbridge/popbridge/policy"
 	"github.com/popbridge/popbridge/store"
 	"github.com/popbridge/popbridge/upstream"
 )
@@ -52,5 +53,53 @@ func TestDeviceViewsOAuth2(t *testing.T) {
 	c.OK("QUIT")
 	if n := len(e.dc.Messages(t, alice, "INBOX")); n != 1 {
 		t.Errorf("upstream holds %d messages after both deleted, want 1", n)
+	}
+}
+
+// TestRestoreAppMode: in OAuth2 application mode popbridge restore opens
+// the mailbox with the application token, so a quarantined message is back
+// at once; a user-mode mailbox has no such access and is queued.
+func TestRestoreAppMode(t *testing.T) {
+	st, err := store.Open(context.Background(), "sqlite::memory:", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	quarantine := policy.Policy{Delete: policy.Honor, Action: policy.Action{Kind: policy.Quarantine, Mailbox: policy.DefaultQuarantineMailbox}}
+	e := newEnv(t, envOptions{mode: ModeApp, appIntro: true, upstream: func(o *upstream.Options) {
+		o.State, o.Passive, o.Policy = st, true, quarantine
+		o.Resolver.Default.Policy = quarantine
+	}})
+	ctx := context.Background()
+	e.dc.Append(t, alice, "INBOX", message(1))
+	if err := e.m.AllowApp(ctx, alice, "corp"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.m.SetDevicePassword(ctx, alice, "scanner", "scan-pw", cheap); err != nil {
+		t.Fatal(err)
+	}
+	c, r := e.login(t, alice, "scan-pw")
+	if !strings.HasPrefix(r, "+OK") {
+		t.Fatalf("login: %s", r)
+	}
+	c.OK("DELE 1")
+	c.OK("QUIT")
+	if n := len(e.dc.Messages(t, alice, "INBOX")); n != 0 {
+		t.Fatalf("INBOX holds %d messages after the quarantine", n)
+	}
+	n, err := e.be.RestoreApp(ctx, alice, upstream.RestoreFilter{})
+	if err != nil || n != 1 {
+		t.Fatalf("RestoreApp: %d, %v", n, err)
+	}
+	if got := e.dc.Messages(t, alice, "INBOX"); len(got) != 1 {
+		t.Errorf("INBOX holds %d messages after the restore, want 1", len(got))
+	}
+	if got := e.dc.Messages(t, alice, policy.DefaultQuarantineMailbox); len(got) != 0 {
+		t.Errorf("quarantine still holds %d messages", len(got))
+	}
+	rows, err := st.Journal(ctx, store.JournalQuery{User: alice})
+	if err != nil || len(rows) != 2 || rows[0].Outcome != upstream.OutcomeRestored || rows[1].Action != upstream.ActionRestore ||
+		rows[1].Outcome != upstream.OutcomeApplied {
+		t.Errorf("journal %+v %v", rows, err)
 	}
 }

@@ -38,6 +38,7 @@ type env struct {
 	addr   string // POP3
 	logBuf *bridgetest.SyncBuffer
 	reg    *prometheus.Registry
+	be     *upstream.Backend
 }
 
 type envOptions struct {
@@ -127,6 +128,7 @@ func newReplica(t *testing.T, dc *testenv.Dovecot, idp *oauthserver.Server, mode
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.be = b
 	srv := pop3server.NewServer(b, pop3server.Options{PlaintextAuth: pop3server.PlaintextAlways,
 		MaxConnsPerIP: -1, AuthFailDelay: -1, MaxLoginFailures: 100, Logger: zerolog.New(e.logBuf)})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

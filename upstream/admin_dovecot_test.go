@@ -559,6 +559,9 @@ func TestQuarantineDovecot(t *testing.T) {
 		user := e.user(t)
 		b := e.backend(t, q)
 		quarantineOne(t, b, user)
+		if _, err := b.RestoreApp(context.Background(), user, RestoreFilter{}); !errors.Is(err, ErrNoAppAccess) {
+			t.Errorf("RestoreApp without OAuth2: %v, want ErrNoAppAccess", err)
+		}
 		n, err := b.RestoreNow(context.Background(), user, user+"*"+masterUser, masterPass, RestoreFilter{Since: e.clock.now().Add(-time.Hour)})
 		if err != nil || n != 1 {
 			t.Fatalf("RestoreNow: %d, %v", n, err)

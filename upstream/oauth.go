@@ -26,6 +26,14 @@ type Authenticator interface {
 	Authorize(ctx context.Context, username, password string) (TokenSource, error)
 }
 
+// AppAuthorizer is optionally implemented by an Authenticator that can
+// log in to a mailbox without its user's credentials: OAuth2 application
+// mode (oauth2-app). Immediate restores use it. It returns nil, nil for a
+// user who is not in application mode.
+type AppAuthorizer interface {
+	AuthorizeApp(ctx context.Context, username string) (TokenSource, error)
+}
+
 // DeviceNamer is optionally implemented by a TokenSource whose login
 // proved a named device (an OAuth2 device password): that device is the
 // session's device for device views (docs/policy.md), whatever the login

@@ -290,6 +290,40 @@ func rowIDs(rows []JournalEntry) []int64 {
 // back. The journal records each move. Errors are not for POP3 clients;
 // they name what failed.
 func (b *Backend) RestoreNow(ctx context.Context, user, login, password string, f RestoreFilter) (int, error) {
+	return b.restoreAt(ctx, user, f, func(m *maildrop) error { return m.login(login, password) })
+}
+
+// ErrNoAppAccess is RestoreApp's answer for a user whose mailbox popbridge
+// cannot open on its own: the restore must be queued.
+var ErrNoAppAccess = errors.New("no application access to this mailbox")
+
+// RestoreApp is RestoreNow for a user in OAuth2 application mode: the
+// application token opens the mailbox. Users in other modes give
+// ErrNoAppAccess.
+func (b *Backend) RestoreApp(ctx context.Context, user string, f RestoreFilter) (int, error) {
+	aa, ok := b.opts.Authenticator.(AppAuthorizer)
+	if !ok {
+		return 0, ErrNoAppAccess
+	}
+	ts, err := aa.AuthorizeApp(ctx, user)
+	if err != nil {
+		return 0, err
+	}
+	if ts == nil {
+		return 0, ErrNoAppAccess
+	}
+	return b.restoreAt(ctx, user, f, func(m *maildrop) error {
+		bearer, err := ts.Token(ctx, nil)
+		if err != nil {
+			return err
+		}
+		m.bearer = &bearer
+		return m.login(user, "")
+	})
+}
+
+// restoreAt connects, logs in with login and restores.
+func (b *Backend) restoreAt(ctx context.Context, user string, f RestoreFilter, login func(*maildrop) error) (int, error) {
 	if b.opts.State == nil {
 		return 0, errors.New("restore needs a store")
 	}
@@ -308,9 +342,8 @@ func (b *Backend) RestoreNow(ctx context.Context, user, login, password string, 
 	}
 	m := &maildrop{b: b, l: l, session: "restore", upstream: u.String(), user: user, mailbox: s.Mailbox, policy: s.Policy}
 	defer m.Close()
-	err = m.exchange(ctx, "login", func() error { return m.login(login, password) })
-	if err != nil {
-		return 0, fmt.Errorf("upstream login as %s: %w", login, err)
+	if err := m.exchange(ctx, "login", func() error { return login(m) }); err != nil {
+		return 0, fmt.Errorf("upstream login for %s: %w", user, err)
 	}
 	m.l.caps = nil
 	if m.caps = m.l.client.Caps(); m.caps == nil {

@@ -105,13 +105,24 @@ func runRestore(args []string, getenv func(string) string, stdout io.Writer) err
 		return fail(err)
 	}
 	defer st.Close()
-	b, err := bridge.ToolBackend(cfg, st)
+	b, closeBackend, err := bridge.RestoreBackend(cfg, st)
 	if err != nil {
 		return fail(usageError{err})
 	}
+	defer closeBackend()
 	f := upstream.RestoreFilter{Since: from, MessageID: messageID}
 	user, _ = policy.SplitDevice(user, cfg.DeviceSeparator)
 	if cfg.UpstreamMasterUser == "" {
+		// OAuth2 application mode opens the mailbox itself; anyone else's
+		// restore waits for the user's next login.
+		n, err := b.RestoreApp(ctx, user, f)
+		if err == nil {
+			fmt.Fprintf(stdout, "restored %d messages of %s\n", n, user)
+			return nil
+		}
+		if !errors.Is(err, upstream.ErrNoAppAccess) {
+			return fail(err)
+		}
 		id, n, err := b.QueueRestore(ctx, user, f)
 		if err != nil {
 			return fail(err)

@@ -51,10 +51,11 @@ func uidlCommand(args []string, getenv func(string) string, stdout, stderr io.Wr
 	}
 	// No State: the import's logins must not touch device ledgers or the
 	// journal; Fingerprint stores nothing either.
-	imap, err := bridge.ToolBackend(cfg, nil)
+	imap, closeIMAP, err := bridge.ToolBackend(cfg, nil)
 	if err != nil {
 		return fail(2, err)
 	}
+	defer closeIMAP()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if cfg.Store == "none" {
