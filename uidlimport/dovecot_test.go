@@ -441,6 +441,43 @@ func TestDovecotMigration(t *testing.T) {
 		t.Fatalf("second run: %+v, want the mailbox skipped", reports[0])
 	}
 
+	// More mailboxes than the concurrency, one with a wrong password:
+	// every report in file order, the bad one failed without the
+	// password, the finished one skipped.
+	var more []uidlimport.Account
+	for i := range 4 {
+		u := testenv.User{Name: fmt.Sprintf("user%d", i), Password: fmt.Sprintf("secret-%d", i)}
+		if err := d.AddUser(u); err != nil {
+			t.Fatal(err)
+		}
+		seed(t, d, u.Name, corpus(10))
+		more = append(more, uidlimport.Account{User: u.Name, Password: u.Password})
+	}
+	more[2].Password = "wrong-password"
+	opts.Concurrency = 2
+	reports, err = uidlimport.Run(context.Background(), opts, append(accounts, more...))
+	if err != nil || len(reports) != 5 {
+		t.Fatalf("%d reports, %v", len(reports), err)
+	}
+	for i, r := range reports {
+		want := uidlimport.StatusImported
+		switch i {
+		case 0:
+			want = uidlimport.StatusSkipped
+		case 3:
+			want = uidlimport.StatusFailed
+		}
+		if r.Status != want || (i > 0 && r.User != more[i-1].User) {
+			t.Errorf("report %d: %+v, want %s", i, r, want)
+		}
+		if want == uidlimport.StatusImported && r.Matched != 8 {
+			t.Errorf("report %d: %+v, want 8 matched", i, r)
+		}
+		if strings.Contains(r.Error, "wrong-password") || (want == uidlimport.StatusFailed && r.Error == "") {
+			t.Errorf("report %d error %q", i, r.Error)
+		}
+	}
+
 	addr := serve(t, backend(t, d, st))
 	if got, want := client.run(t, addr), subjectsOf(msgs, "dup-a", "dup-b"); !slices.Equal(got, want) {
 		t.Fatalf("through popbridge after the import downloaded %d: %v, want only %v", len(got), head(got), want)
