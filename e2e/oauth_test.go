@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,63 +26,10 @@ import (
 // password and a second device with its own, curl downloading byte-exact
 // through Dovecot's oauth2 passdb, then the grant revoked at the
 // provider ([SYS/PERM], marked), and the provider down ([SYS/TEMP]).
-// tokenRE matches the test authorization server's access and refresh tokens.
-var tokenRE = regexp.MustCompile(`\b(at|rt)-[0-9a-f]{32}\b`)
-
 func TestOAuth2UserEndToEnd(t *testing.T) {
 	curl := testenv.RequireTool(t, "curl")
-	const alice = "alice@example.test"
-	idp := oauthserver.Start(t, oauthserver.Options{ClientSecret: "s3cret"})
-	d := testenv.StartDovecot(t, testenv.DovecotOptions{
-		Users:  []testenv.User{{Name: alice, Password: "seed-only"}},
-		OAuth2: &testenv.DovecotOAuth2{IntrospectionURL: idp.URL + "/introspect"},
-	})
-	want := [][]byte{
-		[]byte("From: a@example.test\r\nTo: " + alice + "\r\nSubject: one\r\n\r\nfirst\r\n.leading dot\r\n"),
-		[]byte("From: b@example.test\r\nTo: " + alice + "\r\nSubject: two\r\n\r\nsecond\r\n"),
-	}
-	for _, m := range want {
-		d.Append(t, alice, "INBOX", m)
-	}
-
-	dir := t.TempDir()
-	key := filepath.Join(dir, "secret.key")
-	writeFile(t, filepath.Join(dir, "client.secret"), 0o600, "s3cret\n")
-	cfgFile := filepath.Join(dir, "popbridge.yaml")
-	writeFile(t, cfgFile, 0o644, fmt.Sprintf(`secret-key-file: %s
-store: sqlite:%s
-providers:
-  corp:
-    type: generic
-    client-id: popbridge
-    client-secret-file: %s
-    device-auth-url: %s/devicecode
-    token-url: %s/token
-    scopes: [mail]
-domains:
-  example.test:
-    auth: oauth2-user
-    provider: corp
-`, key, filepath.Join(dir, "popbridge.db"), filepath.Join(dir, "client.secret"), idp.URL, idp.URL))
-
-	bin := bridgetest.Binary(t)
-	tool := func(stdin string, args ...string) (string, string, int) {
-		t.Helper()
-		cmd := exec.Command(bin, append([]string{"oauth"}, args...)...)
-		cmd.Env = cleanEnv()
-		cmd.Stdin = strings.NewReader(stdin)
-		var out, errb bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &errb
-		err := cmd.Run()
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		return out.String(), errb.String(), code
-	}
-
+	o := newOAuthEnv(t, oauthserver.Options{ClientSecret: "s3cret"}, "")
+	idp, cfgFile, key, tool, want := o.idp, o.cfgFile, o.key, o.tool, o.want
 	if out, errs, code := tool("", "keygen", "--secret-key-file", key); code != 0 {
 		t.Fatalf("keygen: %d %s %s", code, out, errs)
 	}
@@ -90,8 +38,8 @@ domains:
 	}
 	// Bad input: one line, status 2.
 	for _, args := range [][]string{
-		{"enroll", "--config", cfgFile, "--mailbox", alice, "--device", "scanner"},
-		{"enroll", "--config", cfgFile, "--mailbox", alice, "--device", "bad name", "--generate"},
+		{"enroll", "--config", cfgFile, "--mailbox", oauthMailbox, "--device", "scanner"},
+		{"enroll", "--config", cfgFile, "--mailbox", oauthMailbox, "--device", "bad name", "--generate"},
 		{"enroll", "--config", cfgFile, "--mailbox", "bob@elsewhere.test", "--device", "scanner", "--generate"},
 		{"frobnicate"},
 	} {
@@ -101,8 +49,8 @@ domains:
 		}
 	}
 
-	idp.NextDeviceFlow(alice, "authorization_pending", "slow_down")
-	out, errs, code := tool("", "enroll", "--config", cfgFile, "--mailbox", alice, "--device", "scanner", "--generate")
+	idp.NextDeviceFlow(oauthMailbox, "authorization_pending", "slow_down")
+	out, errs, code := tool("", "enroll", "--config", cfgFile, "--mailbox", oauthMailbox, "--device", "scanner", "--generate")
 	if code != 0 {
 		t.Fatalf("enroll: %d\n%s\n%s", code, out, errs)
 	}
@@ -115,21 +63,15 @@ domains:
 	}
 	scannerPW := pw[1]
 	// A second device with a password of its own (the one it has).
-	idp.NextDeviceFlow(alice)
-	if out, errs, code := tool("old-pbx-password\n", "enroll", "--config", cfgFile, "--mailbox", alice, "--device", "pbx", "--password-stdin"); code != 0 {
+	idp.NextDeviceFlow(oauthMailbox)
+	if out, errs, code := tool("old-pbx-password\n", "enroll", "--config", cfgFile, "--mailbox", oauthMailbox, "--device", "pbx", "--password-stdin"); code != 0 {
 		t.Fatalf("enroll pbx: %d\n%s\n%s", code, out, errs)
 	}
 
-	// startBridge's NoErrorLogs does not fit: marking a mailbox for
-	// re-enrollment is logged at level error, for the admin.
-	b := bridgetest.Start(t, bridgetest.Options{
-		Args: []string{"--upstream", "imap+insecure://" + d.IMAPAddr, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
-			"--config", cfgFile, "--auth-fail-delay", "10ms", "--log-level", "debug"},
-		Env: cleanEnv(), StartTimeout: startTimeout, StopTimeout: 40 * time.Second, MustExitCleanly: true,
-	})
+	b := o.startBridge(t)
 	for _, p := range []string{scannerPW, "old-pbx-password"} {
 		for i, m := range want {
-			u := url.URL{Scheme: "pop3", User: url.UserPassword(alice, p), Host: b.POP3, Path: fmt.Sprintf("/%d", i+1)}
+			u := url.URL{Scheme: "pop3", User: url.UserPassword(oauthMailbox, p), Host: b.POP3, Path: fmt.Sprintf("/%d", i+1)}
 			got := runTool(t, exec.Command(curl, "-sS", "--max-time", "60", u.String()))
 			if !bytes.Equal(got, m) {
 				t.Errorf("curl message %d with a device password:\n got %q\nwant %q", i+1, got, m)
@@ -145,7 +87,7 @@ p.user(sys.argv[3]); p.pass_(sys.argv[4])
 for i in (1, 2):
     sys.stdout.buffer.write(b"\r\n".join(p.retr(i)[1]) + b"\r\n")
 p.quit()`
-		got := runTool(t, exec.Command(py, "-c", script, host, port, alice, "old-pbx-password"))
+		got := runTool(t, exec.Command(py, "-c", script, host, port, oauthMailbox, "old-pbx-password"))
 		if !bytes.Equal(got, bytes.Join(want, nil)) {
 			t.Errorf("poplib with the pbx password:\n got %q\nwant %q", got, bytes.Join(want, nil))
 		}
@@ -158,13 +100,7 @@ p.quit()`
 
 	reply := func(pass string) string {
 		t.Helper()
-		conn, err := net.Dial("tcp", b.POP3)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c := pop3test.New(t, conn, pop3test.Options{Deadline: time.Minute})
-		c.MustLine("+OK")
-		r, _ := c.TryLogin(alice, pass)
+		c, r := oauthLogin(t, b, pass)
 		c.TryCmd("QUIT")
 		return r
 	}
@@ -179,7 +115,7 @@ p.quit()`
 	}
 	idp.SetTokenDown(0)
 	// Revoked at the provider: the refresh answers invalid_grant.
-	idp.Revoke(alice)
+	idp.Revoke(oauthMailbox)
 	if r := reply(scannerPW); r != "-ERR [SYS/PERM] mailbox authorization expired, ask your administrator" {
 		t.Errorf("revoked grant: %q", r)
 	}
@@ -189,15 +125,15 @@ p.quit()`
 		t.Errorf("oauth devices:\n%s", out)
 	}
 	// Enrolled again: the devices keep their passwords.
-	idp.NextDeviceFlow(alice)
-	if out, errs, code := tool("", "enroll", "--config", cfgFile, "--mailbox", alice, "--device", "scanner", "--generate"); code != 0 {
+	idp.NextDeviceFlow(oauthMailbox)
+	if out, errs, code := tool("", "enroll", "--config", cfgFile, "--mailbox", oauthMailbox, "--device", "scanner", "--generate"); code != 0 {
 		t.Fatalf("enroll again: %d\n%s\n%s", code, out, errs)
 	}
 	if r := reply("old-pbx-password"); !strings.HasPrefix(r, "+OK") {
 		t.Errorf("pbx after re-enrollment: %q", r)
 	}
 	// Revoking one device leaves the other.
-	if _, errs, code := tool("", "revoke", "--config", cfgFile, "--mailbox", alice, "--device", "pbx"); code != 0 {
+	if _, errs, code := tool("", "revoke", "--config", cfgFile, "--mailbox", oauthMailbox, "--device", "pbx"); code != 0 {
 		t.Fatalf("revoke pbx: %s", errs)
 	}
 	if r := reply("old-pbx-password"); !strings.HasPrefix(r, "-ERR [AUTH]") {
@@ -208,5 +144,157 @@ p.quit()`
 	}
 	if m := b.Scrape(); m["popbridge_oauth_token_refreshes_total{result=\"invalid_grant\"}"] != 1 {
 		t.Errorf("metrics: invalid_grant refreshes = %v", m["popbridge_oauth_token_refreshes_total{result=\"invalid_grant\"}"])
+	}
+}
+
+// oauthMailbox is the mailbox of the OAuth2 end-to-end tests.
+const oauthMailbox = "alice@example.test"
+
+// tokenRE matches the test authorization server's access and refresh tokens.
+var tokenRE = regexp.MustCompile(`\b(at|rt)-[0-9a-f]{32}\b`)
+
+// oauthEnv is an authorization server, a Dovecot asking it about tokens
+// with two messages for oauthMailbox, and a popbridge config file for them.
+type oauthEnv struct {
+	idp          *oauthserver.Server
+	d            *testenv.Dovecot
+	cfgFile, key string
+	want         [][]byte // the mailbox's messages
+	// tool runs popbridge oauth ARGS with stdin and returns its stdout,
+	// stderr and exit status.
+	tool func(stdin string, args ...string) (string, string, int)
+}
+
+// newOAuthEnv sets up; storeURL "" means a SQLite file in a temporary
+// directory. A client secret in opts goes in a client-secret-file.
+func newOAuthEnv(t *testing.T, opts oauthserver.Options, storeURL string) *oauthEnv {
+	t.Helper()
+	o := &oauthEnv{idp: oauthserver.Start(t, opts)}
+	o.d = testenv.StartDovecot(t, testenv.DovecotOptions{
+		Users:  []testenv.User{{Name: oauthMailbox, Password: "seed-only"}},
+		OAuth2: &testenv.DovecotOAuth2{IntrospectionURL: o.idp.URL + "/introspect"},
+	})
+	o.want = [][]byte{
+		[]byte("From: a@example.test\r\nTo: " + oauthMailbox + "\r\nSubject: one\r\n\r\nfirst\r\n.leading dot\r\n"),
+		[]byte("From: b@example.test\r\nTo: " + oauthMailbox + "\r\nSubject: two\r\n\r\nsecond\r\n"),
+	}
+	for _, m := range o.want {
+		o.d.Append(t, oauthMailbox, "INBOX", m)
+	}
+	dir := t.TempDir()
+	o.key = filepath.Join(dir, "secret.key")
+	if storeURL == "" {
+		storeURL = "sqlite:" + filepath.Join(dir, "popbridge.db")
+	}
+	secret := ""
+	if opts.ClientSecret != "" {
+		writeFile(t, filepath.Join(dir, "client.secret"), 0o600, opts.ClientSecret+"\n")
+		secret = "\n    client-secret-file: " + filepath.Join(dir, "client.secret")
+	}
+	o.cfgFile = filepath.Join(dir, "popbridge.yaml")
+	writeFile(t, o.cfgFile, 0o644, fmt.Sprintf(`secret-key-file: %s
+store: %s
+providers:
+  corp:
+    type: generic
+    client-id: popbridge%s
+    device-auth-url: %s/devicecode
+    token-url: %s/token
+    scopes: [mail]
+domains:
+  example.test:
+    auth: oauth2-user
+    provider: corp
+`, o.key, storeURL, secret, o.idp.URL, o.idp.URL))
+
+	bin := bridgetest.Binary(t)
+	o.tool = func(stdin string, args ...string) (string, string, int) {
+		t.Helper()
+		cmd := exec.Command(bin, append([]string{"oauth"}, args...)...)
+		cmd.Env = cleanEnv()
+		cmd.Stdin = strings.NewReader(stdin)
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return out.String(), errb.String(), code
+	}
+	return o
+}
+
+// startBridge starts a popbridge process on the config file.
+// startBridge's NoErrorLogs does not fit: marking a mailbox for
+// re-enrollment is logged at level error, for the admin.
+func (o *oauthEnv) startBridge(t *testing.T) *Bridge {
+	t.Helper()
+	return bridgetest.Start(t, bridgetest.Options{
+		Args: []string{"--upstream", "imap+insecure://" + o.d.IMAPAddr, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
+			"--config", o.cfgFile, "--auth-fail-delay", "10ms", "--log-level", "debug"},
+		Env: cleanEnv(), StartTimeout: startTimeout, StopTimeout: 40 * time.Second, MustExitCleanly: true,
+	})
+}
+
+// oauthLogin logs in to b as oauthMailbox with pass and returns the client and
+// the answer to PASS.
+func oauthLogin(t *testing.T, b *Bridge, pass string) (*pop3test.Client, string) {
+	t.Helper()
+	conn, err := net.Dial("tcp", b.POP3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := pop3test.New(t, conn, pop3test.Options{Deadline: time.Minute})
+	c.MustLine("+OK")
+	r, _ := c.TryLogin(oauthMailbox, pass)
+	return c, r
+}
+
+// TestOAuth2TwoProcessesOnePostgres runs two popbridge processes on one
+// PostgreSQL store: right after enrollment the stored access token is
+// about to expire (the grant's tokens live a minute, refreshed ones an
+// hour), and 20 logins at once, half on each process, cost exactly one
+// refresh: the processes share nothing but the store's lock and rows.
+func TestOAuth2TwoProcessesOnePostgres(t *testing.T) {
+	if _, err := testenv.PostgresBinDir(); err != nil && !testenv.InCI() {
+		t.Skipf("PostgreSQL: %v", err)
+	}
+	pg := testenv.StartPostgres(t)
+	o := newOAuthEnv(t, oauthserver.Options{GrantAccessTTL: time.Minute}, pg.NewDatabase(t))
+	if _, errs, code := o.tool("", "keygen", "--config", o.cfgFile); code != 0 {
+		t.Fatalf("keygen: %s", errs)
+	}
+	o.idp.NextDeviceFlow(oauthMailbox)
+	if out, errs, code := o.tool("pw\n", "enroll", "--config", o.cfgFile, "--mailbox", oauthMailbox, "--device", "scanner", "--password-stdin"); code != 0 {
+		t.Fatalf("enroll: %d\n%s\n%s", code, out, errs)
+	}
+	bridges := []*Bridge{o.startBridge(t), o.startBridge(t)}
+	var wg sync.WaitGroup
+	errs := make(chan string, 20)
+	for i := range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, r := oauthLogin(t, bridges[i%2], "pw")
+			if !strings.HasPrefix(r, "+OK") {
+				errs <- fmt.Sprintf("bridge %d: %s", i%2, r)
+				return
+			}
+			if st, body, err := c.TryMulti("RETR 1"); err != nil || !bytes.Equal(body, o.want[0]) {
+				errs <- fmt.Sprintf("bridge %d: RETR 1: %s %v", i%2, st, err)
+			}
+			c.TryCmd("QUIT")
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+	if n := o.idp.TokenRequests("refresh_token"); n != 1 || o.idp.ReuseDetected() {
+		t.Errorf("%d refresh requests from two processes (reuse detected %v), want exactly 1", n, o.idp.ReuseDetected())
 	}
 }

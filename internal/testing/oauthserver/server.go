@@ -38,6 +38,11 @@ type Options struct {
 	ClientSecret string
 	// AccessTTL is the access tokens' lifetime (default one hour).
 	AccessTTL time.Duration
+	// GrantAccessTTL, when set, is the lifetime of the access tokens the
+	// device and code grants issue (the ones enrollment stores); refreshed
+	// ones live AccessTTL. A short one makes the first logins after
+	// enrollment refresh, with no clock to move (other processes).
+	GrantAccessTTL time.Duration
 	// NoRotation keeps refresh tokens across refreshes; by default each
 	// refresh returns a new one and reusing an old one revokes the grant.
 	NoRotation bool
@@ -288,19 +293,9 @@ func (s *Server) ReuseDetected() bool {
 	return false
 }
 
-// IssueGrant creates a grant for user directly (no flow) and returns its
-// access and refresh tokens.
-func (s *Server) IssueGrant(user string) (accessToken, refreshToken string, expiresIn int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	g := &grant{user: user}
-	at, rt := s.issueLocked(g)
-	return at, rt, int(s.opts.AccessTTL / time.Second)
-}
-
-func (s *Server) issueLocked(g *grant) (string, string) {
+func (s *Server) issueLocked(g *grant, ttl time.Duration) (string, string) {
 	at := "at-" + random()
-	s.access[at] = &access{g: g, expiry: s.now.Add(s.opts.AccessTTL)}
+	s.access[at] = &access{g: g, expiry: s.now.Add(ttl)}
 	if g.current == "" || !s.opts.NoRotation {
 		g.current = "rt-" + random()
 		s.grants[g.current] = g
@@ -473,11 +468,17 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// answerTokens issues tokens for g: for a new grant (device or code)
+// living GrantAccessTTL if set, for a refresh AccessTTL.
 func (s *Server) answerTokens(w http.ResponseWriter, g *grant) {
-	at, rt := s.issueLocked(g)
+	ttl := s.opts.AccessTTL
+	if g.current == "" && s.opts.GrantAccessTTL > 0 {
+		ttl = s.opts.GrantAccessTTL
+	}
+	at, rt := s.issueLocked(g, ttl)
 	writeJSON(w, map[string]any{
 		"access_token": at, "token_type": "Bearer", "refresh_token": rt,
-		"expires_in": int(s.opts.AccessTTL / time.Second),
+		"expires_in": int(ttl / time.Second),
 	})
 }
 
