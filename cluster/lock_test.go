@@ -20,6 +20,7 @@ import (
 // lock, because PostgreSQL ends the advisory lock with the dead process's
 // connection; a QUIT frees it as well; other users are never blocked.
 func TestClusterLockSession(t *testing.T) {
+	t.Parallel()
 	testenv.RequireTool(t, "dovecot")
 	users := []testenv.User{{Name: "alice", Password: "alice-pw"}, {Name: "bob", Password: "bob-pw"}}
 	d := testenv.StartDovecot(t, testenv.DovecotOptions{Users: users})
