@@ -159,23 +159,24 @@ func (m *maildrop) restoreRows(ctx context.Context, rows []JournalEntry) (int, e
 // moveGuarded moves uids of the selected mailbox into mailbox, with the
 // same care as the QUIT update where the server lacks UIDPLUS.
 func (m *maildrop) moveGuarded(uids []uint32, mailbox string) error {
-	var before []imap.UID
-	if m.needsGuardedExpunge(policy.Action{Kind: policy.Move}) {
-		var err error
-		if before, err = m.searchDeleted(); err != nil {
-			return err
-		}
-		if foreign(before, uids) {
-			return errForeignDeleted
-		}
-	}
-	return m.move(uids, mailbox, before)
+	return m.guarded(uids, policy.Action{Kind: policy.Move}, func(before []imap.UID) error {
+		return m.move(uids, mailbox, before)
+	})
 }
 
 // expungeGuarded expunges uids of the selected mailbox, never another.
 func (m *maildrop) expungeGuarded(uids []uint32) error {
+	return m.guarded(uids, policy.Action{Kind: policy.Expunge}, func(before []imap.UID) error {
+		return m.expunge(uids, before)
+	})
+}
+
+// guarded runs do for action a on uids, passing the UIDs already \Deleted
+// where a ends in a plain EXPUNGE (no UIDPLUS), and refusing then when
+// other messages are \Deleted too.
+func (m *maildrop) guarded(uids []uint32, a policy.Action, do func(before []imap.UID) error) error {
 	var before []imap.UID
-	if m.needsGuardedExpunge(policy.Action{Kind: policy.Expunge}) {
+	if m.needsGuardedExpunge(a) {
 		var err error
 		if before, err = m.searchDeleted(); err != nil {
 			return err
@@ -184,7 +185,7 @@ func (m *maildrop) expungeGuarded(uids []uint32) error {
 			return errForeignDeleted
 		}
 	}
-	return m.expunge(uids, before)
+	return do(before)
 }
 
 // expireQuarantine expunges from quarantine what this user's sessions put
