@@ -181,16 +181,18 @@ func (m *Manager) appToken(ctx context.Context, provider, mailbox, stale string)
 	if p.serviceAccount != nil {
 		key += "\x00" + mailbox
 	}
+	// One request per token however many logins need it; other
+	// providers and mailboxes do not wait for it.
+	unlock := m.lockFlight("app\x00" + key)
+	defer unlock()
 	m.appMu.Lock()
-	defer m.appMu.Unlock()
-	if t := m.appTokens[key]; t != nil && t.AccessToken != stale && m.o.Now().Add(m.o.RefreshMargin).Before(t.Expiry) {
+	t := m.appTokens[key]
+	m.appMu.Unlock()
+	if t != nil && t.AccessToken != stale && m.o.Now().Add(m.o.RefreshMargin).Before(t.Expiry) {
 		return t.AccessToken, false, nil
 	}
 	hctx := context.WithValue(ctx, oauth2.HTTPClient, m.o.HTTPClient)
-	var (
-		t   *oauth2.Token
-		err error
-	)
+	var err error
 	if p.serviceAccount != nil {
 		t, err = p.serviceAccount.delegatedToken(hctx, mailbox, p.AppScopes)
 	} else {
@@ -210,7 +212,9 @@ func (m *Manager) appToken(ctx context.Context, provider, mailbox, stale string)
 		return "", false, err
 	}
 	t.Expiry = m.expiry(t)
+	m.appMu.Lock()
 	m.appTokens[key] = t
+	m.appMu.Unlock()
 	m.o.Metrics.refreshed("ok")
 	m.o.Logger.Info().Str("provider", p.Name).Time("expiry", t.Expiry).Msg("app token fetched")
 	return t.AccessToken, true, nil

@@ -73,7 +73,7 @@ type Manager struct {
 	flights map[string]*flight
 
 	appMu     sync.Mutex
-	appTokens map[string]*oauth2.Token // provider name -> client credentials token
+	appTokens map[string]*oauth2.Token // provider (and mailbox, for a service account) -> app token
 }
 
 type flight struct {
@@ -98,7 +98,8 @@ func NewManager(o ManagerOptions) *Manager {
 // Provider returns the named provider, or nil.
 func (m *Manager) Provider(name string) *Provider { return m.o.Providers[name] }
 
-// lockFlight serializes refreshes of one mailbox in this process.
+// lockFlight serializes the refreshes of one token in this process: a
+// mailbox's grant, or an app token.
 func (m *Manager) lockFlight(mailbox string) func() {
 	m.mu.Lock()
 	f := m.flights[mailbox]
