@@ -60,7 +60,7 @@ func TestUIDLImport(t *testing.T) {
 	storeFlags := []string{"--store", "sqlite:state.db", "--data-dir", dir}
 	importTool := func(extra ...string) (string, string, int) {
 		t.Helper()
-		args := append([]string{"uidl", "import", "--from", "pop3+insecure://" + d.POP3Addr, "--mailboxes", mailboxes,
+		args := append([]string{"uidl", "import", "--from", "pop3://" + d.POP3Addr, "--from-ca", d.CAFile, "--mailboxes", mailboxes,
 			"--upstream", "imap+insecure://" + d.IMAPAddr}, storeFlags...)
 		cmd := exec.Command(bridgetest.Binary(t), append(args, extra...)...)
 		cmd.Env = cleanEnv()

@@ -415,8 +415,12 @@ func TestDovecotMigration(t *testing.T) {
 	}
 
 	st := newStore(t)
-	from, err := uidlimport.ParseServer("pop3+insecure://" + d.POP3Addr)
+	// STLS, required, verified against Dovecot's certificate.
+	from, err := uidlimport.ParseServer("pop3://" + d.POP3Addr)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if from.TLS, err = d.TLSConfig(); err != nil {
 		t.Fatal(err)
 	}
 	accounts := []uidlimport.Account{{User: testUser, Password: testPass, Line: 1}}
@@ -428,6 +432,16 @@ func TestDovecotMigration(t *testing.T) {
 	want := uidlimport.Report{User: testUser, Mailbox: "INBOX", Status: uidlimport.StatusDryRun, POP3: 100, IMAP: 100, Matched: 98, Ambiguous: 2}
 	if reports[0] != want || st.len(t) != 0 {
 		t.Fatalf("dry run: %+v (store %d UIDLs), want %+v and nothing stored", reports[0], st.len(t), want)
+	}
+
+	// Without Dovecot's CA the certificate is refused: nothing read.
+	untrusted := *from
+	untrusted.TLS = nil
+	bad := opts
+	bad.From = &untrusted
+	reports, _ = uidlimport.Run(context.Background(), bad, accounts)
+	if reports[0].Status != uidlimport.StatusFailed || !strings.Contains(reports[0].Error, "certificate") {
+		t.Fatalf("unverified old server: %+v, want a certificate failure", reports[0])
 	}
 
 	opts.DryRun = false

@@ -66,8 +66,12 @@ type pop3Client struct {
 	timeout time.Duration
 }
 
-// errAuth is a login the old server refused.
-var errAuth = errors.New("the old server refused the login")
+var (
+	// errAuth is a login the old server refused.
+	errAuth = errors.New("the old server refused the login")
+	// errNegative is any other -ERR.
+	errNegative = errors.New("the old server answered -ERR")
+)
 
 func dialPOP3(ctx context.Context, s *Server) (*pop3Client, error) {
 	timeout := s.Timeout
@@ -89,12 +93,27 @@ func dialPOP3(ctx context.Context, s *Server) (*pop3Client, error) {
 		}
 		return cfg
 	}
+	raw := conn
+	stop := context.AfterFunc(ctx, func() { raw.Close() })
+	defer stop()
+	// handshake now, so that a certificate problem is reported as one
+	// rather than as whatever command first needed the connection.
+	handshake := func() error {
+		tc := tls.Client(raw, tlsConfig())
+		_ = raw.SetDeadline(time.Now().Add(timeout))
+		if err := tc.HandshakeContext(ctx); err != nil {
+			raw.Close()
+			return fmt.Errorf("TLS: %w", err)
+		}
+		conn = tc
+		return nil
+	}
 	if s.Scheme == SchemePOP3S {
-		conn = tls.Client(conn, tlsConfig())
+		if err := handshake(); err != nil {
+			return nil, err
+		}
 	}
 	c := &pop3Client{conn: conn, r: bufio.NewReader(conn), timeout: timeout}
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	defer stop()
 	if _, err := c.status(); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("greeting: %w", err)
@@ -104,7 +123,9 @@ func dialPOP3(ctx context.Context, s *Server) (*pop3Client, error) {
 			conn.Close()
 			return nil, fmt.Errorf("STLS (required with pop3://): %w", err)
 		}
-		conn = tls.Client(conn, tlsConfig())
+		if err := handshake(); err != nil {
+			return nil, err
+		}
 		c.conn, c.r = conn, bufio.NewReader(conn)
 	}
 	return c, nil
@@ -116,10 +137,16 @@ func (c *pop3Client) login(user, pass string) error {
 		return errors.New("user or password contains a line break")
 	}
 	if _, err := c.cmd("USER " + user); err != nil {
-		return fmt.Errorf("%w (USER)", errAuth)
+		if errors.Is(err, errNegative) {
+			return fmt.Errorf("%w (USER)", errAuth)
+		}
+		return err
 	}
 	if _, err := c.cmd("PASS " + pass); err != nil {
-		return errAuth
+		if errors.Is(err, errNegative) {
+			return errAuth
+		}
+		return err
 	}
 	return nil
 }
@@ -200,7 +227,7 @@ func (c *pop3Client) status() (string, error) {
 	line = strings.TrimRight(line, "\r\n")
 	if !strings.HasPrefix(line, "+OK") {
 		// The server's text is not shown: it could echo what was sent.
-		return "", errors.New("the old server answered -ERR")
+		return "", errNegative
 	}
 	return line, nil
 }
