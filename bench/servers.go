@@ -101,7 +101,7 @@ func startEnv(cfg Config, users []testenv.User, binary string) (_ *env, err erro
 	return e, nil
 }
 
-// startBridge runs popbridge with SPEC defaults except for the limits a
+// startBridge runs popbridge with its defaults except for the limits a
 // load test from one address would hit.
 func (e *env) startBridge() error {
 	cfg, binary, maxSessions := e.cfg, e.binary, e.maxSessions

@@ -34,7 +34,7 @@ func (e *Entry) WithHidden(hidden []uint32) *Entry {
 }
 
 // Hide returns e with Hidden also set on uids: the bridge's own flag
-// action (SPEC §3) added $POP3Deleted to them.
+// action (docs/policy.md) added $POP3Deleted to them.
 func (e *Entry) Hide(uids []uint32) *Entry {
 	if e == nil {
 		return nil

@@ -1,6 +1,6 @@
 // Package cache keeps maildrop listings (and optionally small bodies) in
 // memory between POP3 sessions, so that a client polling an unchanged
-// mailbox every minute costs one SELECT and no listing (SPEC §5).
+// mailbox every minute costs one SELECT and no listing (docs/design.md#caches).
 //
 // It is pure: no I/O, no IMAP. The upstream layer asks an Entry what to
 // fetch (Decide), builds a new Entry from what it fetched (NewEntry or

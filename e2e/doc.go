@@ -2,7 +2,7 @@
 // built from ./cmd/popbridge once per test run, in front of a real Dovecot
 // (internal/testenv), driven by real POP3 clients (curl, fetchmail, mpop,
 // getmail6, Python's poplib) and by a raw POP3 client for the safety rules of
-// SPEC §3.
+// docs/policy.md.
 //
 // Every delivered message is compared byte for byte (SHA-256) with the
 // upstream BODY[] as Dovecot serves it. Where a client changes what it

@@ -70,7 +70,7 @@ func TestDovecotParity(t *testing.T) {
 	}
 	// Every message was RETR'd above by both; delete two and quit. (No
 	// RSET here: Dovecot's RSET also forgets the RETRs, so that they do
-	// not mark \Seen; SPEC §3 says a RETR'd message gets \Seen at QUIT.)
+	// not mark \Seen; docs/policy.md says a RETR'd message gets \Seen at QUIT.)
 	for _, cmd := range []string{"DELE 2", "DELE 4"} {
 		bp.OK(cmd)
 		dp.OK(cmd)

@@ -40,7 +40,7 @@ var matrixMsgs = []matrixMsg{
 	{name: "top5-seen", pre: []imap.Flag{imap.FlagSeen}, tops: []int{5}},
 }
 
-// matrixCell is one combination of the SPEC §3 settings.
+// matrixCell is one combination of the delete settings (docs/policy.md).
 type matrixCell struct {
 	policy   string // --delete-policy
 	action   string // --delete-action
@@ -73,19 +73,19 @@ type matrixPlace struct {
 	flags []imap.Flag
 }
 
-// expectAfterQuit is SPEC §3 written out for one message, independently
+// expectAfterQuit is docs/policy.md written out for one message, independently
 // of package policy: what a QUIT in cell c leaves of m.
 func expectAfterQuit(c matrixCell, m matrixMsg) matrixPlace {
 	flags := append([]imap.Flag(nil), m.pre...)
 	if m.foreign {
 		flags = append(flags, imap.FlagDeleted)
 	}
-	// §1 --mark-seen: a message RETR'd in full gets \Seen at QUIT, whatever
+	// --mark-seen: a message RETR'd in full gets \Seen at QUIT, whatever
 	// the policy; TOP never marks.
 	if c.markSeen && m.retr {
 		flags = append(flags, imap.FlagSeen)
 	}
-	// §3, first table: which messages are "applied" at QUIT.
+	// docs/policy.md, --delete-policy: which messages are "applied" at QUIT.
 	var applied bool
 	switch c.policy {
 	case "honor": // the client's DELE: applied; RETR'd only: stays
@@ -98,7 +98,7 @@ func expectAfterQuit(c matrixCell, m matrixMsg) matrixPlace {
 	if !applied {
 		return matrixPlace{box: "INBOX", flags: flags}
 	}
-	// §3, second table: what "applied" means upstream.
+	// docs/policy.md, --delete-action: what "applied" means upstream.
 	switch c.action {
 	case "expunge": // gone, and only it
 		return matrixPlace{}
@@ -168,7 +168,7 @@ func (mx *matrixMailbox) session(t *testing.T, b *Bridge) *pop3Client {
 		want[i+1] = mx.uidl(i)
 	}
 	// The foreign \Deleted message exists upstream, so it is in the
-	// snapshot (SPEC §2) like any other.
+	// snapshot (docs/design.md#pop3-service) like any other.
 	if got := list(p, "UIDL"); !maps.Equal(got, want) {
 		t.Fatalf("UIDL at the start of the session: %v, want %v", got, want)
 	}
@@ -274,7 +274,7 @@ func matrixQuit(t *testing.T, d *testenv.Dovecot, b *Bridge, c matrixCell) {
 	wantText := placeText(matrixNames(), want)
 	got, inbox, trash, trashExists := mx.upstream(t, d)
 	if got != wantText {
-		t.Errorf("upstream after QUIT (message: place (flags)):\n got:\n%s\nwant (SPEC §3):\n%s", got, wantText)
+		t.Errorf("upstream after QUIT (message: place (flags)):\n got:\n%s\nwant (docs/policy.md):\n%s", got, wantText)
 	}
 	for _, m := range append(append([]testenv.StoredMessage(nil), inbox...), trash...) {
 		if hasFlag(m.Flags, imap.FlagDeleted) && messageName(m.Body) != "foreign" {

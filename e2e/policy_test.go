@@ -10,7 +10,7 @@ import (
 	"github.com/popbridge/popbridge/internal/testenv"
 )
 
-// TestPolicies checks the delete policies and actions of SPEC §3 other than
+// TestPolicies checks the delete policies and actions of docs/policy.md other than
 // honor/expunge (which TestSafety covers) against Dovecot, one bridge per
 // configuration: each session deletes message 1 and retrieves message 2
 // in full, then quits, and the mailbox is read back over IMAP. A last

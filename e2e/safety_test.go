@@ -15,8 +15,8 @@ import (
 	"github.com/popbridge/popbridge/internal/testenv"
 )
 
-// TestSafety checks SPEC §3's safety rules and the session snapshot of
-// §2 against a real Dovecot, with the raw POP3 client: what each session
+// TestSafety checks the safety rules and the session snapshot of
+// docs/design.md against a real Dovecot, with the raw POP3 client: what each session
 // does to the mailbox is read back over IMAP (UIDs, sizes, flags) once the
 // bridge has logged the session's end. Each subtest has its own user.
 func TestSafety(t *testing.T) {

@@ -9,7 +9,7 @@ import (
 	"strings"
 )
 
-// DeletePolicy says which messages are applied at QUIT (SPEC §3).
+// DeletePolicy says which messages are applied at QUIT (docs/policy.md).
 type DeletePolicy int
 
 const (
@@ -131,7 +131,7 @@ type Policy struct {
 	DryRun bool
 }
 
-// Default is the server default of SPEC §1.
+// Default is the server default (docs/design.md#configuration).
 var Default = Policy{Delete: Honor, Action: Action{Kind: Expunge}, MarkSeen: true}
 
 // Expire is the RFC 2449 EXPIRE capability value for the policy: "0" when

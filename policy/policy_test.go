@@ -22,7 +22,7 @@ var scenarios = []struct {
 	{"mixed", []uint32{10, 30}, []uint32{30, 20}},
 }
 
-// wantApply is SPEC §3's first table, cell by cell: which UIDs get the
+// wantApply is docs/policy.md's policy table, cell by cell: which UIDs get the
 // delete action for each policy and scenario.
 var wantApply = map[DeletePolicy]map[string][]uint32{
 	Honor: {

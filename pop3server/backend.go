@@ -140,10 +140,26 @@ type SessionStats struct {
 	BytesSent  int64 // octets written to the client
 	Messages   int   // messages in the maildrop at login
 	MaildropSz int64 // octets in the maildrop at login
-	// Result is how the session ended: "quit", "update-failed",
-	// "disconnected", "timeout", "shutdown", "limit", "error".
+	// Result is how the session ended: one of SessionResults.
 	Result string
 }
+
+// SessionResults are the values SessionStats.Result takes (and so the
+// result label of popbridge_sessions_ended_total), each set by the server
+// in exactly one situation:
+//
+//	quit           the client sent QUIT (and any update succeeded)
+//	update-failed  the client sent QUIT and the upstream update failed
+//	disconnected   the client went away (closed, reset, a write failed)
+//	timeout        an idle or pre-login timeout fired
+//	shutdown       Shutdown ended the session (drain)
+//	limit          a limit closed it: connections, bad commands, login
+//	               failures, line length
+//	evicted        a pre-login connection closed to make room for a new
+//	               one (MaxPreLoginConns)
+//	tls-error      the implicit-TLS handshake failed
+//	error          a message transfer broke off, or an internal error
+var SessionResults = []string{"quit", "update-failed", "disconnected", "timeout", "shutdown", "limit", "evicted", "tls-error", "error"}
 
 // SessionLocker takes the per-user session lock of Options.LockSession.
 // TryLock is called once per login, after the backend accepted the

@@ -30,7 +30,9 @@ type Workarounds struct {
 }
 
 // Options configures a Server. The zero value of every field means its
-// documented default; a negative count or duration disables that limit.
+// documented default; a negative count or duration disables that limit
+// (upstream.Options follows the same rule for its timeouts). No flag can
+// set a negative value: disabling a limit is for tests and embedders.
 type Options struct {
 	// TLSConfig enables STLS on plain connections. Implicit-TLS listeners
 	// are wrapped by the caller (tls.NewListener); the server recognizes

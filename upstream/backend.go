@@ -1,7 +1,7 @@
 // Package upstream implements pop3server.Backend on an IMAP server, with the
 // go-imap v2 client: each POP3 session logs in upstream with the client's
 // credentials, takes a snapshot of one mailbox at login, streams bodies
-// with BODY.PEEK, and applies the delete policy at QUIT (SPEC §1-§4).
+// with BODY.PEEK, and applies the delete policy at QUIT (docs/design.md).
 package upstream
 
 import (
@@ -23,7 +23,7 @@ import (
 	"github.com/popbridge/popbridge/uidlmap"
 )
 
-// Defaults for the zero values of Options (SPEC §1 limits).
+// Defaults for the zero values of Options (docs/design.md#configuration).
 const (
 	DefaultDialTimeout    = 10 * time.Second
 	DefaultLoginTimeout   = 30 * time.Second
@@ -43,6 +43,11 @@ const (
 
 // Options configures a Backend. URL (or a Resolver whose settings name an
 // upstream) is required; every other zero value means the default.
+//
+// Negative values follow pop3server.Options: a negative timeout
+// (DialTimeout, LoginTimeout, CommandTimeout, the breaker's Threshold)
+// switches that limit off. Retention periods and byte budgets are not
+// limits that can be switched off; for them zero or less means the default.
 type Options struct {
 	// URL is the upstream (see ParseURL). A Resolver may override it per
 	// user; it may be nil only when every user resolves to an upstream.
@@ -59,7 +64,7 @@ type Options struct {
 	UIDLFormat UIDLFormat
 	// Policy is the server-wide delete policy, used when Resolver is nil.
 	// Its zero value is honor/expunge without mark-seen; policy.Default is
-	// SPEC §1's default.
+	// the server default (docs/design.md#configuration).
 	Policy policy.Policy
 	// Resolver, when set, gives each user's upstream, mailbox and policy;
 	// its Default should carry the server-wide values. Empty Upstream or
@@ -68,12 +73,12 @@ type Options struct {
 	// DialTimeout bounds the TCP connect (default 10 s); LoginTimeout the
 	// whole login: connect, TLS, greeting, LOGIN, SELECT and the listing
 	// (default 30 s); CommandTimeout is how long any later upstream
-	// command may go without progress (default 60 s).
+	// command may go without progress (default 60 s). Negative: none.
 	DialTimeout, LoginTimeout, CommandTimeout time.Duration
 	// SendID sends IMAP ID with x-originating-ip/-port and
 	// x-connected-ip/-port before LOGIN when the server offers ID.
 	SendID bool
-	// Cache, when set, keeps listings between sessions (SPEC §5): a login
+	// Cache, when set, keeps listings between sessions (docs/design.md#caches): a login
 	// to an unchanged mailbox then costs LOGIN, SELECT and LOGOUT (plus
 	// one UID SEARCH on servers without CONDSTORE), and new mail costs a
 	// FETCH of the new messages only. Entries are keyed by upstream URL,
@@ -185,13 +190,13 @@ func New(opts Options) (*Backend, error) {
 	}
 	opts.UIDLFormat = opts.UIDLFormat.orDefault()
 	f := opts.UIDLFormat.parts
-	if opts.DialTimeout <= 0 {
+	if opts.DialTimeout == 0 {
 		opts.DialTimeout = DefaultDialTimeout
 	}
-	if opts.LoginTimeout <= 0 {
+	if opts.LoginTimeout == 0 {
 		opts.LoginTimeout = DefaultLoginTimeout
 	}
-	if opts.CommandTimeout <= 0 {
+	if opts.CommandTimeout == 0 {
 		opts.CommandTimeout = DefaultCommandTimeout
 	}
 	if opts.Prefetch.SessionBytes <= 0 {
@@ -219,6 +224,15 @@ func New(opts Options) (*Backend, error) {
 }
 
 var errLoginTimeout = errors.New("upstream login timed out")
+
+// withTimeout is context.WithTimeoutCause for an Options timeout, which
+// a negative value disables.
+func withTimeout(ctx context.Context, d time.Duration, cause error) (context.Context, context.CancelFunc) {
+	if d < 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeoutCause(ctx, d, cause)
+}
 
 // Login logs in upstream as username and returns the maildrop snapshot.
 // Bad credentials give pop3server.ErrAuthFailed; an unreachable, slow or
@@ -264,7 +278,7 @@ func (b *Backend) login(ctx context.Context, conn pop3server.ConnInfo, username,
 		return nil, err
 	}
 
-	ctx, cancel := context.WithTimeoutCause(ctx, b.opts.LoginTimeout, errLoginTimeout)
+	ctx, cancel := withTimeout(ctx, b.opts.LoginTimeout, errLoginTimeout)
 	defer cancel()
 	cfg := b.dialConfig(u)
 	if b.opts.SendID {

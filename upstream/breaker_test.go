@@ -1,8 +1,10 @@
 package upstream
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io"
 	"sync"
 	"testing"
 	"time"
@@ -275,5 +277,37 @@ func TestBackendHealth(t *testing.T) {
 			t.Fatalf("threshold %d: login after a good probe: %v", threshold, err)
 		}
 		mb.Close()
+	}
+}
+
+// TestNegativeTimeoutsDisable: as in pop3server.Options, a negative
+// timeout switches the limit off (zero is the default): a login with
+// every timeout negative still works.
+func TestNegativeTimeoutsDisable(t *testing.T) {
+	mem := startMem(t, capsFull)
+	msg := testMessage("negative", 50)
+	mem.append(t, "INBOX", msg)
+	b := newBackend(t, mem.url(), func(o *Options) {
+		o.DialTimeout, o.LoginTimeout, o.CommandTimeout = -1, -1, -1
+	})
+	if b.opts.DialTimeout != -1 || b.opts.LoginTimeout != -1 || b.opts.CommandTimeout != -1 {
+		t.Fatalf("negative timeouts replaced: %v %v %v", b.opts.DialTimeout, b.opts.LoginTimeout, b.opts.CommandTimeout)
+	}
+	mb, err := b.Login(context.Background(), testConn, testUser, testPass)
+	if err != nil {
+		t.Fatalf("login with timeouts disabled: %v", err)
+	}
+	body, err := mb.Retrieve(context.Background(), 1)
+	if err != nil {
+		t.Fatalf("RETR with timeouts disabled: %v", err)
+	}
+	if got, err := io.ReadAll(body); err != nil || !bytes.Equal(got, msg) {
+		t.Fatalf("body with timeouts disabled: %d octets, %v", len(got), err)
+	}
+	body.Close()
+	mb.Close()
+	d := newBackend(t, mem.url(), func(o *Options) { o.CommandTimeout = 0 })
+	if d.opts.DialTimeout != DefaultDialTimeout || d.opts.LoginTimeout != DefaultLoginTimeout || d.opts.CommandTimeout != DefaultCommandTimeout {
+		t.Fatalf("zero timeouts not the defaults: %v %v %v", d.opts.DialTimeout, d.opts.LoginTimeout, d.opts.CommandTimeout)
 	}
 }

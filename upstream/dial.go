@@ -61,7 +61,7 @@ type idParams struct {
 // go-imap is then started on the secured stream with a greeting that
 // carries the capabilities we learnt.
 func dial(ctx context.Context, cfg dialConfig) (*link, error) {
-	d := net.Dialer{Timeout: cfg.dialTimeout}
+	d := net.Dialer{Timeout: max(cfg.dialTimeout, 0)} // negative: disabled
 	nc, err := d.DialContext(ctx, "tcp", cfg.url.Host)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", cfg.url, err)

@@ -28,7 +28,7 @@ func (b *Backend) Identify(ctx context.Context) (Identity, error) {
 	if b.opts.URL == nil {
 		return Identity{}, errors.New("no server-wide upstream")
 	}
-	ctx, cancel := context.WithTimeout(ctx, b.opts.LoginTimeout)
+	ctx, cancel := withTimeout(ctx, b.opts.LoginTimeout, errLoginTimeout)
 	defer cancel()
 	l, err := dial(ctx, dialConfig{url: b.opts.URL, tls: b.opts.TLSConfig,
 		dialTimeout: b.opts.DialTimeout, commandTimeout: b.opts.CommandTimeout})

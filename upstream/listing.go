@@ -17,7 +17,7 @@ import (
 )
 
 // snapshot brings the listing up to what SELECT reported, from the cache
-// (SPEC §5) where the SELECT data prove the cached entry still exact, and
+// (docs/design.md#caches) where the SELECT data prove the cached entry still exact, and
 // by listing otherwise:
 //
 //   - Fresh: nothing is fetched.

@@ -25,7 +25,7 @@ import (
 	"github.com/popbridge/popbridge/uidlmap"
 )
 
-// These benchmarks profile the hot paths of SPEC's users against a real
+// These benchmarks profile the hot paths of popbridge's users (docs/design.md) against a real
 // Dovecot, with popbridge in this process:
 //
 //	go test ./upstream -run '^$' -bench DovecotPoll -cpuprofile cpu.out

@@ -15,7 +15,7 @@ import (
 	"github.com/popbridge/popbridge/pop3server"
 )
 
-// TestUpdateFallbacks covers the capability fallbacks of SPEC §3 against
+// TestUpdateFallbacks covers the capability fallbacks of docs/policy.md against
 // imapmemserver restricted to IMAP4rev1 (no UIDPLUS, no MOVE), beyond the
 // single-message cases of TestUpdate: several scattered UIDs, a message
 // another client flags \Deleted during the session, a message the session
@@ -87,7 +87,7 @@ func TestUpdateFallbacks(t *testing.T) {
 			inbox:   map[int]string{1: ``, 2: ``, 3: ``, 4: ``, 5: `\deleted`, 6: `\deleted`},
 		},
 		{
-			// The other client's \Deleted is not ours to remove (SPEC §3:
+			// The other client's \Deleted is not ours to remove (docs/design.md#delete-policy-and-safety:
 			// "our \Deleted flags are removed again").
 			name:       "expunge, another client flags one of our messages \\Deleted during the session",
 			policy:     honor(expunge, false),

@@ -39,8 +39,12 @@ func newProgressConn(c net.Conn, timeout time.Duration) *progressConn {
 	return &progressConn{Conn: c, timeout: timeout, every: min(time.Second, timeout/4)}
 }
 
-// arm starts the no-progress timeout for a command we issue.
+// arm starts the no-progress timeout for a command we issue; a timeout
+// of zero or less is disabled (Options.CommandTimeout negative).
 func (c *progressConn) arm() {
+	if c.timeout <= 0 {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.armed = true

@@ -1,4 +1,4 @@
-// Package config is popbridge's whole configuration (SPEC §1): the
+// Package config is popbridge's whole configuration (docs/design.md#configuration): the
 // command-line flags, their POPBRIDGE_* environment variables and the YAML
 // config file with its per-domain and per-user overrides. It validates
 // everything up front so that cmd/popbridge can print one line and exit 2

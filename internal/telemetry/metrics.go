@@ -3,6 +3,7 @@ package telemetry
 import (
 	"errors"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -58,7 +59,7 @@ func NewMetrics(version string) *Metrics {
 		}),
 		sessionsEnded: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "popbridge_sessions_ended_total",
-			Help: "POP3 connections ended, by how they ended (quit, update-failed, disconnected, timeout, shutdown, limit, error, tls-error).",
+			Help: "POP3 connections ended, by how they ended (" + strings.Join(pop3server.SessionResults, ", ") + ").",
 		}, []string{"result"}),
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "popbridge_logins_total",
@@ -120,6 +121,9 @@ func NewMetrics(version string) *Metrics {
 	// alerts work before the first event.
 	for _, r := range []string{LoginOK, LoginAuthFailed, LoginTempFailure, LoginInUse} {
 		m.logins.WithLabelValues(r)
+	}
+	for _, r := range pop3server.SessionResults {
+		m.sessionsEnded.WithLabelValues(r)
 	}
 	m.upstreamErrors.WithLabelValues("connect")
 	for _, r := range []string{"matched", "fresh", "ambiguous"} {
