@@ -175,7 +175,7 @@ func (m *Manager) refresh(ctx context.Context, mailbox, stale string) (string, b
 	unlock := m.lockFlight(mailbox)
 	defer unlock()
 	for {
-		rec, g, err := m.load(ctx, mailbox)
+		_, g, err := m.load(ctx, mailbox)
 		if err != nil {
 			return "", false, err
 		}
@@ -197,7 +197,7 @@ func (m *Manager) refresh(ctx context.Context, mailbox, stale string) (string, b
 		if err != nil {
 			return "", false, fmt.Errorf("%w: store lock: %w", errTemporary, err)
 		}
-		tok, fresh, err := m.refreshLocked(ctx, rec, g, stale)
+		tok, fresh, err := m.refreshLocked(ctx, mailbox, stale)
 		release()
 		if errors.Is(err, ErrConflict) {
 			continue // the row moved under us: read it again
@@ -207,10 +207,10 @@ func (m *Manager) refresh(ctx context.Context, mailbox, stale string) (string, b
 }
 
 // refreshLocked runs with the mailbox's store lock held.
-func (m *Manager) refreshLocked(ctx context.Context, rec Mailbox, g Grant, stale string) (string, bool, error) {
+func (m *Manager) refreshLocked(ctx context.Context, mailbox, stale string) (string, bool, error) {
 	// Read again under the lock: the previous holder may have just stored
 	// a new token.
-	rec, g, err := m.load(ctx, rec.Mailbox)
+	rec, g, err := m.load(ctx, mailbox)
 	if err != nil {
 		return "", false, err
 	}
