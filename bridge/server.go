@@ -34,7 +34,11 @@ func (b *Bridge) newServer() (*pop3server.Server, error) {
 	// Wrong passwords are kept from the upstream (negative cache, per-user
 	// throttle), so that one attacker does not get popbridge's own address
 	// penalized upstream for every user (docs/security.md).
-	guard := loginguard.New(b.backend, loginguard.Options{})
+	guard := loginguard.New(b.backend, loginguard.Options{
+		NegativeTTL:  b.cfg.LoginNegativeTTL,
+		UserBurst:    b.cfg.LoginUserBurst,
+		UserInterval: b.cfg.LoginUserInterval,
+	})
 	b.metrics.WatchLoginGuard(guard.Stats)
 	return pop3server.NewServer(guard, opts), nil
 }

@@ -109,13 +109,17 @@ type Config struct {
 	MaxLoginFailures        int
 	AuthFailDelay           time.Duration
 	AuthPenaltyMax          time.Duration
-	MaxConnsPerIP           int
-	MaxUserIPConns          int
-	MaxSessions             int
-	MaxPreLoginConns        int
-	UpstreamDialTimeout     time.Duration
-	UpstreamLoginTimeout    time.Duration
-	UpstreamCommandTimeout  time.Duration
+	// loginguard.Options (docs/security.md)
+	LoginNegativeTTL       time.Duration
+	LoginUserBurst         int
+	LoginUserInterval      time.Duration
+	MaxConnsPerIP          int
+	MaxUserIPConns         int
+	MaxSessions            int
+	MaxPreLoginConns       int
+	UpstreamDialTimeout    time.Duration
+	UpstreamLoginTimeout   time.Duration
+	UpstreamCommandTimeout time.Duration
 
 	CacheEntries         int           // listing LRU size; 0 disables the cache
 	CacheMaxAge          time.Duration // cache.Listings.MaxAge; 0 = no limit
