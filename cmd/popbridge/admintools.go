@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/popbridge/popbridge/internal/config"
+	"github.com/popbridge/popbridge/policy"
 )
 
 // adminCommand runs args as an admin subcommand when args[0] names one.
@@ -164,5 +165,27 @@ func runExplain(args []string, getenv func(string) string, stdout io.Writer) err
 	for _, l := range lines {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", l.Key, l.Value, l.Level, l.Where)
 	}
+	fmt.Fprintf(tw, "\nstore\t%s\n", stateSummary(cfg, device, cfg.Resolver().Resolve(user).Policy))
 	return tw.Flush()
+}
+
+// stateSummary says what the state store does for a login with policy p
+// (docs/policy.md): journal and device views, or why not.
+func stateSummary(cfg *config.Config, device string, p policy.Policy) string {
+	if cfg.Store == "none" {
+		return "none: no journal, no device views (leave lists a deleted message again)"
+	}
+	explicit := cfg.StoreExplicit()
+	journal, views := "off", "off"
+	if explicit || p.DryRun || p.Action.Kind == policy.Quarantine {
+		journal = "on"
+	}
+	if explicit || device != "" {
+		views = "on"
+	}
+	where := "default, opened at first use"
+	if explicit {
+		where = cfg.Where("store")
+	}
+	return fmt.Sprintf("%s (%s): journal %s, device views %s", cfg.Store, where, journal, views)
 }

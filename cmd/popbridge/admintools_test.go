@@ -50,14 +50,18 @@ users:
 		"mark-seen       false                         server  --mark-seen\n",
 		fmt.Sprintf("delete-dry-run  true                          user    config %s:10\n", path),
 		fmt.Sprintf("expire          0                             user    config %s:9\n", path),
+		"store  sqlite:popbridge.db (default, opened at first use): journal on, device views on\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
 	code, out, _ = runCmd(t, nil, "policy", "explain", "bob@other.org", "--config", path)
+	if !strings.Contains(out, "store  sqlite:popbridge.db (default, opened at first use): journal off, device views off\n") {
+		t.Errorf("bob's store line:\n%s", out)
+	}
 	if code != 0 || !strings.Contains(out, fmt.Sprintf("delete-policy   leave                         server  config %s:2: delete-policy\n", path)) ||
-		!strings.Contains(out, "upstream        imaps://imap.example.net:993  server") || strings.Contains(out, "device") {
+		!strings.Contains(out, "upstream        imaps://imap.example.net:993  server") || strings.Contains(out, "\ndevice ") {
 		t.Errorf("bob: exit %d\n%s", code, out)
 	}
 
