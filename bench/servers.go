@@ -120,6 +120,7 @@ func (e *env) startBridge() error {
 		// Every load client connects from 127.0.0.1.
 		"--max-conns-per-ip", strconv.Itoa(maxSessions),
 		"--max-userip-conns", strconv.Itoa(maxSessions),
+		"--max-prelogin-conns", strconv.Itoa(maxSessions), // a burst of logins is not a flood
 		"--max-sessions", strconv.Itoa(maxSessions),
 	}, cfg.BridgeArgs...)
 	cmd := exec.Command(binary, args...)

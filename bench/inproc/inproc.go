@@ -38,6 +38,7 @@ func Start(imapAddr string, log io.Writer) (*Bridge, error) {
 	cfg.Listen = "127.0.0.1:0"
 	cfg.MaxConnsPerIP = 10000
 	cfg.MaxUserIPConns = 10000
+	cfg.MaxPreLoginConns = 10000
 	cfg.MaxSessions = 10000
 	b, err := bridge.New(cfg, bridge.Options{
 		Logger:  zerolog.New(log).With().Timestamp().Logger(),

@@ -42,8 +42,9 @@ func startInProcess(upstreamAddr string, clients int) (*inProcess, error) {
 	cfg.Upstream = &upstream.URL{Scheme: upstream.SchemeInsecure, Host: upstreamAddr}
 	cfg.Listen = "127.0.0.1:0"
 	cfg.PlaintextAuth = pop3server.PlaintextAlways
-	cfg.MaxConnsPerIP = -1  // disabled: every client is 127.0.0.1
-	cfg.MaxUserIPConns = -1 // and several clients share a user
+	cfg.MaxConnsPerIP = -1    // disabled: every client is 127.0.0.1
+	cfg.MaxUserIPConns = -1   // and several clients share a user
+	cfg.MaxPreLoginConns = -1 // a burst of logins is not a flood
 	cfg.MaxSessions = clients + 100
 	log := zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, NoColor: true}).Level(zerolog.WarnLevel).With().Timestamp().Logger()
 	b, err := bridge.New(cfg, bridge.Options{Logger: log, Version: "soak"})
@@ -86,6 +87,7 @@ func startBinary(path, upstreamAddr string, clients int) (*binary, error) {
 		"--plaintext-auth", "always",
 		"--max-conns-per-ip", strconv.Itoa(clients+100),
 		"--max-userip-conns", strconv.Itoa(clients+100),
+		"--max-prelogin-conns", strconv.Itoa(clients+100),
 		"--max-sessions", strconv.Itoa(clients+100),
 		"--log-level", "warn")
 	b.cmd.Stdout, b.cmd.Stderr = os.Stderr, os.Stderr
