@@ -73,12 +73,16 @@ type mail struct {
 }
 
 // corpus is n messages as a mailbox of a real user has them: most with a
-// Message-ID, three without (a scanner's), and two identical copies of
-// one message (a mail delivered twice).
+// Message-ID, three without (a scanner's), three generated ones whose
+// header fields and sizes are all the same (only the body differs), and
+// two identical copies of one message (a mail delivered twice).
 func corpus(n int) []mail {
 	var out []mail
 	date := time.Date(2026, 11, 1, 8, 0, 0, 0, time.UTC)
-	for i := range n - 5 {
+	for i := range 3 {
+		out = append(out, mail{fmt.Sprintf("gen%d", i), []byte(fmt.Sprintf("Subject: cron\r\n\r\nrun %d ok\r\n", i))})
+	}
+	for i := range n - 8 {
 		out = append(out, mail{fmt.Sprintf("m%d", i), message(
 			fmt.Sprintf("<m%d@example.org>", i), date.Add(time.Duration(i)*time.Minute), fmt.Sprintf("Report %d", i))})
 	}

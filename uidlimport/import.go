@@ -151,6 +151,7 @@ func Run(ctx context.Context, opts Options, accounts []Account) ([]Report, error
 
 // oldMessage is one message of the old server.
 type oldMessage struct {
+	n    int // message number
 	uidl string
 	fp   uidlmap.Fingerprint
 }
@@ -189,13 +190,24 @@ func importOne(ctx context.Context, opts Options, a Account) Report {
 		return fail(fmt.Errorf("IMAP: %w", err))
 	}
 	r.IMAP = len(imap.Messages)
-	old, err := readOld(ctx, opts.From, a)
+	c, err := dialPOP3(ctx, opts.From)
 	if err != nil {
-		return fail(err)
+		return fail(fmt.Errorf("old server: %w", err))
+	}
+	defer c.close()
+	stop := context.AfterFunc(ctx, c.close)
+	defer stop()
+	old, err := readOld(c, a)
+	if err != nil {
+		return fail(fmt.Errorf("old server: %w", err))
 	}
 	r.POP3 = len(old)
 
-	recs := match(old, imap, &r)
+	recs, err := match(old, imap, &r, func(n int) (string, error) { return bodyPrefix(c, n) })
+	if err != nil {
+		return fail(fmt.Errorf("old server: %w", err))
+	}
+	c.quit()
 	if opts.DryRun {
 		r.Status = StatusDryRun
 		return r
@@ -210,8 +222,10 @@ func importOne(ctx context.Context, opts Options, a Account) Report {
 }
 
 // match pairs old messages with IMAP messages by header and returns the
-// records to store, counting into r.
-func match(old []oldMessage, imap *upstream.MailboxFingerprints, r *Report) []uidlmap.Record {
+// records to store, counting into r. Where a header is shared (generated
+// mail whose header fields are all the same), the old messages' body
+// prefixes, from body, tell them apart; identical copies stay ambiguous.
+func match(old []oldMessage, imap *upstream.MailboxFingerprints, r *Report, body func(n int) (string, error)) ([]uidlmap.Record, error) {
 	// Old UIDLs that are unusable or not unique on the old server are
 	// never imported: the map's UIDLs must be unique.
 	count := map[string]int{}
@@ -230,9 +244,46 @@ func match(old []oldMessage, imap *upstream.MailboxFingerprints, r *Report) []ui
 	for i, m := range imap.Messages {
 		fps[i] = imap.Fingerprints[m.UID]
 	}
+	byHash := map[string]int{}
+	for _, f := range fps {
+		if f.Known() {
+			byHash[f.Hash]++
+		}
+	}
+	oldByHash := map[string]int{}
+	for _, p := range prev {
+		if p.Known() {
+			oldByHash[p.Hash]++
+		}
+	}
+	shared := func(p uidlmap.Record) bool {
+		return p.Known() && byHash[p.Hash] > 0 && (byHash[p.Hash] > 1 || oldByHash[p.Hash] > 1)
+	}
 	// Sizes are not compared: servers count them differently (bare LF,
 	// mbox headers); the header fields single a message out.
-	matches := uidlmap.MatchAll(prev, fps, true)
+	matches := uidlmap.MatchAll(prev, fps, uidlmap.MatchHeader)
+	if body != nil {
+		any := false
+		for i := range prev {
+			if shared(prev[i]) {
+				b, err := body(old[i].n)
+				if err != nil {
+					return nil, err
+				}
+				prev[i].Body, any = b, true
+			}
+		}
+		if any {
+			// Only the shared headers' old records have a body here,
+			// and an IMAP body hash is never "": nothing else matches.
+			byBody := uidlmap.MatchAll(prev, fps, uidlmap.MatchHeaderBody)
+			for j := range matches {
+				if matches[j].Prev < 0 && byBody[j].Prev >= 0 {
+					matches[j] = byBody[j]
+				}
+			}
+		}
+	}
 	matchedOld := make([]bool, len(prev))
 	var recs []uidlmap.Record
 	for i, mt := range matches {
@@ -247,71 +298,84 @@ func match(old []oldMessage, imap *upstream.MailboxFingerprints, r *Report) []ui
 	}
 	// Count from the old side: what a client that synced with the old
 	// server will see.
-	byHash := map[string]int{}
-	for _, f := range fps {
-		if f.Known() {
-			byHash[f.Hash]++
-		}
-	}
-	oldByHash := map[string]int{}
-	for _, p := range prev {
-		if p.Known() {
-			oldByHash[p.Hash]++
-		}
-	}
 	for i, p := range prev {
 		switch {
 		case matchedOld[i]:
 			r.Matched++
-		case p.Known() && byHash[p.Hash] > 0 && (byHash[p.Hash] > 1 || oldByHash[p.Hash] > 1):
+		case shared(p):
 			r.Ambiguous++
 		default:
 			r.Unmatched++
 		}
 	}
-	return recs
+	return recs, nil
 }
 
-// readOld reads every message's UIDL, size and header from the old server.
-func readOld(ctx context.Context, s *Server, a Account) ([]oldMessage, error) {
-	c, err := dialPOP3(ctx, s)
-	if err != nil {
-		return nil, fmt.Errorf("old server: %w", err)
+// bodyLines is how many body lines TOP fetches for a body prefix: enough
+// to cover uidlmap.BodyPrefix octets of most bodies; a body of more,
+// shorter lines gives a prefix that matches nothing, which is safe.
+const bodyLines = 20
+
+// bodyPrefix reads message n's body prefix hash with TOP n bodyLines.
+func bodyPrefix(c *pop3Client, n int) (string, error) {
+	var h string
+	err := c.top(n, bodyLines, func(r io.Reader) error {
+		br := bufio.NewReader(io.LimitReader(r, 1<<20))
+		for {
+			line, err := br.ReadSlice('\n')
+			if len(line) <= 2 && strings.TrimRight(string(line), "\r\n") == "" && err == nil {
+				break // the blank line ending the header
+			}
+			if errors.Is(err, bufio.ErrBufferFull) {
+				continue
+			}
+			if err != nil {
+				return nil // no body
+			}
+		}
+		var err error
+		h, err = uidlmap.HashBody(br)
+		return err
+	})
+	if err == nil && h == "" {
+		h, err = uidlmap.HashBody(strings.NewReader(""))
 	}
-	defer c.close()
-	stop := context.AfterFunc(ctx, c.close)
-	defer stop()
+	return h, err
+}
+
+// readOld logs in to the old server and reads every message's UIDL, size
+// and header.
+func readOld(c *pop3Client, a Account) ([]oldMessage, error) {
 	if err := c.login(a.User, a.Password); err != nil {
-		return nil, fmt.Errorf("old server: %w", err)
+		return nil, err
 	}
 	uidls, err := c.uidls()
 	if err != nil {
-		return nil, fmt.Errorf("old server: %w", err)
+		return nil, err
 	}
 	sizes, err := c.sizes()
 	if err != nil {
-		return nil, fmt.Errorf("old server: %w", err)
+		return nil, err
 	}
 	out := make([]oldMessage, 0, len(uidls))
 	for n := 1; len(out) < len(uidls); n++ {
 		id, ok := uidls[n]
 		if !ok {
 			if n > len(uidls)+len(sizes)+1 {
-				return nil, errors.New("old server: UIDL numbers are not 1..N")
+				return nil, errors.New("UIDL numbers are not 1..N")
 			}
 			continue
 		}
 		var fp uidlmap.Fingerprint
-		err := c.top(n, func(r io.Reader) error {
+		err := c.top(n, 0, func(r io.Reader) error {
 			var err error
 			fp, err = uidlmap.Parse(r, sizes[n])
 			return err
 		})
 		if err != nil {
-			return nil, fmt.Errorf("old server: TOP %d 0: %w", n, err)
+			return nil, fmt.Errorf("TOP %d 0: %w", n, err)
 		}
-		out = append(out, oldMessage{uidl: id, fp: fp})
+		out = append(out, oldMessage{n: n, uidl: id, fp: fp})
 	}
-	c.quit()
 	return out, nil
 }

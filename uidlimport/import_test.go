@@ -1,6 +1,7 @@
 package uidlimport
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -69,19 +70,34 @@ func TestParseServer(t *testing.T) {
 
 func TestMatch(t *testing.T) {
 	fp := func(h string, size int64) uidlmap.Fingerprint { return uidlmap.Fingerprint{Hash: h, Size: size} }
+	withBody := func(f uidlmap.Fingerprint, b string) uidlmap.Fingerprint { f.Body = b; return f }
 	old := []oldMessage{
-		{"u-a", fp("a", 100)}, {"u-b", fp("b", 100)}, {"u-dup1", fp("d", 5)}, {"u-dup2", fp("d", 5)},
-		{"u-gone", fp("g", 5)}, {"u-twice", fp("t", 5)}, {"u-twice", fp("t2", 5)}, {"bad uidl", fp("bad", 5)},
+		{1, "u-a", fp("a", 100)}, {2, "u-b", fp("b", 100)}, {3, "u-dup1", fp("d", 5)}, {4, "u-dup2", fp("d", 5)},
+		{5, "u-gone", fp("g", 5)}, {6, "u-twice", fp("t", 5)}, {7, "u-twice", fp("t2", 5)}, {8, "bad uidl", fp("bad", 5)},
+		{9, "u-gen9", fp("gen", 5)}, {10, "u-gen10", fp("gen", 5)},
 	}
 	imap := &upstream.MailboxFingerprints{
 		UIDValidity: 7,
-		Messages:    []uidlmap.Listed{{UID: 1, Size: 98}, {UID: 2, Size: 100}, {UID: 3, Size: 5}, {UID: 4, Size: 5}, {UID: 5, Size: 5}, {UID: 6, Size: 5}},
+		Messages: []uidlmap.Listed{{UID: 1, Size: 98}, {UID: 2, Size: 100}, {UID: 3, Size: 5}, {UID: 4, Size: 5},
+			{UID: 5, Size: 5}, {UID: 6, Size: 5}, {UID: 7, Size: 5}, {UID: 8, Size: 5}},
 		Fingerprints: map[uint32]uidlmap.Fingerprint{
-			1: fp("a", 98), 2: fp("b", 100), 3: fp("d", 5), 4: fp("d", 5), 5: fp("t", 5), 6: fp("bad", 5),
+			1: withBody(fp("a", 98), "x"), 2: withBody(fp("b", 100), "x"), 3: withBody(fp("d", 5), "same"), 4: withBody(fp("d", 5), "same"),
+			5: withBody(fp("t", 5), "x"), 6: withBody(fp("bad", 5), "x"), 7: withBody(fp("gen", 5), "b10"), 8: withBody(fp("gen", 5), "b9"),
 		},
 	}
+	var asked []int
+	body := func(n int) (string, error) {
+		asked = append(asked, n)
+		if n == 3 || n == 4 {
+			return "same", nil
+		}
+		return fmt.Sprint("b", n), nil
+	}
 	var r Report
-	recs := match(old, imap, &r)
+	recs, err := match(old, imap, &r, body)
+	if err != nil {
+		t.Fatal(err)
+	}
 	got := map[string]uint32{}
 	for _, rec := range recs {
 		if rec.UIDValidity != 7 {
@@ -90,12 +106,16 @@ func TestMatch(t *testing.T) {
 		got[rec.UIDL] = rec.UID
 	}
 	// a matches despite another size (LF vs CRLF on the old server); the
-	// copies, the UIDL the old server used twice and the invalid UIDL
-	// are never imported.
-	if len(got) != 2 || got["u-a"] != 1 || got["u-b"] != 2 {
+	// generated pair by body; the copies, the UIDL the old server used
+	// twice and the invalid UIDL are never imported.
+	if len(got) != 4 || got["u-a"] != 1 || got["u-b"] != 2 || got["u-gen9"] != 8 || got["u-gen10"] != 7 {
 		t.Errorf("imported %v", got)
 	}
-	if r.Matched != 2 || r.Ambiguous != 2 || r.Unmatched != 4 {
+	if r.Matched != 4 || r.Ambiguous != 2 || r.Unmatched != 4 {
 		t.Errorf("report %+v", r)
+	}
+	// Bodies are read only for shared headers.
+	if fmt.Sprint(asked) != "[3 4 9 10]" {
+		t.Errorf("bodies read for %v", asked)
 	}
 }

@@ -182,8 +182,9 @@ func (c *pop3Client) sizes() (map[int]int64, error) {
 	return out, err
 }
 
-// top sends TOP n 0 and passes the header, un-stuffed, to f as a stream.
-func (c *pop3Client) top(n int, f func(io.Reader) error) error {
+// top sends TOP n lines and passes the answer (header and lines body
+// lines), un-stuffed, to f as a stream.
+func (c *pop3Client) top(n, lines int, f func(io.Reader) error) error {
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
@@ -191,7 +192,7 @@ func (c *pop3Client) top(n int, f func(io.Reader) error) error {
 		_, _ = io.Copy(io.Discard, pr) // f may stop early
 		done <- err
 	}()
-	err := c.multi("TOP "+strconv.Itoa(n)+" 0", func(line []byte) error {
+	err := c.multi("TOP "+strconv.Itoa(n)+" "+strconv.Itoa(lines), func(line []byte) error {
 		_, err := pw.Write(append(line, '\r', '\n'))
 		return err
 	})

@@ -70,7 +70,7 @@ func TestPOP3Client(t *testing.T) {
 		t.Fatalf("LIST %v %v", sizes, err)
 	}
 	var got string
-	err = c.top(1, func(r io.Reader) error {
+	err = c.top(1, 0, func(r io.Reader) error {
 		b, err := io.ReadAll(r)
 		got = string(b)
 		return err
@@ -78,7 +78,7 @@ func TestPOP3Client(t *testing.T) {
 	if err != nil || !strings.Contains(got, "\r\n.Dotted: yes\r\n") || !strings.Contains(got, long) || !strings.HasSuffix(got, "<1@x>\r\n\r\n") {
 		t.Fatalf("TOP: %v, %d octets", err, len(got))
 	}
-	if err := c.top(2, func(io.Reader) error { return nil }); !errors.Is(err, errNegative) {
+	if err := c.top(2, 0, func(io.Reader) error { return nil }); !errors.Is(err, errNegative) {
 		t.Fatalf("TOP of a missing message: %v", err)
 	}
 }

@@ -42,6 +42,8 @@ import (
 //
 // A POP3 server's TOP n 0 (uidl import) gives the whole header, which
 // Parse filters to the same fields, so both sides hash the same text.
+// Messages these fields cannot tell apart (generated mail) are told apart
+// by Fingerprint.Body.
 var HeaderFields = []string{"MESSAGE-ID", "DATE", "FROM", "TO", "CC", "SUBJECT", "IN-REPLY-TO", "CONTENT-TYPE"}
 
 // maxHeaderBytes bounds how much of a header Parse reads; the rest is
@@ -60,6 +62,26 @@ type Fingerprint struct {
 	MessageID string // the Message-ID field, unfolded and trimmed; "" when absent
 	Date      string // the Date field, unfolded and trimmed; "" when absent
 	Hash      string // hex SHA-256 (first 16 octets) of the HeaderFields, normalised
+	// Body is the hex SHA-256 (first 16 octets) of the first BodyPrefix
+	// octets of the body, or "" when not read (a POP3 server's TOP n 0).
+	// It tells apart messages whose header fields and size are the same
+	// (generated mail, a cron job's reports) when both sides have it.
+	Body string
+}
+
+// BodyPrefix is how much of a body Fingerprint.Body hashes: enough to
+// differ between generated messages, small enough to fetch for every new
+// message (BODY.PEEK[TEXT]<0.256>).
+const BodyPrefix = 256
+
+// HashBody hashes the first BodyPrefix octets of r (a body, or the answer
+// to a partial fetch of its first octets) for Fingerprint.Body.
+func HashBody(r io.Reader) (string, error) {
+	h := sha256.New()
+	if _, err := io.Copy(h, io.LimitReader(r, BodyPrefix)); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16]), nil
 }
 
 // Known reports whether f can match anything.

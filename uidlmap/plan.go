@@ -154,7 +154,7 @@ func (p *Plan) Assign(fps map[uint32]Fingerprint, f Fresh) Result {
 	}
 	var matches []Match
 	if p.Rematch {
-		matches = MatchAll(p.previous, needFP, false)
+		matches = MatchAll(p.previous, needFP, MatchContent)
 	}
 	j := 0 // index into Need
 	for i, m := range p.msgs {
@@ -233,23 +233,39 @@ type Match struct {
 	Ambiguous bool
 }
 
+// MatchMode is what MatchAll compares.
+type MatchMode int
+
+const (
+	// MatchContent compares size, header hash and body prefix: a
+	// rematch, where both sides come from IMAP.
+	MatchContent MatchMode = iota
+	// MatchHeader compares the header hash alone: a POP3 server may count
+	// sizes differently (bare LF line ends) and TOP n 0 has no body.
+	MatchHeader
+	// MatchHeaderBody compares header hash and body prefix, not size.
+	MatchHeaderBody
+)
+
 // MatchAll matches messages (by fingerprint) to previous records. A
-// message matches a record only when their fingerprints are equal and no
-// other message or record has that fingerprint: two identical copies are
-// never told apart by guessing, so they never inherit each other's UIDL.
-// An unknown fingerprint matches nothing. ignoreSize compares the header
-// hash alone (a POP3 server may count sizes differently than the IMAP
-// server, e.g. with bare LF line ends).
-func MatchAll(prev []Record, msgs []Fingerprint, ignoreSize bool) []Match {
+// message matches a record only when their fingerprints are equal (as
+// mode compares them) and no other message or record has that
+// fingerprint: two identical copies are never told apart by guessing, so
+// they never inherit each other's UIDL. An unknown fingerprint matches
+// nothing.
+func MatchAll(prev []Record, msgs []Fingerprint, mode MatchMode) []Match {
 	type key struct {
-		size int64
-		hash string
+		size       int64
+		hash, body string
 	}
 	keyOf := func(f Fingerprint) key {
-		if ignoreSize {
+		switch mode {
+		case MatchHeader:
 			return key{hash: f.Hash}
+		case MatchHeaderBody:
+			return key{hash: f.Hash, body: f.Body}
 		}
-		return key{f.Size, f.Hash}
+		return key{f.Size, f.Hash, f.Body}
 	}
 	byKey := make(map[key][]int)
 	for i, r := range prev {

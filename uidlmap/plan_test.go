@@ -240,11 +240,11 @@ func TestAssignTwice(t *testing.T) {
 
 func TestMatchAllIgnoreSize(t *testing.T) {
 	prev := []Record{rec("A", 0, 0, "a", 100), rec("B", 0, 0, "b", 100)}
-	m := MatchAll(prev, []Fingerprint{fp("a", 98), fp("b", 100), {}}, true)
+	m := MatchAll(prev, []Fingerprint{fp("a", 98), fp("b", 100), {}}, MatchHeader)
 	if m[0].Prev != 0 || m[1].Prev != 1 || m[2].Prev != -1 || m[2].Ambiguous {
 		t.Fatalf("%+v", m)
 	}
-	if m := MatchAll(prev, []Fingerprint{fp("a", 98)}, false); m[0].Prev != -1 {
+	if m := MatchAll(prev, []Fingerprint{fp("a", 98)}, MatchContent); m[0].Prev != -1 {
 		t.Fatalf("size must count unless ignored: %+v", m)
 	}
 }
@@ -293,5 +293,32 @@ func TestAppendPlan(t *testing.T) {
 	}
 	if got := Candidates("abc", '~', 2); fmt.Sprint(got) != "[abc abc~1 abc~2]" {
 		t.Fatalf("Candidates %q", got)
+	}
+}
+
+// TestMatchAllBody checks that generated messages whose header fields and
+// sizes are all the same are matched by their bodies' first octets, and
+// that a body differing from a remembered one's is no match.
+func TestMatchAllBody(t *testing.T) {
+	gen := func(body string) Fingerprint { return Fingerprint{Size: 50, Hash: "same", Body: body} }
+	prev := []Record{{UIDL: "A", Fingerprint: gen("a")}, {UIDL: "B", Fingerprint: gen("b")}, {UIDL: "C", Fingerprint: gen("c")}}
+	m := MatchAll(prev, []Fingerprint{gen("c"), gen("a"), gen("x")}, MatchContent)
+	if m[0].Prev != 2 || m[1].Prev != 0 || m[2].Prev != -1 || m[2].Ambiguous {
+		t.Fatalf("by body: %+v", m)
+	}
+	// TOP n 0 has no body: header only, and then they are ambiguous.
+	m = MatchAll(prev, []Fingerprint{gen("a")}, MatchHeader)
+	if m[0].Prev != -1 || !m[0].Ambiguous {
+		t.Fatalf("header only: %+v", m)
+	}
+	// A POP3 body prefix (TOP n 20) and another size: header and body.
+	m = MatchAll(prev, []Fingerprint{{Size: 48, Hash: "same", Body: "b"}}, MatchHeaderBody)
+	if m[0].Prev != 1 {
+		t.Fatalf("header and body: %+v", m)
+	}
+	if h1, _ := HashBody(strings.NewReader(strings.Repeat("x", BodyPrefix) + "tail1")); h1 == "" {
+		t.Fatal("no hash")
+	} else if h2, _ := HashBody(strings.NewReader(strings.Repeat("x", BodyPrefix) + "tail2")); h1 != h2 {
+		t.Fatal("HashBody read past BodyPrefix")
 	}
 }

@@ -2,6 +2,7 @@ package uidlmap
 
 import (
 	"context"
+	"strings"
 
 	"github.com/popbridge/popbridge/store"
 )
@@ -33,8 +34,10 @@ func fromStore(recs []store.UIDLRecord, err error) ([]Record, error) {
 	out := make([]Record, len(recs))
 	for i, r := range recs {
 		out[i] = Record{UIDL: r.UIDL, UIDValidity: r.UIDValidity, UID: r.UID, Fingerprint: Fingerprint{
-			Size: r.Size, MessageID: r.MessageID, Date: r.Date, Hash: r.HeaderHash,
+			Size: r.Size, MessageID: r.MessageID, Date: r.Date,
 		}}
+		// The store keeps both hashes in its one column: "header/body".
+		out[i].Hash, out[i].Body, _ = strings.Cut(r.HeaderHash, "/")
 	}
 	return out, nil
 }
@@ -45,6 +48,9 @@ func (o onStore) PutUIDLs(ctx context.Context, key string, recs []Record) error 
 		out[i] = store.UIDLRecord{
 			UIDValidity: r.UIDValidity, UID: r.UID, UIDL: r.UIDL,
 			Size: r.Size, MessageID: r.MessageID, Date: r.Date, HeaderHash: r.Hash,
+		}
+		if r.Body != "" {
+			out[i].HeaderHash += "/" + r.Body
 		}
 	}
 	return o.s.PutUIDLs(ctx, key, out)

@@ -17,7 +17,7 @@ func TestOnStore(t *testing.T) {
 	}
 	defer s.Close()
 	m := OnStore(s)
-	a := Record{UIDL: "A", UIDValidity: 1, UID: 2, Fingerprint: Fingerprint{Size: 3, MessageID: "<m>", Date: "d", Hash: "h"}}
+	a := Record{UIDL: "A", UIDValidity: 1, UID: 2, Fingerprint: Fingerprint{Size: 3, MessageID: "<m>", Date: "d", Hash: "h", Body: "b"}}
 	b := Record{UIDL: "B", UIDValidity: 1, UID: 3}
 	if err := m.PutUIDLs(t.Context(), Key("u", "INBOX"), []Record{a, b}); err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package upstream
 import (
 	"context"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 
@@ -159,31 +160,49 @@ func (m *maildrop) fingerprints(uids []uint32) (map[uint32]uidlmap.Fingerprint, 
 	for i, u := range uids {
 		set[i] = imap.UID(u)
 	}
+	// The header fields, and the body's first octets (which tell apart
+	// generated messages whose header fields are all the same).
 	cmd := m.l.client.Fetch(imap.UIDSetNum(set...), &imap.FetchOptions{
 		UID: true,
 		BodySection: []*imap.FetchItemBodySection{{
 			Specifier: imap.PartSpecifierHeader, HeaderFields: uidlmap.HeaderFields, Peek: true,
+		}, {
+			Specifier: imap.PartSpecifierText, Peek: true, Partial: &imap.SectionPartial{Size: uidlmap.BodyPrefix},
 		}},
 	})
 	for msg := cmd.Next(); msg != nil; msg = cmd.Next() {
 		var (
-			uid uint32
-			fp  uidlmap.Fingerprint
-			ok  bool
+			uid        uint32
+			fp         uidlmap.Fingerprint
+			body       string
+			hdrOK, bOK bool
 		)
 		for item := msg.Next(); item != nil; item = msg.Next() {
 			switch item := item.(type) {
 			case imapclient.FetchItemDataUID:
 				uid = uint32(item.UID)
 			case imapclient.FetchItemDataBodySection:
-				if item.Literal != nil {
-					var err error
+				if item.Section == nil {
+					continue
+				}
+				var err error
+				switch {
+				case item.Section.Specifier == imap.PartSpecifierText:
+					// NIL: no body at all, which hashes as empty.
+					var r io.Reader = strings.NewReader("")
+					if item.Literal != nil {
+						r = item.Literal
+					}
+					body, err = uidlmap.HashBody(r)
+					bOK = err == nil
+				case item.Literal != nil:
 					fp, err = uidlmap.Parse(item.Literal, 0)
-					ok = err == nil
+					hdrOK = err == nil
 				}
 			}
 		}
-		if uid != 0 && ok {
+		if uid != 0 && hdrOK && bOK {
+			fp.Body = body
 			out[uid] = fp
 		}
 	}
