@@ -3,7 +3,9 @@ package e2e
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -199,13 +201,14 @@ providers:
     type: generic
     client-id: popbridge%s
     device-auth-url: %s/devicecode
+    auth-url: %s/authorize
     token-url: %s/token
     scopes: [mail]
 domains:
   example.test:
     auth: oauth2-user
     provider: corp
-`, o.key, storeURL, secret, o.idp.URL, o.idp.URL))
+`, o.key, storeURL, secret, o.idp.URL, o.idp.URL, o.idp.URL))
 
 	bin := bridgetest.Binary(t)
 	o.tool = func(stdin string, args ...string) (string, string, int) {
@@ -296,5 +299,60 @@ func TestOAuth2TwoProcessesOnePostgres(t *testing.T) {
 	}
 	if n := o.idp.TokenRequests("refresh_token"); n != 1 || o.idp.ReuseDetected() {
 		t.Errorf("%d refresh requests from two processes (reuse detected %v), want exactly 1", n, o.idp.ReuseDetected())
+	}
+}
+
+// TestOAuth2CodeFlowEndToEnd enrolls with the authorization code flow
+// and PKCE: the test reads the URL popbridge prints and "opens" it, the
+// authorization server redirects to popbridge's loopback listener, and
+// curl then reads the mail with the device password.
+func TestOAuth2CodeFlowEndToEnd(t *testing.T) {
+	curl := testenv.RequireTool(t, "curl")
+	o := newOAuthEnv(t, oauthserver.Options{}, "")
+	if _, errs, code := o.tool("", "keygen", "--config", o.cfgFile); code != 0 {
+		t.Fatalf("keygen: %s", errs)
+	}
+	o.idp.AuthorizeAs(oauthMailbox, false)
+	cmd := exec.Command(bridgetest.Binary(t), "oauth", "enroll", "--config", o.cfgFile, "--mailbox", oauthMailbox,
+		"--device", "fax", "--password-stdin", "--flow", "code")
+	cmd.Env = cleanEnv()
+	cmd.Stdin = strings.NewReader("fax-pw\n")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	authURL := regexp.MustCompile(`http://127\.0\.0\.1:\d+/authorize\?\S+`)
+	buf := make([]byte, 4096)
+	for !authURL.Match(out.Bytes()) {
+		n, err := stdout.Read(buf)
+		out.Write(buf[:n])
+		if err != nil {
+			t.Fatalf("enroll ended before printing the URL: %v\n%s\n%s", err, out.String(), errb.String())
+		}
+	}
+	resp, err := http.Get(authURL.FindString(out.String())) // the browser
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	rest, _ := io.ReadAll(stdout)
+	out.Write(rest)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("enroll --flow code: %v\n%s\n%s", err, out.String(), errb.String())
+	}
+	if !strings.Contains(string(page), "signed in") || !strings.Contains(out.String(), "code_challenge_method=S256") {
+		t.Errorf("browser page %q; terminal:\n%s", page, out.String())
+	}
+	b := o.startBridge(t)
+	u := url.URL{Scheme: "pop3", User: url.UserPassword(oauthMailbox, "fax-pw"), Host: b.POP3, Path: "/2"}
+	if got := runTool(t, exec.Command(curl, "-sS", "--max-time", "60", u.String())); !bytes.Equal(got, o.want[1]) {
+		t.Errorf("curl message 2:\n got %q\nwant %q", got, o.want[1])
 	}
 }
