@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/popbridge/popbridge/internal/config"
 	"github.com/popbridge/popbridge/internal/fakeimap"
 )
 
@@ -18,6 +19,12 @@ import (
 // connection closes without the terminating dot, after at most the
 // no-progress deadline. What the client got is a prefix of the message,
 // the pending DELE is not applied, nothing is marked seen.
+//
+// A small message is read ahead whole before its +OK (docs/prefetch.md):
+// a fault mid-literal then strikes before the body starts, and the client
+// gets -ERR [SYS/TEMP]. The same faults on a message larger than the
+// session's read-ahead limit (streams) exercise the streaming path, where
+// the +OK has gone out and only a close without the dot is safe.
 func TestBodyFaults(t *testing.T) {
 	type outcome int
 	const (
@@ -30,25 +37,36 @@ func TestBodyFaults(t *testing.T) {
 		rule fakeimap.Rule
 		top  bool
 		want outcome
+		// streams: the session's read-ahead limit is below the
+		// message's size, so RETR streams it instead of reading it
+		// ahead whole.
+		streams bool
 	}{
-		{"RETR, hang mid-literal", fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.HangMidBody}, false, noDot},
-		{"RETR, cut mid-literal", fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.CutMidBody}, false, noDot},
-		{"RETR, literal longer than announced", fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.LiteralOverrun}, false, noDot},
-		{"RETR, no answer", fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.Hang}, false, tempErr},
-		{"RETR, BYE instead of the body", fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.Bye}, false, tempErr},
-		{"RETR, cut instead of the body", fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.Cut}, false, tempErr},
-		{"RETR, BAD", fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.Bad}, false, tempErr},
-		{"RETR, endless line", fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.EndlessLine}, false, tempErr},
-		{"RETR, NO", fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.No}, false, plainErr},
-		{"TOP, hang mid-header", fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.HangMidBody}, true, noDot},
-		{"TOP, cut mid-text", fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.CutMidBody, Times: 1}, true, noDot},
-		{"TOP, no answer", fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.Hang}, true, tempErr},
+		{"RETR, hang mid-literal, read ahead", fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.HangMidBody}, false, tempErr, false},
+		{"RETR, cut mid-literal, read ahead", fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.CutMidBody}, false, tempErr, false},
+		{"RETR, literal longer than announced, read ahead", fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.LiteralOverrun}, false, tempErr, false},
+		{"RETR, hang mid-literal, streams", fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.HangMidBody}, false, noDot, true},
+		{"RETR, cut mid-literal, streams", fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.CutMidBody}, false, noDot, true},
+		{"RETR, literal longer than announced, streams", fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.LiteralOverrun}, false, noDot, true},
+		{"RETR, no answer", fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.Hang}, false, tempErr, false},
+		{"RETR, BYE instead of the body", fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.Bye}, false, tempErr, false},
+		{"RETR, cut instead of the body", fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.Cut}, false, tempErr, false},
+		{"RETR, BAD", fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.Bad}, false, tempErr, false},
+		{"RETR, endless line", fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.EndlessLine}, false, tempErr, false},
+		{"RETR, NO", fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.No}, false, plainErr, false},
+		{"TOP, hang mid-header", fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.HangMidBody}, true, noDot, false},
+		{"TOP, cut mid-text", fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.CutMidBody, Times: 1}, true, noDot, false},
+		{"TOP, no answer", fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.Hang}, true, tempErr, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fake := startFake(t, fakeimap.Options{}, 3)
-			b := startBridge(t, bridgeOptions{upstream: fake.URL()})
-			q := startQuiet(t)
 			before := fake.Messages("alice", "INBOX")
+			o := bridgeOptions{upstream: fake.URL()}
+			if tc.streams {
+				o.config = func(c *config.Config) { c.PrefetchSessionBytes = len(before[0].Body) - 1 }
+			}
+			b := startBridge(t, o)
+			q := startQuiet(t)
 			c := dialPOP3(t, b.addr)
 			c.Login("alice", "secret")
 			c.CmdPrefix("DELE 2", "+OK")
