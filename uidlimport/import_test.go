@@ -61,9 +61,12 @@ func TestParseServer(t *testing.T) {
 			t.Errorf("%s: %+v %v", in, s, err)
 		}
 	}
-	for _, bad := range []string{"imaps://x", "pop3s://u:p@x", "pop3s://x/INBOX", "pop3s://"} {
-		if _, err := ParseServer(bad); err == nil {
+	for _, bad := range []string{"imaps://x", "pop3s://u:p@x", "pop3s://x/INBOX", "pop3s://", "pop3s://u:s3cret@x/INBOX", "pop3s://u:s3cret@x:port"} {
+		_, err := ParseServer(bad)
+		if err == nil {
 			t.Errorf("%s accepted", bad)
+		} else if strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("%s: the error shows the password: %v", bad, err)
 		}
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/popbridge/popbridge/upstream"
 )
 
 // The old server's URL schemes.
@@ -35,8 +37,10 @@ type Server struct {
 // required) or pop3+insecure://host[:110].
 func ParseServer(s string) (*Server, error) {
 	u, err := url.Parse(s)
+	s = upstream.Redact(s) // the errors quote it: no password pasted into it may show
 	if err != nil {
-		return nil, fmt.Errorf("--from %q: %w", s, err)
+		// url.Parse's error quotes the raw input: not wrapped.
+		return nil, fmt.Errorf("--from %q: invalid URL", s)
 	}
 	var port string
 	switch strings.ToLower(u.Scheme) {

@@ -81,28 +81,16 @@ func dial(ctx context.Context, cfg dialConfig) (*link, error) {
 }
 
 func (l *link) handshake(ctx context.Context, cfg dialConfig) error {
-	tlsConfig := cfg.tls.Clone()
-	if tlsConfig == nil {
-		tlsConfig = &tls.Config{}
+	tlsConfig := clientTLS(cfg)
+	implicit := cfg.url.Scheme == SchemeIMAPS
+	if implicit {
+		tlsConfig.NextProtos = []string{"imap"} // ALPN, for implicit TLS only
 	}
-	if tlsConfig.ServerName == "" {
-		tlsConfig.ServerName = cfg.url.hostname()
+	s, err := l.secure(ctx, implicit, tlsConfig, "TLS handshake")
+	if err != nil {
+		return err
 	}
-	tlsConfig.MinVersion = max(tlsConfig.MinVersion, tls.VersionTLS12)
-
-	var plain net.Conn = l.raw
-	if cfg.url.Scheme == SchemeIMAPS {
-		tlsConfig.NextProtos = []string{"imap"}
-		tc := tls.Client(l.raw, tlsConfig)
-		if err := tc.HandshakeContext(ctx); err != nil {
-			return fmt.Errorf("TLS handshake: %w", err)
-		}
-		plain = tc
-	}
-	guard := &guardReader{r: plain, bodies: &l.bodies}
-	br := bufio.NewReader(guard)
-
-	greeting, err := readLine(br)
+	greeting, err := readLine(s.br)
 	if err != nil {
 		return fmt.Errorf("reading greeting: %w", err)
 	}
@@ -111,65 +99,116 @@ func (l *link) handshake(ctx context.Context, cfg dialConfig) error {
 		return err
 	}
 	l.greeting = greeting
-
 	if cfg.url.Scheme == SchemeIMAP {
-		if caps != nil && !caps.Has(imap.CapStartTLS) {
-			return errors.New("STARTTLS not offered; refusing to log in without TLS")
+		if s, err = l.startTLS(ctx, s, caps, tlsConfig); err != nil {
+			return err
 		}
-		if _, err := command(plain, br, "P1", "STARTTLS"); err != nil {
-			return fmt.Errorf("STARTTLS: %w", err)
-		}
-		if br.Buffered() > 0 {
-			return errors.New("STARTTLS: server sent data before the TLS handshake (response injection?)")
-		}
-		tc := tls.Client(l.raw, tlsConfig)
-		if err := tc.HandshakeContext(ctx); err != nil {
-			return fmt.Errorf("STARTTLS handshake: %w", err)
-		}
-		plain = tc
-		guard = &guardReader{r: plain, bodies: &l.bodies}
-		br = bufio.NewReader(guard)
 		caps = nil // RFC 3501 6.2.1: capabilities before TLS are void
 	}
-
 	if caps == nil {
-		untagged, err := command(plain, br, "P2", "CAPABILITY")
-		if err != nil {
-			return fmt.Errorf("CAPABILITY: %w", err)
-		}
-		for _, line := range untagged {
-			if rest, ok := cutPrefixFold(line, "* CAPABILITY "); ok {
-				caps = parseCaps(rest)
-			}
-		}
-		if caps == nil {
-			return errors.New("CAPABILITY: no capability list in the response")
+		if caps, err = s.capability(); err != nil {
+			return err
 		}
 	}
 	if !caps.Has(imap.CapIMAP4rev1) && !caps.Has(imap.CapIMAP4rev2) {
 		return errors.New("server is neither IMAP4rev1 nor IMAP4rev2")
 	}
 	l.caps = caps
-
 	if cfg.id != nil && caps.Has(imap.CapID) {
 		if args := cfg.id.args(); args != "" {
 			// ID is advisory: a NO or BAD is no reason to fail the login.
-			if _, err := command(plain, br, "P3", "ID "+args); err != nil && !isStatus(err) {
+			if _, err := command(s.conn, s.br, "P3", "ID "+args); err != nil && !isStatus(err) {
 				return fmt.Errorf("ID: %w", err)
 			}
 		}
 	}
+	return l.handOver(s, caps)
+}
 
-	// Hand the stream to go-imap: a synthetic greeting, whatever the
-	// server already sent that br holds, then the rest of the stream
-	// through the same guard.
-	leftover, _ := br.Peek(br.Buffered())
+// clientTLS is the upstream TLS configuration of cfg: the caller's (the
+// roots of --upstream-ca), the URL's host as the server name unless set,
+// and TLS 1.2 at least.
+func clientTLS(cfg dialConfig) *tls.Config {
+	tc := cfg.tls.Clone()
+	if tc == nil {
+		tc = &tls.Config{}
+	}
+	if tc.ServerName == "" {
+		tc.ServerName = cfg.url.hostname()
+	}
+	tc.MinVersion = max(tc.MinVersion, tls.VersionTLS12)
+	return tc
+}
+
+// preStream is the connection before go-imap takes it over: what we write
+// to and the buffered, guarded reader of what the server sends.
+type preStream struct {
+	conn  net.Conn
+	guard *guardReader
+	br    *bufio.Reader
+}
+
+// secure returns the stream over the raw connection, after a TLS
+// handshake if tlsOn (implicit TLS, or after STARTTLS); what names the
+// handshake in errors.
+func (l *link) secure(ctx context.Context, tlsOn bool, tc *tls.Config, what string) (preStream, error) {
+	var c net.Conn = l.raw
+	if tlsOn {
+		t := tls.Client(c, tc)
+		if err := t.HandshakeContext(ctx); err != nil {
+			return preStream{}, fmt.Errorf("%s: %w", what, err)
+		}
+		c = t
+	}
+	guard := &guardReader{r: c, bodies: &l.bodies}
+	return preStream{conn: c, guard: guard, br: bufio.NewReader(guard)}, nil
+}
+
+// startTLS upgrades an imap:// connection: STARTTLS is required and
+// fail-closed, and bytes the server sent before the handshake are a
+// response injection, never read as the server's.
+func (l *link) startTLS(ctx context.Context, s preStream, caps imap.CapSet, tc *tls.Config) (preStream, error) {
+	if caps != nil && !caps.Has(imap.CapStartTLS) {
+		return s, errors.New("STARTTLS not offered; refusing to log in without TLS")
+	}
+	if _, err := command(s.conn, s.br, "P1", "STARTTLS"); err != nil {
+		return s, fmt.Errorf("STARTTLS: %w", err)
+	}
+	if s.br.Buffered() > 0 {
+		return s, errors.New("STARTTLS: server sent data before the TLS handshake (response injection?)")
+	}
+	return l.secure(ctx, true, tc, "STARTTLS handshake")
+}
+
+// capability asks for the capabilities the greeting did not carry.
+func (s preStream) capability() (imap.CapSet, error) {
+	untagged, err := command(s.conn, s.br, "P2", "CAPABILITY")
+	if err != nil {
+		return nil, fmt.Errorf("CAPABILITY: %w", err)
+	}
+	var caps imap.CapSet
+	for _, line := range untagged {
+		if rest, ok := cutPrefixFold(line, "* CAPABILITY "); ok {
+			caps = parseCaps(rest)
+		}
+	}
+	if caps == nil {
+		return nil, errors.New("CAPABILITY: no capability list in the response")
+	}
+	return caps, nil
+}
+
+// handOver gives the stream to go-imap: a synthetic greeting with the
+// capabilities we learnt, whatever the server already sent that s.br
+// holds, then the rest of the stream through the same guard.
+func (l *link) handOver(s preStream, caps imap.CapSet) error {
+	leftover, _ := s.br.Peek(s.br.Buffered())
 	r := io.MultiReader(
 		strings.NewReader("* OK [CAPABILITY "+joinCaps(caps)+"] popbridge upstream ready\r\n"),
 		bytes.NewReader(bytes.Clone(leftover)),
-		guard,
+		s.guard,
 	)
-	l.client = imapclient.New(&handedConn{Conn: plain, r: r}, nil)
+	l.client = imapclient.New(&handedConn{Conn: s.conn, r: r}, nil)
 	if err := l.client.WaitGreeting(); err != nil {
 		l.client.Close()
 		return fmt.Errorf("greeting: %w", err)

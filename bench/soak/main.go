@@ -34,138 +34,189 @@ func main() {
 	os.Exit(run())
 }
 
-func run() int {
-	var (
-		duration = flag.Duration("duration", time.Minute, "how long clients start new sessions")
-		clients  = flag.Int("clients", 1000, "concurrent POP3 clients")
-		users    = flag.Int("users", 200, "mailboxes")
-		messages = flag.Int("messages", 30, "messages in each mailbox at the start")
-		think    = flag.Duration("think", 100*time.Millisecond, "longest pause between a client's sessions")
-		churn    = flag.Duration("churn", 20*time.Millisecond, "pace of the IMAP appender/expunger")
-		binary   = flag.String("binary", "", "run this popbridge binary instead of popbridge in-process")
-		faults   = flag.Bool("faults", false, "cut, reset, stall and refuse the upstream leg at random (clients may then see [SYS/TEMP])")
-		every    = flag.Duration("faults-every", 700*time.Millisecond, "interval between injected faults")
-		seed     = flag.Uint64("seed", uint64(time.Now().UnixNano()), "seed of the clients' choices")
-	)
-	flag.Parse()
-	logf := func(format string, args ...any) {
-		fmt.Fprintf(os.Stderr, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
-	}
+// options are the command line.
+type options struct {
+	duration, think, churn, every time.Duration
+	clients, users, messages      int
+	binary                        string
+	faults                        bool
+	seed                          uint64
+}
 
+func parseFlags() options {
+	var o options
+	flag.DurationVar(&o.duration, "duration", time.Minute, "how long clients start new sessions")
+	flag.IntVar(&o.clients, "clients", 1000, "concurrent POP3 clients")
+	flag.IntVar(&o.users, "users", 200, "mailboxes")
+	flag.IntVar(&o.messages, "messages", 30, "messages in each mailbox at the start")
+	flag.DurationVar(&o.think, "think", 100*time.Millisecond, "longest pause between a client's sessions")
+	flag.DurationVar(&o.churn, "churn", 20*time.Millisecond, "pace of the IMAP appender/expunger")
+	flag.StringVar(&o.binary, "binary", "", "run this popbridge binary instead of popbridge in-process")
+	flag.BoolVar(&o.faults, "faults", false, "cut, reset, stall and refuse the upstream leg at random (clients may then see [SYS/TEMP])")
+	flag.DurationVar(&o.every, "faults-every", 700*time.Millisecond, "interval between injected faults")
+	flag.Uint64Var(&o.seed, "seed", uint64(time.Now().UnixNano()), "seed of the clients' choices")
+	flag.Parse()
+	return o
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+}
+
+// env is what the soak runs against: Dovecot, the optional fault relay in
+// front of it, and popbridge.
+type env struct {
+	dovecot *testenv.Dovecot
+	relay   *faultnet.Relay // nil without -faults
+	target  popbridge
+	users   []soak.User
+}
+
+// start brings up Dovecot with the soak's users, the relay with -faults,
+// and popbridge; close stops what started.
+func start(o options) (*env, error) {
+	e := &env{}
 	var tusers []testenv.User
-	var susers []soak.User
-	for i := 1; i <= *users; i++ {
+	for i := 1; i <= o.users; i++ {
 		u := testenv.User{Name: fmt.Sprintf("soak%04d", i), Password: fmt.Sprintf("pw-%d", i)}
 		tusers = append(tusers, u)
-		susers = append(susers, soak.User{Name: u.Name, Password: u.Password})
+		e.users = append(e.users, soak.User{Name: u.Name, Password: u.Password})
 	}
 	logf("starting Dovecot")
 	d, err := testenv.StartDovecotProcess(testenv.DovecotOptions{
-		Users: tusers, MaxSessions: *clients + 64,
+		Users: tusers, MaxSessions: o.clients + 64,
 		// One fork and exec per login would bound the session rate.
 		ExtraConfig: "service imap {\n  service_count = 256\n  process_min_avail = 8\n}",
 	})
 	if err != nil {
-		logf("%v", err)
-		return 2
+		return nil, err
 	}
-	defer d.Stop()
-
+	e.dovecot = d
 	upstreamAddr := d.IMAPAddr
-	var relay *faultnet.Relay
-	if *faults {
-		if relay, err = faultnet.Listen(d.IMAPAddr); err != nil {
-			logf("%v", err)
-			return 2
+	if o.faults {
+		if e.relay, err = faultnet.Listen(d.IMAPAddr); err != nil {
+			e.close()
+			return nil, err
 		}
-		defer relay.Close()
-		upstreamAddr = relay.Addr()
+		upstreamAddr = e.relay.Addr()
 	}
-
-	var target popbridge
-	if *binary != "" {
-		target, err = startBinary(*binary, upstreamAddr, *clients)
+	if o.binary != "" {
+		e.target, err = startBinary(o.binary, upstreamAddr, o.clients)
 	} else {
-		target, err = startInProcess(upstreamAddr, *clients)
+		e.target, err = startInProcess(upstreamAddr, o.clients)
 	}
+	if err != nil {
+		e.close()
+		return nil, err
+	}
+	return e, nil
+}
+
+func (e *env) close() {
+	if e.target != nil {
+		e.target.close()
+	}
+	if e.relay != nil {
+		e.relay.Close()
+	}
+	e.dovecot.Stop()
+}
+
+func run() int {
+	o := parseFlags()
+	e, err := start(o)
 	if err != nil {
 		logf("%v", err)
 		return 2
 	}
-	defer target.close()
+	defer e.close()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	base, err := target.sample()
+	base, err := e.target.sample()
 	if err != nil {
 		logf("%v", err)
 		return 2
 	}
-	logf("popbridge on %s: %d goroutines, heap %d KiB at rest", target.addr(), base.Goroutines, base.HeapBytes>>10)
+	logf("popbridge on %s: %d goroutines, heap %d KiB at rest", e.target.addr(), base.Goroutines, base.HeapBytes>>10)
+	report, injected, err := e.soak(ctx, o)
+	if err != nil {
+		logf("%v", err)
+		return 2
+	}
+	after, settled := e.settle(base)
+	leaked := e.relay != nil && !e.relay.WaitIdle(30*time.Second)
+	printReport(o, e, report, injected, base, after)
+	if !settled {
+		fmt.Println("FAILED: popbridge did not return to its baseline")
+	}
+	if leaked {
+		fmt.Printf("FAILED: %d upstream connections still open\n", e.relay.Active())
+	}
+	if !report.OK() || !settled || leaked {
+		return 1
+	}
+	return 0
+}
+
+// soak runs the clients (and, with -faults, the chaos on the relay) and
+// returns the report and how many faults were injected.
+func (e *env) soak(ctx context.Context, o options) (*soak.Report, int, error) {
 	chaosDone := make(chan int, 1)
 	chaosCtx, stopChaos := context.WithCancel(ctx)
-	if relay != nil {
-		go func() { chaosDone <- soak.Chaos(chaosCtx, relay, *every) }()
+	if e.relay != nil {
+		go func() { chaosDone <- soak.Chaos(chaosCtx, e.relay, o.every) }()
 	} else {
 		chaosDone <- 0
 	}
 	report, err := soak.Run(ctx, soak.Config{
-		POP3Addr: target.addr(), IMAPAddr: d.IMAPAddr, Users: susers,
-		Clients: *clients, Duration: *duration, InitialMessages: *messages,
-		ChurnEvery: *churn, ChurnAppendPercent: 85, Churners: 8, ThinkTime: *think,
+		POP3Addr: e.target.addr(), IMAPAddr: e.dovecot.IMAPAddr, Users: e.users,
+		Clients: o.clients, Duration: o.duration, InitialMessages: o.messages,
+		ChurnEvery: o.churn, ChurnAppendPercent: 85, Churners: 8, ThinkTime: o.think,
 		// Few enough deleting sessions that the appenders keep up and
 		// the mailboxes do not run dry in a long run.
 		Mix: soak.Mix{soak.Poll: 25, soak.Retr: 22, soak.Top: 15, soak.Dele: 4, soak.Rset: 5,
 			soak.DropMidRetr: 10, soak.DropAfterDele: 10, soak.DropBeforeLogin: 5},
 		OpTimeout:    2 * time.Minute,
-		TolerateTemp: *faults,
-		Seed:         *seed,
+		TolerateTemp: o.faults,
+		Seed:         o.seed,
 		Sample: func() soak.Sample {
-			s, _ := target.sample()
+			s, _ := e.target.sample()
 			return s
 		},
 		SampleEvery: 10 * time.Second,
 		Logf:        logf,
 	})
 	stopChaos()
-	injected := <-chaosDone
-	if err != nil {
-		logf("%v", err)
-		return 2
-	}
+	return report, <-chaosDone, err
+}
 
-	// At rest again: every session over, goroutines back to the baseline.
+// settle waits until popbridge is at rest again: every session over and
+// the goroutines back to the baseline.
+func (e *env) settle(base soak.Sample) (soak.Sample, bool) {
 	var after soak.Sample
-	settled := false
+	var err error
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		if after, err = target.sample(); err == nil && after.Sessions == 0 && after.Goroutines <= base.Goroutines+2 {
-			settled = true
-			break
+		if after, err = e.target.sample(); err == nil && after.Sessions == 0 && after.Goroutines <= base.Goroutines+2 {
+			return after, true
 		}
 	}
-	leaked := relay != nil && !relay.WaitIdle(30*time.Second)
+	return after, false
+}
+
+func printReport(o options, e *env, report *soak.Report, injected int, base, after soak.Sample) {
 	fmt.Printf("go run ./bench/soak -duration %v -clients %d -users %d -messages %d -think %v -churn %v -seed %d",
-		*duration, *clients, *users, *messages, *think, *churn, *seed)
-	if *faults {
-		fmt.Printf(" -faults -faults-every %v", *every)
+		o.duration, o.clients, o.users, o.messages, o.think, o.churn, o.seed)
+	if o.faults {
+		fmt.Printf(" -faults -faults-every %v", o.every)
 	}
-	if *binary != "" {
-		fmt.Printf(" -binary %s", *binary)
+	if o.binary != "" {
+		fmt.Printf(" -binary %s", o.binary)
 	}
-	fmt.Printf("\n%d CPUs, %s, Dovecot %s", runtime.NumCPU(), runtime.Version(), d.Version)
-	if *faults {
+	fmt.Printf("\n%d CPUs, %s, Dovecot %s", runtime.NumCPU(), runtime.Version(), e.dovecot.Version)
+	if o.faults {
 		fmt.Printf(", %d faults injected", injected)
 	}
 	fmt.Printf("\n%s", report)
 	fmt.Printf("popbridge at rest: %d goroutines, heap %d KiB before; %d goroutines, heap %d KiB after, %d sessions open\n",
 		base.Goroutines, base.HeapBytes>>10, after.Goroutines, after.HeapBytes>>10, after.Sessions)
-	if !settled {
-		fmt.Println("FAILED: popbridge did not return to its baseline")
-	}
-	if leaked {
-		fmt.Printf("FAILED: %d upstream connections still open\n", relay.Active())
-	}
-	if !report.OK() || !settled || leaked {
-		return 1
-	}
-	return 0
 }

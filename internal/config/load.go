@@ -142,15 +142,11 @@ func Usage() string {
 		"Every flag can also be set as POPBRIDGE_<FLAG> (upper case, - becomes _)\n" +
 		"or as a key of the --config YAML file. Precedence: flag > environment > file > default.\n\n")
 	for _, s := range settings {
-		name := "--" + s.name
-		if !s.isBool() {
-			name += " " + s.arg
-		}
 		def := ""
 		if s.def != "" {
 			def = ", default " + s.def
 		}
-		fmt.Fprintf(&b, "  %s  (%s%s)\n      %s\n", name, envName(s.name), def, s.usage)
+		fmt.Fprintf(&b, "  %s  (%s%s)\n      %s\n", s.flag(), envName(s.name), def, s.usage)
 	}
 	return b.String()
 }
@@ -163,15 +159,11 @@ func FlagTable() string {
 	b.WriteString("| flag | default | meaning |\n|---|---|---|\n")
 	cell := func(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
 	for _, s := range settings {
-		name := "--" + s.name
-		if !s.isBool() {
-			name += " " + s.arg
-		}
 		def := "empty"
 		if s.def != "" {
 			def = "`" + s.def + "`"
 		}
-		fmt.Fprintf(&b, "| `%s` | %s | %s |\n", cell(name), cell(def), cell(s.usage))
+		fmt.Fprintf(&b, "| `%s` | %s | %s |\n", cell(s.flag()), cell(def), cell(s.usage))
 	}
 	return b.String()
 }

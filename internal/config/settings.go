@@ -25,6 +25,15 @@ type setting struct {
 
 func (s setting) isBool() bool { return s.arg == "" }
 
+// flag is how Usage and FlagTable show the key: "--name ARG", or
+// "--name" for a boolean.
+func (s setting) flag() string {
+	if s.isBool() {
+		return "--" + s.name
+	}
+	return "--" + s.name + " " + s.arg
+}
+
 // envName is the environment variable for a key.
 func envName(key string) string {
 	return "POPBRIDGE_" + strings.ToUpper(strings.ReplaceAll(key, "-", "_"))
