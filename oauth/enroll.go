@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -202,6 +203,10 @@ func enrollError(p *Provider, step string, err error) error {
 	}
 	if errors.As(err, &re) && re.Response != nil {
 		return fmt.Errorf("%s: the identity provider answered HTTP %d; check the provider's URLs in the config file", step, re.Response.StatusCode)
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return fmt.Errorf("%s: cannot reach the identity provider at %s (%v); check the provider's URLs and the network", step, ue.URL, ue.Err)
 	}
 	return fmt.Errorf("%s: %w", step, err)
 }
