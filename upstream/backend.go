@@ -134,6 +134,9 @@ type Options struct {
 	// noCondStore makes the backend ignore CONDSTORE, so tests can run
 	// the revalidation of servers without it against Dovecot.
 	noCondStore bool
+	// uidlChunk overrides firstRecordChunk, so tests can record a
+	// mailbox over several logins without thousands of messages.
+	uidlChunk int
 }
 
 // PrefetchOptions bounds read-ahead (--prefetch-bytes,

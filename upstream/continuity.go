@@ -59,9 +59,10 @@ func (m *maildrop) remember(ctx context.Context, e *cache.Entry) (*cache.Entry, 
 		Sep:    m.b.uidlSep,
 	}
 	var (
-		plan *uidlmap.Plan
-		res  uidlmap.Result
-		fps  map[uint32]uidlmap.Fingerprint
+		plan  *uidlmap.Plan
+		res   uidlmap.Result
+		fps   map[uint32]uidlmap.Fingerprint
+		later []uint32 // UIDs (ascending) left to record at a later login
 	)
 	if ns, ok := st.(uidlmap.NearStore); ok && appendOnly(e, len(todo)) {
 		// New mail in a known state: read only the records that could
@@ -88,12 +89,32 @@ func (m *maildrop) remember(ctx context.Context, e *cache.Entry) (*cache.Entry, 
 			return nil, pop3server.ErrTemporary.Wrap(fmt.Errorf("reading the UIDL map: %w", err))
 		}
 		plan = uidlmap.NewPlan(recs, v, todo)
+		need := plan.Need
+		if chunk := m.b.recordChunk(); !plan.Rematch && len(need) > chunk {
+			// The first recording of a large mailbox: its UIDLs are
+			// the derived ones whatever is recorded, so record a chunk
+			// per login and stay within the login timeout.
+			need, later = need[:chunk], need[chunk:]
+		}
 		if fps == nil {
-			if fps, err = m.fingerprints(plan.Need); err != nil {
+			if fps, err = m.fingerprints(need); err != nil {
 				return nil, err
 			}
 		}
 		res = plan.Assign(fps, fresh)
+	}
+	if len(later) > 0 {
+		// Not recorded yet: the messages left for a later login, unless
+		// their UIDL is not the derived one (a collision gave them a
+		// suffix), which must be remembered now.
+		put := res.Put[:0:0]
+		for _, r := range res.Put {
+			if r.UID < later[0] || r.UIDL != fresh.Derive(r.UID) {
+				put = append(put, r)
+			}
+		}
+		m.debug().Int("recorded", len(put)).Int("later", len(later)).Msg("uidl map: recording a large mailbox in chunks")
+		res.Put = put
 	}
 	if len(res.Put) > 0 {
 		if err := st.PutUIDLs(ctx, key, res.Put); err != nil {
@@ -125,7 +146,24 @@ func (m *maildrop) remember(ctx context.Context, e *cache.Entry) (*cache.Entry, 
 		}
 	}
 	out.Assigned = e.UIDNext
+	if len(later) > 0 {
+		out.Assigned = later[0] // the next login records from there
+	}
 	return &out, nil
+}
+
+// firstRecordChunk is how many messages the first recording of a
+// mailbox fingerprints per login (one header-and-body-prefix fetch each,
+// about 5 s for 50,000 messages on a loaded Dovecot): a very large
+// mailbox is recorded over several logins rather than past the login
+// timeout. A rematch is never cut: it needs every fingerprint.
+const firstRecordChunk = 50_000
+
+func (b *Backend) recordChunk() int {
+	if b.opts.uidlChunk > 0 {
+		return b.opts.uidlChunk
+	}
+	return firstRecordChunk
 }
 
 // appendSuffixes is how many suffixed variants of a taken UIDL new mail

@@ -274,3 +274,47 @@ func expungeUID(t *testing.T, addr, mailbox string, uid imap.UID) {
 	}
 	_ = c.Logout().Wait()
 }
+
+// TestUIDLRecordInChunks records a mailbox larger than the per-login chunk
+// over several logins: every login shows the derived UIDLs, the map fills
+// up chunk by chunk, and once full a recreated mailbox keeps them all.
+func TestUIDLRecordInChunks(t *testing.T) {
+	s := startMem(t, capsFull)
+	const box = "Big"
+	if err := s.user.Create(box, nil); err != nil {
+		t.Fatal(err)
+	}
+	subjects := []string{"m1", "m2", "m3", "m4", "m5"}
+	for _, subj := range subjects {
+		s.append(t, box, testMessage(subj, 1))
+	}
+	st := &memUIDLs{}
+	listings, err := cache.NewListings(10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newBackend(t, s.url(), func(o *Options) { o.Mailbox, o.UIDLs, o.Cache, o.uidlChunk = box, st, listings, 2 })
+	plain := newBackend(t, s.url(), func(o *Options) { o.Mailbox = box })
+	key := uidlmap.Key(testUser, box)
+	want := uidlsBySubject(t, plain)
+	for i, recorded := range []int{2, 5, 5} { // the rest fits the append path
+		if got := uidlsBySubject(t, b); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("login %d: %v, want the derived %v", i+1, got, want)
+		}
+		if st.len(key) != recorded {
+			t.Fatalf("login %d: %d recorded, want %d", i+1, st.len(key), recorded)
+		}
+	}
+	if err := s.user.Delete(box); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.user.Create(box, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, subj := range slices.Backward(subjects) {
+		s.append(t, box, testMessage(subj, 1))
+	}
+	if got := uidlsBySubject(t, b); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("after the recreation %v, want %v", got, want)
+	}
+}
