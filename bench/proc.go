@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/popbridge/popbridge/internal/testenv"
+	"github.com/popbridge/popbridge/internal/testing/testenv"
 )
 
 // Mem is resident memory in bytes: PSS counts shared pages divided among

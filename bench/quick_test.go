@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/popbridge/popbridge/internal/testenv"
+	"github.com/popbridge/popbridge/internal/testing/testenv"
 )
 
 type testLog struct{ t *testing.T }

@@ -12,7 +12,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/popbridge/popbridge/internal/testenv"
+	"github.com/popbridge/popbridge/internal/testing/testenv"
 )
 
 // Server names, in the order every scenario runs them.

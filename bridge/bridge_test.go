@@ -12,7 +12,7 @@ import (
 
 	"github.com/popbridge/popbridge/internal/config"
 	"github.com/popbridge/popbridge/internal/demo"
-	"github.com/popbridge/popbridge/internal/faultnet"
+	"github.com/popbridge/popbridge/internal/testing/faultnet"
 	"github.com/popbridge/popbridge/pop3server"
 	"github.com/popbridge/popbridge/upstream"
 )

@@ -9,7 +9,7 @@ import (
 	"github.com/pires/go-proxyproto"
 	"github.com/rs/zerolog"
 
-	"github.com/popbridge/popbridge/internal/pop3test"
+	"github.com/popbridge/popbridge/internal/testing/pop3client"
 	"github.com/popbridge/popbridge/pop3server"
 )
 
@@ -71,9 +71,9 @@ func TestProxyUnknownAndLocalUseTheBalancersAddress(t *testing.T) {
 				go srv.Serve(pl)
 				t.Cleanup(func() { srv.Close() })
 
-				c := pop3test.Dial(t, addr, pop3test.Options{Deadline: 10 * time.Second, Prefix: header})
+				c := pop3client.Dial(t, addr, pop3client.Options{Deadline: 10 * time.Second, Prefix: header})
 				c.Expect("+OK*")
-				if got := pop3test.HasCap(c.Capa(), "USER"); got != tc.plaintext {
+				if got := pop3client.HasCap(c.Capa(), "USER"); got != tc.plaintext {
 					t.Errorf("CAPA offers USER: %v, want %v", got, tc.plaintext)
 				}
 				reply := c.Cmd("USER alice")
@@ -82,10 +82,10 @@ func TestProxyUnknownAndLocalUseTheBalancersAddress(t *testing.T) {
 				}
 
 				// A real client address in a header decides for itself.
-				c2 := pop3test.Dial(t, addr, pop3test.Options{Deadline: 10 * time.Second,
+				c2 := pop3client.Dial(t, addr, pop3client.Options{Deadline: 10 * time.Second,
 					Prefix: []byte("PROXY TCP4 192.168.1.20 192.0.2.1 40001 110\r\n")})
 				c2.Expect("+OK*")
-				if !pop3test.HasCap(c2.Capa(), "USER") {
+				if !pop3client.HasCap(c2.Capa(), "USER") {
 					t.Error("a private client address behind the balancer gets no cleartext login")
 				}
 			})

@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/popbridge/popbridge/internal/demo"
-	"github.com/popbridge/popbridge/internal/testenv"
+	"github.com/popbridge/popbridge/internal/testing/testenv"
 	"github.com/popbridge/popbridge/store"
 )
 

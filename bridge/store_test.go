@@ -14,7 +14,7 @@ import (
 
 	"github.com/popbridge/popbridge/internal/config"
 	"github.com/popbridge/popbridge/internal/demo"
-	"github.com/popbridge/popbridge/internal/testenv"
+	"github.com/popbridge/popbridge/internal/testing/testenv"
 )
 
 // newFromArgs assembles a bridge from command-line arguments (so that

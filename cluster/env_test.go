@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/popbridge/popbridge/internal/bridgetest"
-	"github.com/popbridge/popbridge/internal/testenv"
+	"github.com/popbridge/popbridge/internal/testing/bridgeproc"
+	"github.com/popbridge/popbridge/internal/testing/testenv"
 )
 
 // replica is one popbridge process of the cluster, restartable: a new
@@ -22,7 +22,7 @@ type replica struct {
 	name string
 	args []string
 	bin  string
-	b    *bridgetest.Bridge
+	b    *bridgeproc.Bridge
 }
 
 // startReplica runs popbridge with the cluster's common flags plus extra.
@@ -35,7 +35,7 @@ func startReplica(t *testing.T, name, bin string, args ...string) *replica {
 
 func (r *replica) start(t *testing.T) {
 	t.Helper()
-	r.b = bridgetest.Start(t, bridgetest.Options{Binary: r.bin, Args: r.args, KillAtCleanup: true})
+	r.b = bridgeproc.Start(t, bridgeproc.Options{Binary: r.bin, Args: r.args, KillAtCleanup: true})
 }
 
 // clusterArgs are the flags every replica gets: the shared PostgreSQL
@@ -56,7 +56,7 @@ type haproxy struct {
 	Front  string // the pop3 frontend, "127.0.0.1:port"
 	socket string
 	cmd    *exec.Cmd
-	log    bridgetest.SyncBuffer
+	log    bridgeproc.SyncBuffer
 }
 
 // shippedHAProxy is the configuration deploy/ ships.
@@ -81,7 +81,7 @@ func startHAProxy(t *testing.T, replicas []*replica) *haproxy {
 			t.Fatal(err)
 		}
 		h.cmd = exec.Command(bin, "-db", "-f", cfgFile)
-		h.log = bridgetest.SyncBuffer{}
+		h.log = bridgeproc.SyncBuffer{}
 		h.cmd.Stdout, h.cmd.Stderr = &h.log, &h.log
 		if err := h.cmd.Start(); err != nil {
 			t.Fatal(err)

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/popbridge/popbridge/internal/bridgetest"
-	"github.com/popbridge/popbridge/internal/testenv"
+	"github.com/popbridge/popbridge/internal/testing/bridgeproc"
+	"github.com/popbridge/popbridge/internal/testing/testenv"
 	"github.com/popbridge/popbridge/reliability/soak"
 )
 
@@ -92,7 +92,7 @@ func TestClusterLoad(t *testing.T) {
 	url := pg.NewDatabase(t)
 	// Without -race: three race-built replicas would need more CPU than a
 	// 2-core CI machine has; the other suites run the bridge under -race.
-	bin := bridgetest.PlainBinary(t)
+	bin := bridgeproc.PlainBinary(t)
 	args := clusterArgs(d, url, "--proxy-protocol", "127.0.0.1/32",
 		// Every client of this test comes from 127.0.0.1.
 		"--max-conns-per-ip", "1000", "--max-userip-conns", "1000")

@@ -9,9 +9,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/popbridge/popbridge/internal/bridgetest"
-	"github.com/popbridge/popbridge/internal/pop3test"
-	"github.com/popbridge/popbridge/internal/testenv"
+	"github.com/popbridge/popbridge/internal/testing/bridgeproc"
+	"github.com/popbridge/popbridge/internal/testing/pop3client"
+	"github.com/popbridge/popbridge/internal/testing/testenv"
 )
 
 // TestClusterLockSession: two replicas on one PostgreSQL store with
@@ -26,16 +26,16 @@ func TestClusterLockSession(t *testing.T) {
 	d := testenv.StartDovecot(t, testenv.DovecotOptions{Users: users})
 	pg := testenv.StartPostgres(t)
 	url := pg.NewDatabase(t)
-	bin := bridgetest.Binary(t)
+	bin := bridgeproc.Binary(t)
 	a := startReplica(t, "pb1", bin, clusterArgs(d, url, "--lock-session")...)
 	b := startReplica(t, "pb2", bin, clusterArgs(d, url, "--lock-session")...)
 
-	opts := pop3test.Options{}
-	holder := pop3test.Dial(t, a.b.POP3, opts)
+	opts := pop3client.Options{}
+	holder := pop3client.Dial(t, a.b.POP3, opts)
 	holder.MustLine("+OK")
 	holder.Login("alice", "alice-pw")
 
-	refused := pop3test.Dial(t, b.b.POP3, opts)
+	refused := pop3client.Dial(t, b.b.POP3, opts)
 	refused.MustLine("+OK")
 	refused.OK("USER alice")
 	if s := refused.Cmd("PASS alice-pw"); !strings.HasPrefix(s, "-ERR [IN-USE]") {
@@ -44,7 +44,7 @@ func TestClusterLockSession(t *testing.T) {
 	if n := advisoryLocks(t, url); n != 1 {
 		t.Errorf("%d advisory locks held in PostgreSQL, want 1 (alice's)", n)
 	}
-	other := pop3test.Dial(t, b.b.POP3, opts)
+	other := pop3client.Dial(t, b.b.POP3, opts)
 	other.MustLine("+OK")
 	other.Login("bob", "bob-pw") // another user is not blocked
 	other.OK("QUIT")
@@ -55,7 +55,7 @@ func TestClusterLockSession(t *testing.T) {
 	// it; the retry only covers that hand-over, not a timeout.
 	var last string
 	waitFor(t, "alice's lock to be freed after the holder was killed", 60*time.Second, func() bool {
-		c := pop3test.Dial(t, b.b.POP3, opts)
+		c := pop3client.Dial(t, b.b.POP3, opts)
 		defer c.Close()
 		c.MustLine("+OK")
 		c.OK("USER alice")
@@ -71,13 +71,13 @@ func TestClusterLockSession(t *testing.T) {
 	})
 
 	// A QUIT releases the lock too: log in on b, then again elsewhere.
-	again := pop3test.Dial(t, b.b.POP3, opts)
+	again := pop3client.Dial(t, b.b.POP3, opts)
 	again.MustLine("+OK")
 	again.Login("alice", "alice-pw")
 	again.OK("QUIT")
 	waitFor(t, "the lock to be released after QUIT", 60*time.Second, func() bool { return advisoryLocks(t, url) == 0 })
 	c := startReplica(t, "pb3", bin, clusterArgs(d, url, "--lock-session")...)
-	p := pop3test.Dial(t, c.b.POP3, opts)
+	p := pop3client.Dial(t, c.b.POP3, opts)
 	p.MustLine("+OK")
 	p.Login("alice", "alice-pw")
 	p.OK("QUIT")

@@ -3,8 +3,8 @@ package cluster
 import (
 	"testing"
 
-	"github.com/popbridge/popbridge/internal/bridgetest"
+	"github.com/popbridge/popbridge/internal/testing/bridgeproc"
 )
 
-// TestMain removes the popbridge binaries bridgetest builds.
-func TestMain(m *testing.M) { bridgetest.Main(m) }
+// TestMain removes the popbridge binaries bridgeproc builds.
+func TestMain(m *testing.M) { bridgeproc.Main(m) }

@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/popbridge/popbridge/internal/bridgetest"
-	"github.com/popbridge/popbridge/internal/pop3test"
-	"github.com/popbridge/popbridge/internal/testenv"
+	"github.com/popbridge/popbridge/internal/testing/bridgeproc"
+	"github.com/popbridge/popbridge/internal/testing/pop3client"
+	"github.com/popbridge/popbridge/internal/testing/testenv"
 	"github.com/popbridge/popbridge/store"
 )
 
@@ -31,7 +31,7 @@ func clusterMessage(k int, noID bool) []byte {
 // listing is what one session saw: "X-Cluster-Id UIDL" per message, sorted.
 func listing(t *testing.T, addr, user, pass string) []string {
 	t.Helper()
-	c := pop3test.Dial(t, addr, pop3test.Options{})
+	c := pop3client.Dial(t, addr, pop3client.Options{})
 	defer c.Close()
 	c.MustLine("+OK")
 	c.Login(user, pass)
@@ -91,7 +91,7 @@ func TestClusterUIDLsAgreeAfterRebuild(t *testing.T) {
 	d.Append(t, user, "INBOX", clusterMessage(5, false)) // an identical copy of message 5
 	pg := testenv.StartPostgres(t)
 	url := pg.NewDatabase(t)
-	bin := bridgetest.Binary(t)
+	bin := bridgeproc.Binary(t)
 	a := startReplica(t, "pb1", bin, clusterArgs(d, url)...)
 	b := startReplica(t, "pb2", bin, clusterArgs(d, url)...)
 
@@ -152,13 +152,13 @@ func TestClusterDevicesQuitTogether(t *testing.T) {
 	}
 	pg := testenv.StartPostgres(t)
 	url := pg.NewDatabase(t)
-	bin := bridgetest.Binary(t)
+	bin := bridgeproc.Binary(t)
 	a := startReplica(t, "pb1", bin, clusterArgs(d, url)...)
 	b := startReplica(t, "pb2", bin, clusterArgs(d, url)...)
 
 	// Both devices are known (active) before they delete anything.
 	for _, dev := range []string{"phone", "desktop"} {
-		c := pop3test.Dial(t, a.b.POP3, pop3test.Options{})
+		c := pop3client.Dial(t, a.b.POP3, pop3client.Options{})
 		c.MustLine("+OK")
 		c.Login(user+"#"+dev, pass)
 		c.OK("QUIT")
@@ -167,10 +167,10 @@ func TestClusterDevicesQuitTogether(t *testing.T) {
 
 	// Each device deletes messages 1-3 and QUITs on its own replica; the
 	// QUITs are sent together.
-	var sessions []*pop3test.Client
+	var sessions []*pop3client.Client
 	for i, dev := range []string{"phone", "desktop"} {
 		addr := []string{a.b.POP3, b.b.POP3}[i]
-		c := pop3test.Dial(t, addr, pop3test.Options{})
+		c := pop3client.Dial(t, addr, pop3client.Options{})
 		c.MustLine("+OK")
 		c.Login(user+"#"+dev, pass)
 		for n := 1; n <= 3; n++ {
@@ -191,7 +191,7 @@ func TestClusterDevicesQuitTogether(t *testing.T) {
 	}
 	// A later session of either device applies whatever became due, if
 	// the simultaneous QUITs each saw the other's mark too late.
-	c := pop3test.Dial(t, b.b.POP3, pop3test.Options{})
+	c := pop3client.Dial(t, b.b.POP3, pop3client.Options{})
 	c.MustLine("+OK")
 	c.Login(user+"#phone", pass)
 	c.OK("QUIT")

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/popbridge/popbridge/internal/bridgetest"
-	"github.com/popbridge/popbridge/internal/testenv"
+	"github.com/popbridge/popbridge/internal/testing/bridgeproc"
+	"github.com/popbridge/popbridge/internal/testing/testenv"
 )
 
 // startTimeout bounds how long the bridge may take to print its
@@ -17,7 +17,7 @@ const startTimeout = 30 * time.Second
 
 // Bridge is a running popbridge process; its POP3 field is the POP3
 // listener, "127.0.0.1:port".
-type Bridge = bridgetest.Bridge
+type Bridge = bridgeproc.Bridge
 
 // startBridge starts popbridge in front of d (no TLS upstream) listening on
 // a free loopback port, with extra flags appended. It is stopped with
@@ -33,7 +33,7 @@ func startBridge(t testing.TB, d *testenv.Dovecot, extra ...string) *Bridge {
 		"--log-format", "json",
 		"--log-level", "debug",
 	}, extra...)
-	b := bridgetest.Start(t, bridgetest.Options{
+	b := bridgeproc.Start(t, bridgeproc.Options{
 		Args:            args,
 		Env:             cleanEnv(),
 		StartTimeout:    startTimeout,

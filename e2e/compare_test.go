@@ -13,7 +13,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
-	"github.com/popbridge/popbridge/internal/testenv"
+	"github.com/popbridge/popbridge/internal/testing/testenv"
 )
 
 // upstreamMessages returns user's INBOX as Dovecot serves it (BODY.PEEK[])

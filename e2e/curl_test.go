@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/popbridge/popbridge/internal/testenv"
+	"github.com/popbridge/popbridge/internal/testing/testenv"
 )
 
 // TestCurl fetches the corpus with curl's pop3:// support: the listing

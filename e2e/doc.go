@@ -1,6 +1,6 @@
 // Package e2e holds popbridge's end-to-end tests: the real popbridge binary,
 // built from ./cmd/popbridge once per test run, in front of a real Dovecot
-// (internal/testenv), driven by real POP3 clients (curl, fetchmail, mpop,
+// (internal/testing/testenv), driven by real POP3 clients (curl, fetchmail, mpop,
 // getmail6, Python's poplib) and by a raw POP3 client for the safety rules of
 // docs/policy.md.
 //

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/popbridge/popbridge/internal/testenv"
+	"github.com/popbridge/popbridge/internal/testing/testenv"
 )
 
 // fetchmailNoMail is fetchmail's exit status when there was no mail.

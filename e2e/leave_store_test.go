@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/popbridge/popbridge/internal/testenv"
+	"github.com/popbridge/popbridge/internal/testing/testenv"
 )
 
 // TestLeaveWithStore: under --delete-policy leave, a client (Python's

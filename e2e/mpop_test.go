@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/popbridge/popbridge/internal/testenv"
+	"github.com/popbridge/popbridge/internal/testing/testenv"
 )
 
 // TestMpop delivers the corpus with mpop into a maildir, keeping the mail

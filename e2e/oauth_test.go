@@ -16,10 +16,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/popbridge/popbridge/internal/bridgetest"
-	"github.com/popbridge/popbridge/internal/pop3test"
-	"github.com/popbridge/popbridge/internal/testenv"
+	"github.com/popbridge/popbridge/internal/testing/bridgeproc"
 	"github.com/popbridge/popbridge/internal/testing/oauthserver"
+	"github.com/popbridge/popbridge/internal/testing/pop3client"
+	"github.com/popbridge/popbridge/internal/testing/testenv"
 )
 
 // TestOAuth2UserEndToEnd is the admin's path of docs/oauth2.md with the
@@ -210,7 +210,7 @@ domains:
     provider: corp
 `, o.key, storeURL, secret, o.idp.URL, o.idp.URL, o.idp.URL))
 
-	bin := bridgetest.Binary(t)
+	bin := bridgeproc.Binary(t)
 	o.tool = func(stdin string, args ...string) (string, string, int) {
 		t.Helper()
 		cmd := exec.Command(bin, append([]string{"oauth"}, args...)...)
@@ -235,7 +235,7 @@ domains:
 // re-enrollment is logged at level error, for the admin.
 func (o *oauthEnv) startBridge(t *testing.T) *Bridge {
 	t.Helper()
-	return bridgetest.Start(t, bridgetest.Options{
+	return bridgeproc.Start(t, bridgeproc.Options{
 		Args: []string{"--upstream", "imap+insecure://" + o.d.IMAPAddr, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
 			"--config", o.cfgFile, "--auth-fail-delay", "10ms", "--log-level", "debug"},
 		Env: cleanEnv(), StartTimeout: startTimeout, StopTimeout: 40 * time.Second, MustExitCleanly: true,
@@ -244,13 +244,13 @@ func (o *oauthEnv) startBridge(t *testing.T) *Bridge {
 
 // oauthLogin logs in to b as oauthMailbox with pass and returns the client and
 // the answer to PASS.
-func oauthLogin(t *testing.T, b *Bridge, pass string) (*pop3test.Client, string) {
+func oauthLogin(t *testing.T, b *Bridge, pass string) (*pop3client.Client, string) {
 	t.Helper()
 	conn, err := net.Dial("tcp", b.POP3)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := pop3test.New(t, conn, pop3test.Options{Deadline: time.Minute})
+	c := pop3client.New(t, conn, pop3client.Options{Deadline: time.Minute})
 	c.MustLine("+OK")
 	r, _ := c.TryLogin(oauthMailbox, pass)
 	return c, r
@@ -313,7 +313,7 @@ func TestOAuth2CodeFlowEndToEnd(t *testing.T) {
 		t.Fatalf("keygen: %s", errs)
 	}
 	o.idp.AuthorizeAs(oauthMailbox, false)
-	cmd := exec.Command(bridgetest.Binary(t), "oauth", "enroll", "--config", o.cfgFile, "--mailbox", oauthMailbox,
+	cmd := exec.Command(bridgeproc.Binary(t), "oauth", "enroll", "--config", o.cfgFile, "--mailbox", oauthMailbox,
 		"--device", "fax", "--password-stdin", "--flow", "code")
 	cmd.Env = cleanEnv()
 	cmd.Stdin = strings.NewReader("fax-pw\n")

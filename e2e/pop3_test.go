@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/popbridge/popbridge/internal/pop3test"
+	"github.com/popbridge/popbridge/internal/testing/pop3client"
 )
 
 // pop3Timeout bounds every exchange of the raw client, so a stuck bridge
@@ -18,14 +18,14 @@ const pop3Timeout = 30 * time.Second
 // pop3Client is a deliberately simple POP3 client over TCP: it sends one
 // command at a time and checks the wire format strictly (CRLF line ends,
 // dot-stuffing, the terminating line). Any I/O error fails the test.
-type pop3Client = pop3test.Client
+type pop3Client = pop3client.Client
 
-var pop3Options = pop3test.Options{DialTimeout: pop3Timeout, OpTimeout: pop3Timeout, StrictBody: true}
+var pop3Options = pop3client.Options{DialTimeout: pop3Timeout, OpTimeout: pop3Timeout, StrictBody: true}
 
 // dialPOP3 connects to addr and reads the greeting.
 func dialPOP3(t testing.TB, addr string) *pop3Client {
 	t.Helper()
-	p := pop3test.Dial(t, addr, pop3Options)
+	p := pop3client.Dial(t, addr, pop3Options)
 	p.MustLine("+OK")
 	return p
 }

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/popbridge/popbridge/internal/testenv"
+	"github.com/popbridge/popbridge/internal/testing/testenv"
 )
 
 // TestPoplib fetches the corpus with Python's poplib (testdata/

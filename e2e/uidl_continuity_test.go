@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/popbridge/popbridge/internal/testenv"
+	"github.com/popbridge/popbridge/internal/testing/testenv"
 )
 
 // TestUIDLContinuity runs the popbridge binary with --store in front of a

@@ -10,8 +10,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/popbridge/popbridge/internal/bridgetest"
-	"github.com/popbridge/popbridge/internal/testenv"
+	"github.com/popbridge/popbridge/internal/testing/bridgeproc"
+	"github.com/popbridge/popbridge/internal/testing/testenv"
 )
 
 // TestUIDLImport migrates a user from Dovecot's POP3 server (with
@@ -62,7 +62,7 @@ func TestUIDLImport(t *testing.T) {
 		t.Helper()
 		args := append([]string{"uidl", "import", "--from", "pop3://" + d.POP3Addr, "--from-ca", d.CAFile, "--mailboxes", mailboxes,
 			"--upstream", "imap+insecure://" + d.IMAPAddr}, storeFlags...)
-		cmd := exec.Command(bridgetest.Binary(t), append(args, extra...)...)
+		cmd := exec.Command(bridgeproc.Binary(t), append(args, extra...)...)
 		cmd.Env = cleanEnv()
 		var stdout, stderr strings.Builder
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr

@@ -12,10 +12,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
-	"github.com/popbridge/popbridge/internal/bridgetest"
-	"github.com/popbridge/popbridge/internal/pop3test"
-	"github.com/popbridge/popbridge/internal/testenv"
+	"github.com/popbridge/popbridge/internal/testing/bridgeproc"
 	"github.com/popbridge/popbridge/internal/testing/oauthserver"
+	"github.com/popbridge/popbridge/internal/testing/pop3client"
+	"github.com/popbridge/popbridge/internal/testing/testenv"
 	"github.com/popbridge/popbridge/policy"
 	"github.com/popbridge/popbridge/pop3server"
 	"github.com/popbridge/popbridge/store"
@@ -36,7 +36,7 @@ type env struct {
 	st     Store
 	m      *Manager
 	addr   string // POP3
-	logBuf *bridgetest.SyncBuffer
+	logBuf *bridgeproc.SyncBuffer
 	reg    *prometheus.Registry
 	be     *upstream.Backend
 }
@@ -98,7 +98,7 @@ func newBridge(t *testing.T, dc *testenv.Dovecot, idp *oauthserver.Server, mode 
 // share them.
 func newReplica(t *testing.T, dc *testenv.Dovecot, idp *oauthserver.Server, mode string, st Store, key *ServerKey, mods ...func(*upstream.Options)) *env {
 	t.Helper()
-	e := &env{idp: idp, dc: dc, st: st, logBuf: &bridgetest.SyncBuffer{}}
+	e := &env{idp: idp, dc: dc, st: st, logBuf: &bridgeproc.SyncBuffer{}}
 	base, now := "http://127.0.0.1:9", time.Now // nothing listens on the discard port
 	if idp != nil {
 		base, now = idp.URL, idp.Now
@@ -170,19 +170,19 @@ func (e *env) enroll(t *testing.T, mailbox string, devices map[string]string) {
 	}
 }
 
-func (e *env) dial(t *testing.T) *pop3test.Client {
+func (e *env) dial(t *testing.T) *pop3client.Client {
 	t.Helper()
 	conn, err := net.Dial("tcp", e.addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := pop3test.New(t, conn, pop3test.Options{Deadline: 2 * time.Minute})
+	c := pop3client.New(t, conn, pop3client.Options{Deadline: 2 * time.Minute})
 	c.MustLine("+OK")
 	return c
 }
 
 // login returns the answer to PASS.
-func (e *env) login(t *testing.T, user, pass string) (*pop3test.Client, string) {
+func (e *env) login(t *testing.T, user, pass string) (*pop3client.Client, string) {
 	t.Helper()
 	c := e.dial(t)
 	r, err := c.TryLogin(user, pass)

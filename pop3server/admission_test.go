@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/popbridge/popbridge/internal/pop3test"
+	"github.com/popbridge/popbridge/internal/testing/pop3client"
 )
 
 // fakeNet serves srv on loopback and dials it from any 127.0.0.0/8
@@ -33,7 +33,7 @@ func (n *fakeNet) dialFrom(from string) (*client, string) {
 	if err != nil {
 		n.t.Fatalf("dial from %s: %v", from, err)
 	}
-	c := pop3test.New(n.t, nc, clientOptions)
+	c := pop3client.New(n.t, nc, clientOptions)
 	return c, c.ReadLine()
 }
 

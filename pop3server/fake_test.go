@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/popbridge/popbridge/internal/pop3test"
+	"github.com/popbridge/popbridge/internal/testing/pop3client"
 )
 
 // fakeBackend is an in-memory Backend recording what sessions did.
@@ -162,11 +162,11 @@ func serveOn(t *testing.T, srv *Server, wrap func(net.Listener) net.Listener) st
 }
 
 // client is the raw POP3 test client.
-type client = pop3test.Client
+type client = pop3client.Client
 
 // clientOptions: a 10 s deadline for a whole connection; ExpectClosed
 // waits 5 s and takes no reset for a close.
-var clientOptions = pop3test.Options{Deadline: 10 * time.Second, CloseTimeout: 5 * time.Second}
+var clientOptions = pop3client.Options{Deadline: 10 * time.Second, CloseTimeout: 5 * time.Second}
 
 func dial(t *testing.T, addr string) *client {
 	t.Helper()
@@ -178,7 +178,7 @@ func dial(t *testing.T, addr string) *client {
 // dialRaw connects without reading the greeting.
 func dialRaw(t *testing.T, addr string) *client {
 	t.Helper()
-	return pop3test.Dial(t, addr, clientOptions)
+	return pop3client.Dial(t, addr, clientOptions)
 }
 
 // loginAlice logs in as alice with the exact answers of the fake backend.

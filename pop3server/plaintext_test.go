@@ -4,7 +4,7 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/popbridge/popbridge/internal/pop3test"
+	"github.com/popbridge/popbridge/internal/testing/pop3client"
 )
 
 // Which client addresses count as local for --plaintext-auth local.
@@ -53,7 +53,7 @@ func TestPlaintextAuthOnTheWire(t *testing.T) {
 			addr := serveOn(t, srv, fromAddr(tt.remote))
 			c := dial(t, addr)
 			caps := capa(c)
-			if pop3test.HasCap(caps, "USER") != tt.allow || pop3test.HasCap(caps, "SASL") != tt.allow || !pop3test.HasCap(caps, "STLS") {
+			if pop3client.HasCap(caps, "USER") != tt.allow || pop3client.HasCap(caps, "SASL") != tt.allow || !pop3client.HasCap(caps, "STLS") {
 				t.Fatalf("CAPA = %q, want USER and SASL %v, STLS", caps, tt.allow)
 			}
 			if tt.allow {
@@ -81,7 +81,7 @@ func TestPlaintextAuthOnTheWire(t *testing.T) {
 				t.Fatalf("backend saw %d logins", n)
 			}
 			startTLS(c)
-			if caps := capa(c); !pop3test.HasCap(caps, "USER") || !pop3test.HasCap(caps, "SASL PLAIN LOGIN") || pop3test.HasCap(caps, "STLS") {
+			if caps := capa(c); !pop3client.HasCap(caps, "USER") || !pop3client.HasCap(caps, "SASL PLAIN LOGIN") || pop3client.HasCap(caps, "STLS") {
 				t.Fatalf("CAPA over TLS = %q", caps)
 			}
 			loginAlice(c)

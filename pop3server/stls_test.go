@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/popbridge/popbridge/internal/pop3test"
+	"github.com/popbridge/popbridge/internal/testing/pop3client"
 )
 
 // capa reads a CAPA response and returns its capability lines.
@@ -25,7 +25,7 @@ func TestSTLSDiscardsPipelinedCommands(t *testing.T) {
 	b := newFake()
 	_, addr := startServer(t, b, Options{TLSConfig: serverTLS(t), PlaintextAuth: PlaintextNever})
 	c := dial(t, addr)
-	if caps := capa(c); !pop3test.HasCap(caps, "STLS") || pop3test.HasCap(caps, "USER") || pop3test.HasCap(caps, "SASL") {
+	if caps := capa(c); !pop3client.HasCap(caps, "STLS") || pop3client.HasCap(caps, "USER") || pop3client.HasCap(caps, "SASL") {
 		t.Fatalf("CAPA in clear with plaintext-auth never = %q, want STLS and no USER/SASL", caps)
 	}
 	io.WriteString(c.Conn(), "STLS\r\nCAPA\r\nUSER alice\r\nPASS secret\r\nNOOP\r\n")
@@ -43,7 +43,7 @@ func TestSTLSDiscardsPipelinedCommands(t *testing.T) {
 	}
 	c.Upgrade(tc)
 	caps := capa(c) // the first answer over TLS is to this CAPA, not the pipelined one
-	if pop3test.HasCap(caps, "STLS") || !pop3test.HasCap(caps, "USER") || !pop3test.HasCap(caps, "SASL") {
+	if pop3client.HasCap(caps, "STLS") || !pop3client.HasCap(caps, "USER") || !pop3client.HasCap(caps, "SASL") {
 		t.Fatalf("CAPA after STLS = %q, want USER and SASL, no STLS", caps)
 	}
 	// The pipelined USER was not executed: PASS now has no USER.
@@ -92,7 +92,7 @@ func TestSTLSRefusals(t *testing.T) {
 		startTLS(c)
 		c.Send("STLS")
 		c.Expect("-ERR TLS already active")
-		if caps := capa(c); pop3test.HasCap(caps, "STLS") {
+		if caps := capa(c); pop3client.HasCap(caps, "STLS") {
 			t.Fatalf("CAPA over TLS offers STLS: %q", caps)
 		}
 	})
@@ -117,7 +117,7 @@ func TestImplicitTLS(t *testing.T) {
 	c := wrapClient(t, nc)
 	c.Expect("+OK popbridge ready.")
 	caps := capa(c)
-	if pop3test.HasCap(caps, "STLS") || !pop3test.HasCap(caps, "USER") {
+	if pop3client.HasCap(caps, "STLS") || !pop3client.HasCap(caps, "USER") {
 		t.Fatalf("CAPA on POP3S = %q", caps)
 	}
 	c.Send("STLS")

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/popbridge/popbridge/internal/pop3test"
+	"github.com/popbridge/popbridge/internal/testing/pop3client"
 )
 
 // fromAddr wraps a listener so every accepted connection reports remote as
@@ -105,7 +105,7 @@ func clientTLS(t testing.TB) *tls.Config {
 // wrapClient makes a test client of an open connection.
 func wrapClient(t *testing.T, nc net.Conn) *client {
 	t.Helper()
-	return pop3test.New(t, nc, clientOptions)
+	return pop3client.New(t, nc, clientOptions)
 }
 
 // startTLS runs STLS on c and swaps its connection for the TLS one. The

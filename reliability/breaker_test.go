@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/popbridge/popbridge/internal/fakeimap"
-	"github.com/popbridge/popbridge/internal/faultnet"
+	"github.com/popbridge/popbridge/internal/testing/faultnet"
+	"github.com/popbridge/popbridge/internal/testing/imapscript"
 	"github.com/popbridge/popbridge/upstream"
 )
 
@@ -31,7 +31,7 @@ func TestBreakerDuringOutage(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			const cooldown = 2 * time.Second
-			fake := startFake(t, fakeimap.Options{}, 2)
+			fake := startFake(t, imapscript.Options{}, 2)
 			relay, err := faultnet.Listen(fake.Addr())
 			if err != nil {
 				t.Fatal(err)

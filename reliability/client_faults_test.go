@@ -7,14 +7,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/popbridge/popbridge/internal/fakeimap"
-	"github.com/popbridge/popbridge/internal/faultnet"
+	"github.com/popbridge/popbridge/internal/testing/faultnet"
+	"github.com/popbridge/popbridge/internal/testing/imapscript"
 )
 
 // clientLeg is popbridge in front of a fake upstream, with a faultnet
 // relay between the POP3 client and popbridge.
 type clientLeg struct {
-	fake  *fakeimap.Server
+	fake  *imapscript.Server
 	b     *bridge
 	relay *faultnet.Relay
 	q     *quiet
@@ -22,7 +22,7 @@ type clientLeg struct {
 
 func startClientLeg(t *testing.T, msgs int) *clientLeg {
 	t.Helper()
-	fake := startFake(t, fakeimap.Options{}, msgs)
+	fake := startFake(t, imapscript.Options{}, msgs)
 	b := startBridge(t, bridgeOptions{upstream: fake.URL()})
 	relay, err := faultnet.Listen(b.addr)
 	if err != nil {

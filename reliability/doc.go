@@ -7,6 +7,6 @@
 //
 // The tests build popbridge in-process with package bridge, with upstream
 // deadlines of a fraction of a second, put a faultnet
-// relay on either leg, and use fakeimap for misbehaviour that Dovecot does
+// relay on either leg, and use imapscript for misbehaviour that Dovecot does
 // not show on demand. docs/reliability.md is the matrix in prose.
 package reliability

@@ -5,12 +5,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/popbridge/popbridge/internal/fakeimap"
+	"github.com/popbridge/popbridge/internal/testing/imapscript"
 	"github.com/popbridge/popbridge/policy"
 )
 
 // names lists the names of the commands popbridge sent after login.
-func names(cs []fakeimap.Command) []string {
+func names(cs []imapscript.Command) []string {
 	var out []string
 	for _, c := range cs {
 		out = append(out, c.Name)
@@ -23,7 +23,7 @@ func names(cs []fakeimap.Command) []string {
 // another client flagged one too, nothing is expunged, our \Deleted is
 // taken back, QUIT says so, and the other client's message is untouched.
 func TestNoUIDPlus(t *testing.T) {
-	caps := fakeimap.Options{Caps: []string{"IMAP4rev1", "MOVE", "ID"}}
+	caps := imapscript.Options{Caps: []string{"IMAP4rev1", "MOVE", "ID"}}
 	t.Run("only ours flagged", func(t *testing.T) {
 		fake := startFake(t, caps, 3)
 		b := startBridge(t, bridgeOptions{upstream: fake.URL()})
@@ -65,7 +65,7 @@ func TestNoUIDPlus(t *testing.T) {
 // TestNoMove: move:Trash without MOVE copies, then expunges only those
 // UIDs; if the COPY fails nothing is removed.
 func TestNoMove(t *testing.T) {
-	caps := fakeimap.Options{Caps: []string{"IMAP4rev1", "UIDPLUS", "ID"}}
+	caps := imapscript.Options{Caps: []string{"IMAP4rev1", "UIDPLUS", "ID"}}
 	move := policy.Default
 	move.Action = policy.Action{Kind: policy.Move, Mailbox: "Trash"}
 
@@ -96,7 +96,7 @@ func TestNoMove(t *testing.T) {
 		fake := startFake(t, caps, 3)
 		b := startBridge(t, bridgeOptions{upstream: fake.URL(), policy: &move})
 		before := fake.Messages("alice", "INBOX")
-		fake.AddRule(fakeimap.Rule{At: fakeimap.Copy, Step: fakeimap.Cut})
+		fake.AddRule(imapscript.Rule{At: imapscript.Copy, Step: imapscript.Cut})
 		c := dialPOP3(t, b.addr)
 		c.Login("alice", "secret")
 		c.CmdPrefix("DELE 2", "+OK")

@@ -14,9 +14,9 @@ import (
 	"go.uber.org/goleak"
 
 	popbridge "github.com/popbridge/popbridge/bridge"
-	"github.com/popbridge/popbridge/internal/bridgetest"
 	"github.com/popbridge/popbridge/internal/config"
-	"github.com/popbridge/popbridge/internal/fakeimap"
+	"github.com/popbridge/popbridge/internal/testing/bridgeproc"
+	"github.com/popbridge/popbridge/internal/testing/imapscript"
 	"github.com/popbridge/popbridge/policy"
 	"github.com/popbridge/popbridge/pop3server"
 	"github.com/popbridge/popbridge/upstream"
@@ -63,12 +63,12 @@ type bridge struct {
 	t    testing.TB
 	b    *popbridge.Bridge
 	addr string
-	logs *bridgetest.SyncBuffer
+	logs *bridgeproc.SyncBuffer
 }
 
 func startBridge(t testing.TB, o bridgeOptions) *bridge {
 	t.Helper()
-	logs := &bridgetest.SyncBuffer{}
+	logs := &bridgeproc.SyncBuffer{}
 	log := zerolog.New(logs).Level(zerolog.DebugLevel).With().Timestamp().Logger()
 	switch {
 	case o.noLogs:
@@ -137,11 +137,11 @@ func (b *bridge) waitSessions(timeout time.Duration) bool {
 	return true
 }
 
-// fake starts a fakeimap server with user alice (password "secret") and
+// fake starts a imapscript server with user alice (password "secret") and
 // bob ("pw"), each with msgs messages in INBOX.
-func startFake(t testing.TB, opts fakeimap.Options, msgs int) *fakeimap.Server {
+func startFake(t testing.TB, opts imapscript.Options, msgs int) *imapscript.Server {
 	t.Helper()
-	s, err := fakeimap.New(opts)
+	s, err := imapscript.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +181,7 @@ func bigMessage(size int) []byte {
 }
 
 // mailboxUnchanged fails the test if user's INBOX differs from before.
-func mailboxUnchanged(t testing.TB, s *fakeimap.Server, user string, before []fakeimap.Message) {
+func mailboxUnchanged(t testing.TB, s *imapscript.Server, user string, before []imapscript.Message) {
 	t.Helper()
 	after := s.Messages(user, "INBOX")
 	if !reflect.DeepEqual(summarize(before), summarize(after)) {
@@ -191,10 +191,10 @@ func mailboxUnchanged(t testing.TB, s *fakeimap.Server, user string, before []fa
 
 // othersUnchanged fails unless every message of before, except the UIDs
 // in except, is in after exactly as it was, and after has nothing new.
-func othersUnchanged(t testing.TB, before, after []fakeimap.Message, except ...uint32) {
+func othersUnchanged(t testing.TB, before, after []imapscript.Message, except ...uint32) {
 	t.Helper()
-	drop := func(msgs []fakeimap.Message) []fakeimap.Message {
-		var out []fakeimap.Message
+	drop := func(msgs []imapscript.Message) []imapscript.Message {
+		var out []imapscript.Message
 		for _, m := range msgs {
 			if !slices.Contains(except, m.UID) {
 				out = append(out, m)
@@ -208,7 +208,7 @@ func othersUnchanged(t testing.TB, before, after []fakeimap.Message, except ...u
 }
 
 // summarize describes messages by UID, flags and a body digest.
-func summarize(msgs []fakeimap.Message) []string {
+func summarize(msgs []imapscript.Message) []string {
 	out := make([]string, 0, len(msgs))
 	for _, m := range msgs {
 		out = append(out, fmt.Sprintf("%d%v/%d", m.UID, m.Flags, len(m.Body)))
@@ -218,7 +218,7 @@ func summarize(msgs []fakeimap.Message) []string {
 
 // noUnscopedExpunge fails if popbridge sent EXPUNGE (or CLOSE) to a
 // server that has UIDPLUS.
-func noUnscopedExpunge(t testing.TB, s *fakeimap.Server) {
+func noUnscopedExpunge(t testing.TB, s *imapscript.Server) {
 	t.Helper()
 	if cs := s.CommandsNamed("EXPUNGE", "CLOSE"); len(cs) > 0 {
 		t.Errorf("popbridge sent an unscoped %v", cs)
@@ -252,7 +252,7 @@ func (q *quiet) check(b *bridge, fake interface{ WaitIdle(time.Duration) bool },
 	var err error
 	for {
 		// A relay brought Up again has a new accept loop.
-		if err = goleak.Find(q.baseline, goleak.IgnoreAnyFunction("github.com/popbridge/popbridge/internal/faultnet.(*Relay).acceptLoop")); err == nil {
+		if err = goleak.Find(q.baseline, goleak.IgnoreAnyFunction("github.com/popbridge/popbridge/internal/testing/faultnet.(*Relay).acceptLoop")); err == nil {
 			return
 		}
 		if time.Now().After(deadline) {

@@ -10,15 +10,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/popbridge/popbridge/internal/fakeimap"
-	"github.com/popbridge/popbridge/internal/faultnet"
+	"github.com/popbridge/popbridge/internal/testing/faultnet"
+	"github.com/popbridge/popbridge/internal/testing/imapscript"
 	"github.com/popbridge/popbridge/policy"
 )
 
 // healthySession logs in as bob, downloads every message and checks it
 // against want, and quits. It returns an error instead of failing, for use
 // from many goroutines.
-func healthySession(addr string, want []fakeimap.Message) error {
+func healthySession(addr string, want []imapscript.Message) error {
 	c, err := tryDialPOP3(addr)
 	if err != nil {
 		return err
@@ -47,9 +47,9 @@ func healthySession(addr string, want []fakeimap.Message) error {
 // upstream behind a stalled relay), another user's sessions run to the end
 // as if nothing happened, all of them before any stuck one's deadline.
 func TestOtherSessionsUnaffected(t *testing.T) {
-	fake := startFake(t, fakeimap.Options{}, 5)
+	fake := startFake(t, imapscript.Options{}, 5)
 	// carol lives on another upstream behind a relay that goes silent.
-	other := startFake(t, fakeimap.Options{}, 0)
+	other := startFake(t, imapscript.Options{}, 0)
 	other.AddUser("carol", "pw")
 	other.Append("carol", "INBOX", bigMessage(64<<10))
 	relay, err := faultnet.Listen(other.Addr())
@@ -75,8 +75,8 @@ func TestOtherSessionsUnaffected(t *testing.T) {
 	fake.Append("dave", "INBOX", bigMessage(64<<10))
 	fake.Append("dave", "INBOX", testMessage("dave", 2, 5))
 	daveBefore := fake.Messages("dave", "INBOX")
-	fake.AddRule(fakeimap.Rule{At: fakeimap.Select, Step: fakeimap.Hang, User: "alice"})
-	fake.AddRule(fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.HangMidBody, User: "dave"})
+	fake.AddRule(imapscript.Rule{At: imapscript.Select, Step: imapscript.Hang, User: "alice"})
+	fake.AddRule(imapscript.Rule{At: imapscript.FetchBody, Step: imapscript.HangMidBody, User: "dave"})
 
 	var stuck sync.WaitGroup
 	stuckErrs := make(chan error, 10)

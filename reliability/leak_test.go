@@ -5,15 +5,15 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/popbridge/popbridge/internal/fakeimap"
-	"github.com/popbridge/popbridge/internal/faultnet"
+	"github.com/popbridge/popbridge/internal/testing/faultnet"
+	"github.com/popbridge/popbridge/internal/testing/imapscript"
 )
 
 // TestRepeatedFaultsLeaveNoTrace runs a few hundred sessions that each end
 // in a different fault and checks that popbridge's goroutines return to
 // the baseline and that its live heap after GC does not grow.
 func TestRepeatedFaultsLeaveNoTrace(t *testing.T) {
-	fake := startFake(t, fakeimap.Options{}, 3)
+	fake := startFake(t, imapscript.Options{}, 3)
 	fake.Append("alice", "INBOX", bigMessage(256<<10))
 	b := startBridge(t, bridgeOptions{upstream: fake.URL(), noLogs: true})
 	relay, err := faultnet.Listen(b.addr)
@@ -24,27 +24,27 @@ func TestRepeatedFaultsLeaveNoTrace(t *testing.T) {
 
 	faults := []func(){
 		func() { // the upstream cuts the body
-			fake.AddRule(fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.CutMidBody, Times: 1})
+			fake.AddRule(imapscript.Rule{At: imapscript.FetchBody, Step: imapscript.CutMidBody, Times: 1})
 			c := mustSession(t, b.addr)
 			c.TryMulti("RETR 4")
 			c.Close()
 		},
 		func() { // the update is cut between STORE and EXPUNGE
-			fake.AddRule(fakeimap.Rule{At: fakeimap.Store, Step: fakeimap.CutAfter, Times: 1})
+			fake.AddRule(imapscript.Rule{At: imapscript.Store, Step: imapscript.CutAfter, Times: 1})
 			c := mustSession(t, b.addr)
 			c.TryCmd("DELE 1")
 			c.TryCmd("QUIT")
 			c.Close()
 		},
 		func() { // BYE instead of a body, then QUIT
-			fake.AddRule(fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.Bye, Times: 1})
+			fake.AddRule(imapscript.Rule{At: imapscript.FetchBody, Step: imapscript.Bye, Times: 1})
 			c := mustSession(t, b.addr)
 			c.TryMulti("TOP 2 3")
 			c.TryCmd("QUIT")
 			c.Close()
 		},
 		func() { // an endless greeting line
-			fake.AddRule(fakeimap.Rule{At: fakeimap.Greeting, Step: fakeimap.EndlessLine, Times: 1})
+			fake.AddRule(imapscript.Rule{At: imapscript.Greeting, Step: imapscript.EndlessLine, Times: 1})
 			c, err := tryDialPOP3(b.addr)
 			if err != nil {
 				t.Fatal(err)

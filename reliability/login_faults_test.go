@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/popbridge/popbridge/internal/fakeimap"
+	"github.com/popbridge/popbridge/internal/testing/imapscript"
 )
 
 // TestLoginFaults: whatever the upstream does wrong before the maildrop is
@@ -14,29 +14,29 @@ import (
 func TestLoginFaults(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		rule fakeimap.Rule
+		rule imapscript.Rule
 	}{
-		{"hang at greeting", fakeimap.Rule{At: fakeimap.Greeting, Step: fakeimap.Hang}},
-		{"BYE as greeting", fakeimap.Rule{At: fakeimap.Greeting, Step: fakeimap.Bye}},
-		{"cut at greeting", fakeimap.Rule{At: fakeimap.Greeting, Step: fakeimap.Cut}},
-		{"endless greeting line", fakeimap.Rule{At: fakeimap.Greeting, Step: fakeimap.EndlessLine}},
-		{"huge literal in greeting", fakeimap.Rule{At: fakeimap.Greeting, Step: fakeimap.HugeLiteral}},
-		{"hang at LOGIN", fakeimap.Rule{At: fakeimap.Login, Step: fakeimap.Hang}},
-		{"BYE at LOGIN", fakeimap.Rule{At: fakeimap.Login, Step: fakeimap.Bye}},
-		{"cut at LOGIN", fakeimap.Rule{At: fakeimap.Login, Step: fakeimap.Cut}},
-		{"NO [UNAVAILABLE] at LOGIN", fakeimap.Rule{At: fakeimap.Login, Step: fakeimap.No}},
-		{"endless line at LOGIN", fakeimap.Rule{At: fakeimap.Login, Step: fakeimap.EndlessLine}},
-		{"hang at SELECT", fakeimap.Rule{At: fakeimap.Select, Step: fakeimap.Hang}},
-		{"NO [SERVERBUG] at SELECT", fakeimap.Rule{At: fakeimap.Select, Step: fakeimap.No, Text: "[SERVERBUG] oops"}},
-		{"BYE at SELECT", fakeimap.Rule{At: fakeimap.Select, Step: fakeimap.Bye}},
-		{"endless line at SELECT", fakeimap.Rule{At: fakeimap.Select, Step: fakeimap.EndlessLine}},
-		{"hang at listing", fakeimap.Rule{At: fakeimap.List, Step: fakeimap.Hang}},
-		{"cut at listing", fakeimap.Rule{At: fakeimap.List, Step: fakeimap.Cut}},
-		{"huge literal in listing", fakeimap.Rule{At: fakeimap.List, Step: fakeimap.HugeLiteral}},
-		{"endless line in listing", fakeimap.Rule{At: fakeimap.List, Step: fakeimap.EndlessLine}},
+		{"hang at greeting", imapscript.Rule{At: imapscript.Greeting, Step: imapscript.Hang}},
+		{"BYE as greeting", imapscript.Rule{At: imapscript.Greeting, Step: imapscript.Bye}},
+		{"cut at greeting", imapscript.Rule{At: imapscript.Greeting, Step: imapscript.Cut}},
+		{"endless greeting line", imapscript.Rule{At: imapscript.Greeting, Step: imapscript.EndlessLine}},
+		{"huge literal in greeting", imapscript.Rule{At: imapscript.Greeting, Step: imapscript.HugeLiteral}},
+		{"hang at LOGIN", imapscript.Rule{At: imapscript.Login, Step: imapscript.Hang}},
+		{"BYE at LOGIN", imapscript.Rule{At: imapscript.Login, Step: imapscript.Bye}},
+		{"cut at LOGIN", imapscript.Rule{At: imapscript.Login, Step: imapscript.Cut}},
+		{"NO [UNAVAILABLE] at LOGIN", imapscript.Rule{At: imapscript.Login, Step: imapscript.No}},
+		{"endless line at LOGIN", imapscript.Rule{At: imapscript.Login, Step: imapscript.EndlessLine}},
+		{"hang at SELECT", imapscript.Rule{At: imapscript.Select, Step: imapscript.Hang}},
+		{"NO [SERVERBUG] at SELECT", imapscript.Rule{At: imapscript.Select, Step: imapscript.No, Text: "[SERVERBUG] oops"}},
+		{"BYE at SELECT", imapscript.Rule{At: imapscript.Select, Step: imapscript.Bye}},
+		{"endless line at SELECT", imapscript.Rule{At: imapscript.Select, Step: imapscript.EndlessLine}},
+		{"hang at listing", imapscript.Rule{At: imapscript.List, Step: imapscript.Hang}},
+		{"cut at listing", imapscript.Rule{At: imapscript.List, Step: imapscript.Cut}},
+		{"huge literal in listing", imapscript.Rule{At: imapscript.List, Step: imapscript.HugeLiteral}},
+		{"endless line in listing", imapscript.Rule{At: imapscript.List, Step: imapscript.EndlessLine}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			fake := startFake(t, fakeimap.Options{}, 3)
+			fake := startFake(t, imapscript.Options{}, 3)
 			b := startBridge(t, bridgeOptions{upstream: fake.URL()})
 			q := startQuiet(t)
 			before := fake.Messages("alice", "INBOX")
@@ -62,9 +62,9 @@ func TestLoginFaults(t *testing.T) {
 
 // TestLoginFaultIsPerConnection: after a fault, the next login works.
 func TestLoginFaultIsPerConnection(t *testing.T) {
-	fake := startFake(t, fakeimap.Options{}, 2)
+	fake := startFake(t, imapscript.Options{}, 2)
 	b := startBridge(t, bridgeOptions{upstream: fake.URL()})
-	fake.AddRule(fakeimap.Rule{At: fakeimap.Select, Step: fakeimap.Hang, Times: 1})
+	fake.AddRule(imapscript.Rule{At: imapscript.Select, Step: imapscript.Hang, Times: 1})
 	c := dialPOP3(t, b.addr)
 	if r, _ := c.TryLogin("alice", "secret"); !strings.HasPrefix(r, "-ERR [SYS/TEMP]") {
 		t.Fatalf("first login: %q", r)

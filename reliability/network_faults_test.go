@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/popbridge/popbridge/internal/fakeimap"
-	"github.com/popbridge/popbridge/internal/faultnet"
+	"github.com/popbridge/popbridge/internal/testing/faultnet"
+	"github.com/popbridge/popbridge/internal/testing/imapscript"
 )
 
 func itoa(n uint32) string { return strconv.FormatUint(uint64(n), 10) }
@@ -17,7 +17,7 @@ func itoa(n uint32) string { return strconv.FormatUint(uint64(n), 10) }
 // upstreamLeg is a fake upstream behind a faultnet relay, and popbridge
 // pointed at the relay.
 type upstreamLeg struct {
-	fake  *fakeimap.Server
+	fake  *imapscript.Server
 	relay *faultnet.Relay
 	b     *bridge
 	q     *quiet
@@ -25,7 +25,7 @@ type upstreamLeg struct {
 
 func startUpstreamLeg(t *testing.T, msgs int) *upstreamLeg {
 	t.Helper()
-	fake := startFake(t, fakeimap.Options{}, msgs)
+	fake := startFake(t, imapscript.Options{}, msgs)
 	relay, err := faultnet.Listen(fake.Addr())
 	if err != nil {
 		t.Fatal(err)

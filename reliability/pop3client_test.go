@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/popbridge/popbridge/internal/pop3test"
+	"github.com/popbridge/popbridge/internal/testing/pop3client"
 )
 
 // opTimeout bounds every read of the test client, so that a hung bridge
@@ -15,12 +15,12 @@ const opTimeout = 15 * time.Second
 
 // errNoDot is a multi-line response that ended, connection closed, before
 // its terminating dot: what a client must see when a RETR fails after +OK.
-var errNoDot = pop3test.ErrNoDot
+var errNoDot = pop3client.ErrNoDot
 
 // pop3Client is a minimal POP3 client that reports exactly what it saw.
-type pop3Client = pop3test.Client
+type pop3Client = pop3client.Client
 
-var clientOptions = pop3test.Options{DialTimeout: opTimeout, OpTimeout: opTimeout}
+var clientOptions = pop3client.Options{DialTimeout: opTimeout, OpTimeout: opTimeout}
 
 // dialPOP3 connects and reads the greeting.
 func dialPOP3(t testing.TB, addr string) *pop3Client {
@@ -36,7 +36,7 @@ func dialPOP3(t testing.TB, addr string) *pop3Client {
 
 // tryDialPOP3 connects and reads a +OK greeting; the caller closes it.
 func tryDialPOP3(addr string) (*pop3Client, error) {
-	return pop3test.TryDial(addr, clientOptions)
+	return pop3client.TryDial(addr, clientOptions)
 }
 
 // quit sends QUIT, expects want and closes the connection.
@@ -49,5 +49,5 @@ func quit(c *pop3Client, want string) string {
 
 // isReset: a reset, or the test closed the connection itself.
 func isReset(err error) bool {
-	return pop3test.IsReset(err) || errors.Is(err, net.ErrClosed)
+	return pop3client.IsReset(err) || errors.Is(err, net.ErrClosed)
 }

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/popbridge/popbridge/internal/config"
-	"github.com/popbridge/popbridge/internal/fakeimap"
+	"github.com/popbridge/popbridge/internal/testing/imapscript"
 )
 
 // TestBodyFaults: RETR and TOP when the upstream fails while the body is
@@ -34,7 +34,7 @@ func TestBodyFaults(t *testing.T) {
 	)
 	for _, tc := range []struct {
 		name string
-		rule fakeimap.Rule
+		rule imapscript.Rule
 		top  bool
 		want outcome
 		// streams: the session's read-ahead limit is below the
@@ -42,24 +42,24 @@ func TestBodyFaults(t *testing.T) {
 		// ahead whole.
 		streams bool
 	}{
-		{"RETR, hang mid-literal, read ahead", fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.HangMidBody}, false, tempErr, false},
-		{"RETR, cut mid-literal, read ahead", fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.CutMidBody}, false, tempErr, false},
-		{"RETR, literal longer than announced, read ahead", fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.LiteralOverrun}, false, tempErr, false},
-		{"RETR, hang mid-literal, streams", fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.HangMidBody}, false, noDot, true},
-		{"RETR, cut mid-literal, streams", fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.CutMidBody}, false, noDot, true},
-		{"RETR, literal longer than announced, streams", fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.LiteralOverrun}, false, noDot, true},
-		{"RETR, no answer", fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.Hang}, false, tempErr, false},
-		{"RETR, BYE instead of the body", fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.Bye}, false, tempErr, false},
-		{"RETR, cut instead of the body", fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.Cut}, false, tempErr, false},
-		{"RETR, BAD", fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.Bad}, false, tempErr, false},
-		{"RETR, endless line", fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.EndlessLine}, false, tempErr, false},
-		{"RETR, NO", fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.No}, false, plainErr, false},
-		{"TOP, hang mid-header", fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.HangMidBody}, true, noDot, false},
-		{"TOP, cut mid-text", fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.CutMidBody, Times: 1}, true, noDot, false},
-		{"TOP, no answer", fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.Hang}, true, tempErr, false},
+		{"RETR, hang mid-literal, read ahead", imapscript.Rule{At: imapscript.FetchBody, Step: imapscript.HangMidBody}, false, tempErr, false},
+		{"RETR, cut mid-literal, read ahead", imapscript.Rule{At: imapscript.FetchBody, Step: imapscript.CutMidBody}, false, tempErr, false},
+		{"RETR, literal longer than announced, read ahead", imapscript.Rule{At: imapscript.FetchBody, Step: imapscript.LiteralOverrun}, false, tempErr, false},
+		{"RETR, hang mid-literal, streams", imapscript.Rule{At: imapscript.FetchBody, Step: imapscript.HangMidBody}, false, noDot, true},
+		{"RETR, cut mid-literal, streams", imapscript.Rule{At: imapscript.FetchBody, Step: imapscript.CutMidBody}, false, noDot, true},
+		{"RETR, literal longer than announced, streams", imapscript.Rule{At: imapscript.FetchBody, Step: imapscript.LiteralOverrun}, false, noDot, true},
+		{"RETR, no answer", imapscript.Rule{At: imapscript.FetchBody, Step: imapscript.Hang}, false, tempErr, false},
+		{"RETR, BYE instead of the body", imapscript.Rule{At: imapscript.FetchBody, Step: imapscript.Bye}, false, tempErr, false},
+		{"RETR, cut instead of the body", imapscript.Rule{At: imapscript.FetchBody, Step: imapscript.Cut}, false, tempErr, false},
+		{"RETR, BAD", imapscript.Rule{At: imapscript.FetchBody, Step: imapscript.Bad}, false, tempErr, false},
+		{"RETR, endless line", imapscript.Rule{At: imapscript.FetchBody, Step: imapscript.EndlessLine}, false, tempErr, false},
+		{"RETR, NO", imapscript.Rule{At: imapscript.FetchBody, Step: imapscript.No}, false, plainErr, false},
+		{"TOP, hang mid-header", imapscript.Rule{At: imapscript.FetchBody, Step: imapscript.HangMidBody}, true, noDot, false},
+		{"TOP, cut mid-text", imapscript.Rule{At: imapscript.FetchBody, Step: imapscript.CutMidBody, Times: 1}, true, noDot, false},
+		{"TOP, no answer", imapscript.Rule{At: imapscript.FetchBody, Step: imapscript.Hang}, true, tempErr, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			fake := startFake(t, fakeimap.Options{}, 3)
+			fake := startFake(t, imapscript.Options{}, 3)
 			before := fake.Messages("alice", "INBOX")
 			o := bridgeOptions{upstream: fake.URL()}
 			if tc.streams {
@@ -126,8 +126,8 @@ func TestBodyFaults(t *testing.T) {
 // boundFor is how long a command may take to fail under step: the
 // no-progress deadline, except for an endless stream, which fails on the
 // size limit, as fast as the octets flow.
-func boundFor(step fakeimap.Step) time.Duration {
-	if step == fakeimap.EndlessLine || step == fakeimap.HugeLiteral {
+func boundFor(step imapscript.Step) time.Duration {
+	if step == imapscript.EndlessLine || step == imapscript.HugeLiteral {
 		return slack
 	}
 	return commandTimeout + deadlineSlack
@@ -140,26 +140,26 @@ func boundFor(step fakeimap.Step) time.Duration {
 func TestUpdateFaults(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		rule fakeimap.Rule
+		rule imapscript.Rule
 		// atLogin adds the rule before login (else after it).
 		atLogin bool
 		// untouched: not even the deleted message may have changed.
 		untouched bool
 	}{
-		{"NO to UID EXPUNGE", fakeimap.Rule{At: fakeimap.UIDExpunge, Step: fakeimap.No}, false, false},
-		{"no answer to UID EXPUNGE", fakeimap.Rule{At: fakeimap.UIDExpunge, Step: fakeimap.Hang}, false, false},
-		{"BYE to UID EXPUNGE", fakeimap.Rule{At: fakeimap.UIDExpunge, Step: fakeimap.Bye}, false, false},
-		{"endless line at UID EXPUNGE", fakeimap.Rule{At: fakeimap.UIDExpunge, Step: fakeimap.EndlessLine}, false, false},
-		{"cut between UID STORE and UID EXPUNGE", fakeimap.Rule{At: fakeimap.Store, Step: fakeimap.CutAfter}, false, false},
-		{"cut at UID STORE", fakeimap.Rule{At: fakeimap.Store, Step: fakeimap.Cut}, false, true},
-		{"no answer to UID STORE", fakeimap.Rule{At: fakeimap.Store, Step: fakeimap.Hang}, false, false},
-		{"NO to UID STORE", fakeimap.Rule{At: fakeimap.Store, Step: fakeimap.No}, false, true},
-		{"no answer to the SELECT before the update", fakeimap.Rule{At: fakeimap.Select, Step: fakeimap.Hang}, false, true},
-		{"NO to the SELECT before the update", fakeimap.Rule{At: fakeimap.Select, Step: fakeimap.No}, false, true},
-		{"UIDVALIDITY changed between login and QUIT", fakeimap.Rule{At: fakeimap.Select, Step: fakeimap.ChangeUIDValidity, Times: 1}, true, true},
+		{"NO to UID EXPUNGE", imapscript.Rule{At: imapscript.UIDExpunge, Step: imapscript.No}, false, false},
+		{"no answer to UID EXPUNGE", imapscript.Rule{At: imapscript.UIDExpunge, Step: imapscript.Hang}, false, false},
+		{"BYE to UID EXPUNGE", imapscript.Rule{At: imapscript.UIDExpunge, Step: imapscript.Bye}, false, false},
+		{"endless line at UID EXPUNGE", imapscript.Rule{At: imapscript.UIDExpunge, Step: imapscript.EndlessLine}, false, false},
+		{"cut between UID STORE and UID EXPUNGE", imapscript.Rule{At: imapscript.Store, Step: imapscript.CutAfter}, false, false},
+		{"cut at UID STORE", imapscript.Rule{At: imapscript.Store, Step: imapscript.Cut}, false, true},
+		{"no answer to UID STORE", imapscript.Rule{At: imapscript.Store, Step: imapscript.Hang}, false, false},
+		{"NO to UID STORE", imapscript.Rule{At: imapscript.Store, Step: imapscript.No}, false, true},
+		{"no answer to the SELECT before the update", imapscript.Rule{At: imapscript.Select, Step: imapscript.Hang}, false, true},
+		{"NO to the SELECT before the update", imapscript.Rule{At: imapscript.Select, Step: imapscript.No}, false, true},
+		{"UIDVALIDITY changed between login and QUIT", imapscript.Rule{At: imapscript.Select, Step: imapscript.ChangeUIDValidity, Times: 1}, true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			fake := startFake(t, fakeimap.Options{}, 3)
+			fake := startFake(t, imapscript.Options{}, 3)
 			b := startBridge(t, bridgeOptions{upstream: fake.URL()})
 			q := startQuiet(t)
 			before := fake.Messages("alice", "INBOX")
@@ -204,9 +204,9 @@ func TestUpdateFaults(t *testing.T) {
 // real message whole (it is the octets that matter, not the count), and
 // popbridge logs the discrepancy.
 func TestSizeMismatch(t *testing.T) {
-	fake := startFake(t, fakeimap.Options{}, 2)
+	fake := startFake(t, imapscript.Options{}, 2)
 	b := startBridge(t, bridgeOptions{upstream: fake.URL()})
-	fake.AddRule(fakeimap.Rule{At: fakeimap.List, Step: fakeimap.UnderstateSize})
+	fake.AddRule(imapscript.Rule{At: imapscript.List, Step: imapscript.UnderstateSize})
 	want := fake.Messages("alice", "INBOX")[0].Body
 	c := dialPOP3(t, b.addr)
 	c.Login("alice", "secret")

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/popbridge/popbridge/internal/config"
-	"github.com/popbridge/popbridge/internal/faultnet"
-	"github.com/popbridge/popbridge/internal/testenv"
+	"github.com/popbridge/popbridge/internal/testing/faultnet"
+	"github.com/popbridge/popbridge/internal/testing/testenv"
 	"github.com/popbridge/popbridge/reliability/soak"
 )
 

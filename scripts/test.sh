@@ -44,7 +44,7 @@ install_missing() {
 		"python3 python3"
 		"fail2ban-regex fail2ban"
 		"haproxy haproxy"                # deploy/haproxy, PROXY v2 end to end
-		"/usr/lib/postgresql/*/bin/initdb postgresql" # store: private clusters (internal/testenv)
+		"/usr/lib/postgresql/*/bin/initdb postgresql" # store: private clusters (internal/testing/testenv)
 		"systemd-analyze systemd"        # deploy/systemd verify and security
 		"/etc/ssl/certs/ca-certificates.crt ca-certificates"
 		"gcc gcc" # go test -race needs cgo

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/popbridge/popbridge/internal/pop3test"
-	"github.com/popbridge/popbridge/internal/testenv"
+	"github.com/popbridge/popbridge/internal/testing/pop3client"
+	"github.com/popbridge/popbridge/internal/testing/testenv"
 )
 
 const (
@@ -24,7 +24,7 @@ const (
 func TestPlaintextAuthByClientAddress(t *testing.T) {
 	b, cert := tlsBridge(t, "--proxy-protocol", "127.0.0.1/32", "--max-bad-commands-prelogin", "10")
 	pub := dialVia(t, b.POP3, "203.0.113.9")
-	if caps := pub.Capa(); pop3test.HasCap(caps, "USER") || pop3test.HasCap(caps, "SASL") || !pop3test.HasCap(caps, "STLS") {
+	if caps := pub.Capa(); pop3client.HasCap(caps, "USER") || pop3client.HasCap(caps, "SASL") || !pop3client.HasCap(caps, "STLS") {
 		t.Fatalf("CAPA to a public address without TLS = %q", caps)
 	}
 	pub.Send("AUTH")
@@ -34,15 +34,15 @@ func TestPlaintextAuthByClientAddress(t *testing.T) {
 			t.Fatalf("%s from a public address = %q", strings.Fields(cmd)[0], got)
 		}
 	}
-	pub.StartTLS(pop3test.Trusting(cert))
-	if caps := pub.Capa(); !pop3test.HasCap(caps, "USER") || !pop3test.HasCap(caps, "SASL PLAIN LOGIN") || pop3test.HasCap(caps, "STLS") {
+	pub.StartTLS(pop3client.Trusting(cert))
+	if caps := pub.Capa(); !pop3client.HasCap(caps, "USER") || !pop3client.HasCap(caps, "SASL PLAIN LOGIN") || pop3client.HasCap(caps, "STLS") {
 		t.Fatalf("CAPA after STLS = %q", caps)
 	}
 	pub.Send("AUTH PLAIN " + b64("\x00demo\x00demo"))
 	pub.Expect("+OK*")
 
 	priv := dialVia(t, b.POP3, "192.168.10.20")
-	if caps := priv.Capa(); !pop3test.HasCap(caps, "USER") || !pop3test.HasCap(caps, "SASL") {
+	if caps := priv.Capa(); !pop3client.HasCap(caps, "USER") || !pop3client.HasCap(caps, "SASL") {
 		t.Fatalf("CAPA to a private address = %q", caps)
 	}
 	priv.Login("demo", "demo")
@@ -50,7 +50,7 @@ func TestPlaintextAuthByClientAddress(t *testing.T) {
 	// The failed login is logged with the client's address, not the
 	// load balancer's.
 	pub2 := dialVia(t, b.POP3, "203.0.113.77")
-	pub2.StartTLS(pop3test.Trusting(cert))
+	pub2.StartTLS(pop3client.Trusting(cert))
 	pub2.Send("USER demo")
 	pub2.Expect("+OK*")
 	if got := pub2.Cmd("PASS wrong"); got != errAuth {
@@ -63,20 +63,20 @@ func TestPlaintextAuthModes(t *testing.T) {
 	t.Run("never", func(t *testing.T) {
 		b, cert := tlsBridge(t, "--plaintext-auth", "never")
 		c := dialPOP3(t, b.POP3) // loopback, yet no plaintext
-		if caps := c.Capa(); pop3test.HasCap(caps, "USER") || pop3test.HasCap(caps, "SASL") {
+		if caps := c.Capa(); pop3client.HasCap(caps, "USER") || pop3client.HasCap(caps, "SASL") {
 			t.Fatalf("CAPA = %q", caps)
 		}
 		if got := c.Cmd("USER demo"); got != errPlaintext {
 			t.Fatalf("USER = %q", got)
 		}
-		c.StartTLS(pop3test.Trusting(cert))
+		c.StartTLS(pop3client.Trusting(cert))
 		c.Login("demo", "demo")
 		dialPOP3S(t, b.POP3S, cert).Login("demo", "demo")
 	})
 	t.Run("always", func(t *testing.T) {
 		b, _ := tlsBridge(t, "--plaintext-auth", "always", "--proxy-protocol", "127.0.0.1/32")
 		c := dialVia(t, b.POP3, "198.51.100.1")
-		if caps := c.Capa(); !pop3test.HasCap(caps, "USER") {
+		if caps := c.Capa(); !pop3client.HasCap(caps, "USER") {
 			t.Fatalf("CAPA = %q", caps)
 		}
 		c.Login("demo", "demo")

@@ -9,13 +9,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/popbridge/popbridge/internal/bridgetest"
+	"github.com/popbridge/popbridge/internal/testing/bridgeproc"
 )
 
-func TestMain(m *testing.M) { bridgetest.Main(m) }
+func TestMain(m *testing.M) { bridgeproc.Main(m) }
 
 // bridge is a running popbridge.
-type bridge = bridgetest.Bridge
+type bridge = bridgeproc.Bridge
 
 // startBridge runs popbridge with args (plus --listen 127.0.0.1:0 unless
 // args set --listen) and waits for its "popbridge started" line. It is
@@ -26,9 +26,9 @@ func startBridge(t *testing.T, args ...string) *bridge {
 	if !hasFlag(args, "--listen") {
 		args = append([]string{"--listen", "127.0.0.1:0"}, args...)
 	}
-	return bridgetest.Start(t, bridgetest.Options{
+	return bridgeproc.Start(t, bridgeproc.Options{
 		// Without -race: the tests bound the bridge's peak RSS.
-		Binary: bridgetest.PlainBinary(t),
+		Binary: bridgeproc.PlainBinary(t),
 		Args:   args,
 		// Nothing from the developer's environment.
 		Env:          []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()},

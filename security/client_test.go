@@ -16,15 +16,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/popbridge/popbridge/internal/pop3test"
+	"github.com/popbridge/popbridge/internal/testing/pop3client"
 )
 
 // client is the raw POP3 client the attacks use.
-type client = pop3test.Client
+type client = pop3client.Client
 
 // clientOptions: a 30 s deadline for a whole connection; a reset counts
 // as the server closing it.
-var clientOptions = pop3test.Options{Deadline: 30 * time.Second, AllowReset: true, CloseTimeout: 10 * time.Second}
+var clientOptions = pop3client.Options{Deadline: 30 * time.Second, AllowReset: true, CloseTimeout: 10 * time.Second}
 
 // dialPOP3 connects and reads the greeting.
 func dialPOP3(t *testing.T, addr string) *client {
@@ -36,13 +36,13 @@ func dialPOP3(t *testing.T, addr string) *client {
 
 func dialRaw(t *testing.T, addr string) *client {
 	t.Helper()
-	return pop3test.Dial(t, addr, clientOptions)
+	return pop3client.Dial(t, addr, clientOptions)
 }
 
 // dialPOP3S connects with implicit TLS trusting ca.
 func dialPOP3S(t *testing.T, addr string, ca *x509.Certificate) *client {
 	t.Helper()
-	c := pop3test.DialTLS(t, addr, pop3test.Trusting(ca), clientOptions)
+	c := pop3client.DialTLS(t, addr, pop3client.Trusting(ca), clientOptions)
 	c.Expect("+OK*")
 	return c
 }
@@ -54,14 +54,14 @@ func dialVia(t *testing.T, addr, src string) *client {
 	_, dport, _ := net.SplitHostPort(addr)
 	o := clientOptions
 	o.Prefix = fmt.Appendf(nil, "PROXY TCP4 %s 127.0.0.1 40000 %s\r\n", src, dport)
-	c := pop3test.Dial(t, addr, o)
+	c := pop3client.Dial(t, addr, o)
 	c.Expect("+OK*")
 	return c
 }
 
 func wrap(t *testing.T, nc net.Conn) *client {
 	t.Helper()
-	return pop3test.New(t, nc, clientOptions)
+	return pop3client.New(t, nc, clientOptions)
 }
 
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/popbridge/popbridge/internal/bridgetest"
-	"github.com/popbridge/popbridge/internal/testenv"
+	"github.com/popbridge/popbridge/internal/testing/bridgeproc"
+	"github.com/popbridge/popbridge/internal/testing/testenv"
 )
 
 const canary = "Canary-7Qz!pw-41d9"
@@ -126,7 +126,7 @@ func waitCount(t *testing.T, b *bridge, want map[string]string, n int) {
 	barrier := logBarrier(t, b)
 	got := 0
 	for _, e := range b.Entries() {
-		if bridgetest.Matches(e, want) && e["user"] != barrier {
+		if bridgeproc.Matches(e, want) && e["user"] != barrier {
 			got++
 		}
 	}

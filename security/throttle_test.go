@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/popbridge/popbridge/internal/testenv"
+	"github.com/popbridge/popbridge/internal/testing/testenv"
 )
 
 // rawLogin logs in from the loopback address from (all of 127.0.0.0/8

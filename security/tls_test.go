@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/popbridge/popbridge/internal/pop3test"
+	"github.com/popbridge/popbridge/internal/testing/pop3client"
 )
 
 // TLS 1.0 and 1.1 are refused on POP3S and after STLS; on TLS 1.2 only
@@ -40,34 +40,34 @@ func TestTLSVersionsAndSuites(t *testing.T) {
 		ok   bool
 	}{
 		{"TLS 1.0", func() *tls.Config {
-			c := pop3test.Trusting(cert)
+			c := pop3client.Trusting(cert)
 			c.MinVersion, c.MaxVersion = tls.VersionTLS10, tls.VersionTLS10
 			return c
 		}, false},
 		{"TLS 1.1", func() *tls.Config {
-			c := pop3test.Trusting(cert)
+			c := pop3client.Trusting(cert)
 			c.MinVersion, c.MaxVersion = tls.VersionTLS11, tls.VersionTLS11
 			return c
 		}, false},
 		{"TLS 1.2 CBC only", func() *tls.Config {
-			c := pop3test.Trusting(cert)
+			c := pop3client.Trusting(cert)
 			c.MaxVersion = tls.VersionTLS12
 			c.CipherSuites = []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA, tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256}
 			return c
 		}, false},
 		{"TLS 1.2 GCM", func() *tls.Config {
-			c := pop3test.Trusting(cert)
+			c := pop3client.Trusting(cert)
 			c.MaxVersion = tls.VersionTLS12
 			c.CipherSuites = []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}
 			return c
 		}, true},
 		{"TLS 1.2 ChaCha20", func() *tls.Config {
-			c := pop3test.Trusting(cert)
+			c := pop3client.Trusting(cert)
 			c.MaxVersion = tls.VersionTLS12
 			c.CipherSuites = []uint16{tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256}
 			return c
 		}, true},
-		{"TLS 1.3", func() *tls.Config { c := pop3test.Trusting(cert); c.MinVersion = tls.VersionTLS13; return c }, true},
+		{"TLS 1.3", func() *tls.Config { c := pop3client.Trusting(cert); c.MinVersion = tls.VersionTLS13; return c }, true},
 	}
 	for _, tt := range cases {
 		for _, stls := range []bool{false, true} {
@@ -91,7 +91,7 @@ func TestTLSVersionsAndSuites(t *testing.T) {
 func TestSTLSPipelinedInjection(t *testing.T) {
 	b, cert := tlsBridge(t, "--plaintext-auth", "never")
 	c := dialPOP3(t, b.POP3)
-	if caps := c.Capa(); !pop3test.HasCap(caps, "STLS") || pop3test.HasCap(caps, "USER") || pop3test.HasCap(caps, "SASL") {
+	if caps := c.Capa(); !pop3client.HasCap(caps, "STLS") || pop3client.HasCap(caps, "USER") || pop3client.HasCap(caps, "SASL") {
 		t.Fatalf("CAPA in clear = %q, want STLS, no USER, no SASL", caps)
 	}
 	io.WriteString(c.Conn(), "STLS\r\nCAPA\r\nUSER demo\r\nPASS demo\r\n")
@@ -101,13 +101,13 @@ func TestSTLSPipelinedInjection(t *testing.T) {
 		got, _ := c.Reader().Peek(n)
 		t.Fatalf("answered in clear after STLS: %q", got)
 	}
-	tc := tls.Client(c.Conn(), pop3test.Trusting(cert))
+	tc := tls.Client(c.Conn(), pop3client.Trusting(cert))
 	if err := tc.Handshake(); err != nil {
 		t.Fatalf("handshake: %v", err)
 	}
 	c.Upgrade(tc)
 	caps := c.Capa()
-	if pop3test.HasCap(caps, "STLS") || !pop3test.HasCap(caps, "USER") || !pop3test.HasCap(caps, "SASL") {
+	if pop3client.HasCap(caps, "STLS") || !pop3client.HasCap(caps, "USER") || !pop3client.HasCap(caps, "SASL") {
 		t.Fatalf("CAPA after STLS = %q", caps)
 	}
 	if got := c.Cmd("PASS demo"); got != "-ERR USER first" {
@@ -132,7 +132,7 @@ func TestSTLSForgetsUserAndNotAfterLogin(t *testing.T) {
 	c := dialPOP3(t, b.POP3)
 	c.Send("USER demo")
 	c.Expect("+OK*")
-	c.StartTLS(pop3test.Trusting(cert))
+	c.StartTLS(pop3client.Trusting(cert))
 	if got := c.Cmd("PASS demo"); got != "-ERR USER first" {
 		t.Fatalf("PASS after STLS = %q", got)
 	}
@@ -159,7 +159,7 @@ func TestStalledHandshake(t *testing.T) {
 			c.Conn().Write([]byte{0x16, 0x03, 0x01, 0x02, 0x00}) // half a record header
 		}
 		c.Conn().SetReadDeadline(time.Now().Add(10 * time.Second))
-		if _, err := io.Copy(io.Discard, c.Conn()); err != nil && !pop3test.IsReset(err) {
+		if _, err := io.Copy(io.Discard, c.Conn()); err != nil && !pop3client.IsReset(err) {
 			t.Fatalf("stls=%v: want close, got %v", stls, err)
 		}
 		if d := time.Since(start); d > 6*time.Second {
@@ -178,7 +178,7 @@ func TestCertReloadOnSIGHUP(t *testing.T) {
 	open := dialPOP3S(t, b.POP3S, oldCert)
 	open.Login("demo", "demo")
 	old := dialPOP3(t, b.POP3) // STLS session, logged in before the reload
-	old.StartTLS(pop3test.Trusting(oldCert))
+	old.StartTLS(pop3client.Trusting(oldCert))
 	old.Login("demo", "demo")
 
 	newCertFile, newKeyFile, newCert := writeCert(t, dir, "renewed", "127.0.0.1")
@@ -211,7 +211,7 @@ func TestCertReloadOnSIGHUP(t *testing.T) {
 	}
 	fresh.Login("demo", "demo")
 	viaSTLS := dialPOP3(t, b.POP3)
-	viaSTLS.StartTLS(pop3test.Trusting(newCert))
+	viaSTLS.StartTLS(pop3client.Trusting(newCert))
 
 	// A broken renewal: the error is logged and the current certificate stays.
 	os.WriteFile(certFile, []byte("not a certificate"), 0o644)

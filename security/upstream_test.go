@@ -9,19 +9,19 @@ import (
 	"testing"
 	"time"
 
-	"github.com/popbridge/popbridge/internal/bridgetest"
-	"github.com/popbridge/popbridge/internal/fakeimap"
-	"github.com/popbridge/popbridge/internal/testenv"
+	"github.com/popbridge/popbridge/internal/testing/bridgeproc"
+	"github.com/popbridge/popbridge/internal/testing/imapscript"
+	"github.com/popbridge/popbridge/internal/testing/testenv"
 )
 
 const upstreamSecret = "UPSTREAM-SECRET-TEXT-<script>"
 
 // hostile is a scripted upstream for the phase before login, which
-// fakeimap does not cover (it has no TLS): it records every octet
+// imapscript does not cover (it has no TLS): it records every octet
 // popbridge sends in clear or, with tlsCfg, after the handshake.
 type hostile struct {
 	addr string
-	got  *bridgetest.SyncBuffer
+	got  *bridgeproc.SyncBuffer
 }
 
 func startHostile(t *testing.T, tlsCfg *tls.Config, script func(w io.Writer, r *bufio.Reader)) *hostile {
@@ -30,7 +30,7 @@ func startHostile(t *testing.T, tlsCfg *tls.Config, script func(w io.Writer, r *
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
-	h := &hostile{addr: l.Addr().String(), got: &bridgetest.SyncBuffer{}}
+	h := &hostile{addr: l.Addr().String(), got: &bridgeproc.SyncBuffer{}}
 	go func() {
 		for {
 			nc, err := l.Accept()
@@ -238,26 +238,26 @@ func TestUpstreamCertificateVerified(t *testing.T) {
 func TestHostileUpstreamAfterLogin(t *testing.T) {
 	cases := []struct {
 		name string
-		rule fakeimap.Rule
+		rule imapscript.Rule
 		want string // the POP3 answer to PASS, or to RETR 1 when at a fetch
 		retr bool
 	}{
-		{"endless line at SELECT", fakeimap.Rule{At: fakeimap.Select, Step: fakeimap.EndlessLine, User: "victim"}, errTemp, false},
-		{"giant literal at SELECT", fakeimap.Rule{At: fakeimap.Select, Step: fakeimap.HugeLiteral, User: "victim"}, errTemp, false},
-		{"endless line at listing", fakeimap.Rule{At: fakeimap.List, Step: fakeimap.EndlessLine, User: "victim"}, errTemp, false},
-		{"giant literal at listing", fakeimap.Rule{At: fakeimap.List, Step: fakeimap.HugeLiteral, User: "victim"}, errTemp, false},
-		{"endless line at RETR", fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.EndlessLine, User: "victim"}, "", true},
-		{"NO with text at LOGIN", fakeimap.Rule{At: fakeimap.Login, Step: fakeimap.No, User: "victim",
+		{"endless line at SELECT", imapscript.Rule{At: imapscript.Select, Step: imapscript.EndlessLine, User: "victim"}, errTemp, false},
+		{"giant literal at SELECT", imapscript.Rule{At: imapscript.Select, Step: imapscript.HugeLiteral, User: "victim"}, errTemp, false},
+		{"endless line at listing", imapscript.Rule{At: imapscript.List, Step: imapscript.EndlessLine, User: "victim"}, errTemp, false},
+		{"giant literal at listing", imapscript.Rule{At: imapscript.List, Step: imapscript.HugeLiteral, User: "victim"}, errTemp, false},
+		{"endless line at RETR", imapscript.Rule{At: imapscript.FetchBody, Step: imapscript.EndlessLine, User: "victim"}, "", true},
+		{"NO with text at LOGIN", imapscript.Rule{At: imapscript.Login, Step: imapscript.No, User: "victim",
 			Text: "[AUTHENTICATIONFAILED] " + upstreamSecret}, errAuth, false},
-		{"NO with text at SELECT", fakeimap.Rule{At: fakeimap.Select, Step: fakeimap.No, User: "victim",
+		{"NO with text at SELECT", imapscript.Rule{At: imapscript.Select, Step: imapscript.No, User: "victim",
 			Text: "[UNAVAILABLE] " + upstreamSecret}, errTemp, false},
-		{"BYE at LOGIN", fakeimap.Rule{At: fakeimap.Login, Step: fakeimap.Bye, User: "victim"}, errTemp, false},
-		{"NO with text at RETR", fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.No, User: "victim",
+		{"BYE at LOGIN", imapscript.Rule{At: imapscript.Login, Step: imapscript.Bye, User: "victim"}, errTemp, false},
+		{"NO with text at RETR", imapscript.Rule{At: imapscript.FetchBody, Step: imapscript.No, User: "victim",
 			Text: upstreamSecret}, "", true},
 	}
 	for _, tt := range cases {
 		t.Run(tt.name, func(t *testing.T) {
-			up, err := fakeimap.New(fakeimap.Options{})
+			up, err := imapscript.New(imapscript.Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -315,7 +315,7 @@ func TestHostileUpstreamAfterLogin(t *testing.T) {
 	}
 }
 
-// stillWorksAs is stillWorks for a fakeimap user with one message.
+// stillWorksAs is stillWorks for a imapscript user with one message.
 func stillWorksAs(t *testing.T, c *client) {
 	t.Helper()
 	if got := c.Cmd("STAT"); !strings.HasPrefix(got, "+OK 1 ") {

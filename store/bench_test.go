@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/popbridge/popbridge/internal/testenv"
+	"github.com/popbridge/popbridge/internal/testing/testenv"
 	"github.com/popbridge/popbridge/store"
 )
 

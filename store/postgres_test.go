@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/popbridge/popbridge/internal/testenv"
+	"github.com/popbridge/popbridge/internal/testing/testenv"
 	"github.com/popbridge/popbridge/store"
 	"github.com/popbridge/popbridge/store/storetest"
 )

@@ -22,8 +22,8 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/popbridge/popbridge/internal/pop3test"
-	"github.com/popbridge/popbridge/internal/testenv"
+	"github.com/popbridge/popbridge/internal/testing/pop3client"
+	"github.com/popbridge/popbridge/internal/testing/testenv"
 	"github.com/popbridge/popbridge/pop3server"
 	"github.com/popbridge/popbridge/store"
 	"github.com/popbridge/popbridge/uidlimport"
@@ -404,7 +404,7 @@ func TestDovecotMigration(t *testing.T) {
 	}
 
 	// The old server's UIDLs are not popbridge's derived ones.
-	old := pop3test.Dial(t, d.POP3Addr, pop3test.Options{})
+	old := pop3client.Dial(t, d.POP3Addr, pop3client.Options{})
 	old.Expect("+OK*")
 	old.Send("USER " + testUser)
 	old.Expect("+OK*")
@@ -510,7 +510,7 @@ func TestDovecotMigration(t *testing.T) {
 		t.Fatal(err)
 	}
 	seed(t, d, testUser, []mail{{"new", message("<new@example.org>", time.Now(), "New mail")}})
-	c := pop3test.Dial(t, addr, pop3test.Options{})
+	c := pop3client.Dial(t, addr, pop3client.Options{})
 	c.Expect("+OK*")
 	c.Send("USER " + testUser)
 	c.Expect("+OK*")

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/popbridge/popbridge/internal/faultnet"
+	"github.com/popbridge/popbridge/internal/testing/faultnet"
 	"github.com/popbridge/popbridge/pop3server"
 )
 

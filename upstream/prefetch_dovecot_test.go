@@ -13,7 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/popbridge/popbridge/cache"
-	"github.com/popbridge/popbridge/internal/testenv"
+	"github.com/popbridge/popbridge/internal/testing/testenv"
 	"github.com/popbridge/popbridge/pop3server"
 )
 

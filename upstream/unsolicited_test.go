@@ -5,7 +5,7 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/popbridge/popbridge/internal/fakeimap"
+	"github.com/popbridge/popbridge/internal/testing/imapscript"
 	"github.com/popbridge/popbridge/pop3server"
 )
 
@@ -18,7 +18,7 @@ import (
 // expunged: -ERR at RETR, a TOP cut off before its dot. Each RETR and TOP
 // here meets such an update before every answer; all must be whole.
 func TestBodyAfterUnsolicitedFlagUpdate(t *testing.T) {
-	s, err := fakeimap.New(fakeimap.Options{})
+	s, err := imapscript.New(imapscript.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +33,7 @@ func TestBodyAfterUnsolicitedFlagUpdate(t *testing.T) {
 	}
 	m := login(t, newBackend(t, u))
 	steal := func(times int) {
-		s.AddRule(fakeimap.Rule{At: fakeimap.FetchBody, Step: fakeimap.FlagUpdateFirst, Times: times})
+		s.AddRule(imapscript.Rule{At: imapscript.FetchBody, Step: imapscript.FlagUpdateFirst, Times: times})
 	}
 
 	for _, times := range []int{1, maxFetchTries - 1} {

@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/popbridge/popbridge/bench"
-	"github.com/popbridge/popbridge/internal/testenv"
+	"github.com/popbridge/popbridge/internal/testing/testenv"
 )
 
 // loopProfile, unlike go test's -cpuprofile, leaves out the seeding of

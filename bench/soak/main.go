@@ -25,8 +25,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/popbridge/popbridge/internal/faultnet"
-	"github.com/popbridge/popbridge/internal/testenv"
+	"github.com/popbridge/popbridge/internal/testing/faultnet"
+	"github.com/popbridge/popbridge/internal/testing/testenv"
 	"github.com/popbridge/popbridge/reliability/soak"
 )
 

@@ -12,8 +12,8 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
-	"github.com/popbridge/popbridge/internal/bridgetest"
-	"github.com/popbridge/popbridge/internal/testenv"
+	"github.com/popbridge/popbridge/internal/testing/bridgeproc"
+	"github.com/popbridge/popbridge/internal/testing/testenv"
 )
 
 // TestAdminToolsDovecot is the admin's day with a real Dovecot and the
@@ -38,7 +38,7 @@ func TestAdminToolsDovecot(t *testing.T) {
 		t.Fatal(err)
 	}
 	common := []string{"--upstream", "imap+insecure://" + d.IMAPAddr, "--store", "sqlite:state.db", "--data-dir", dir}
-	p := opsStart(t, bridgetest.Binary(t), append([]string{"--listen", "127.0.0.1:0", "--plaintext-auth", "always",
+	p := opsStart(t, bridgeproc.Binary(t), append([]string{"--listen", "127.0.0.1:0", "--plaintext-auth", "always",
 		"--delete-action", "quarantine"}, common...)...)
 
 	session := func(device string) *opsPOP3 {
@@ -180,7 +180,7 @@ func TestAdminToolsDovecot(t *testing.T) {
 		d.Append(t, "bob", "INBOX", []byte(fmt.Sprintf("Message-ID: <%s@test>\r\nSubject: %s\r\n\r\nbody\r\n", s, s)))
 	}
 	before := d.Messages(t, "bob", "INBOX")
-	dry := opsStart(t, bridgetest.Binary(t), append([]string{"--listen", "127.0.0.1:0", "--plaintext-auth", "always",
+	dry := opsStart(t, bridgeproc.Binary(t), append([]string{"--listen", "127.0.0.1:0", "--plaintext-auth", "always",
 		"--delete-policy", "on-download", "--delete-dry-run"}, common...)...)
 	c = opsDial(t, dry.POP3, nil)
 	c.MustLine("+OK")

@@ -18,10 +18,10 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/popbridge/popbridge/internal/bridgetest"
 	"github.com/popbridge/popbridge/internal/config"
-	"github.com/popbridge/popbridge/internal/pop3test"
-	"github.com/popbridge/popbridge/internal/testenv"
+	"github.com/popbridge/popbridge/internal/testing/bridgeproc"
+	"github.com/popbridge/popbridge/internal/testing/pop3client"
+	"github.com/popbridge/popbridge/internal/testing/testenv"
 )
 
 const deployDir = "../../deploy"
@@ -205,7 +205,7 @@ func TestOpsSystemdUnit(t *testing.T) {
 	}
 	analyze := testenv.RequireTool(t, "systemd-analyze")
 	// verify wants the ExecStart binary to exist.
-	bin := bridgetest.Binary(t)
+	bin := bridgeproc.Binary(t)
 	tmp := filepath.Join(t.TempDir(), "popbridge.service")
 	if err := os.WriteFile(tmp, bytes.ReplaceAll(unit, []byte("/usr/local/bin/popbridge"), []byte(bin)), 0o644); err != nil {
 		t.Fatal(err)
@@ -237,7 +237,7 @@ func TestOpsBehindHAProxy(t *testing.T) {
 	// The client comes from ::1, HAProxy connects to popbridge from
 	// 127.0.0.1: only the PROXY header can tell popbridge "::1".
 	cert, key := testenv.SelfSignedCert(t)
-	p := opsStart(t, bridgetest.Binary(t), "--demo", "--listen", "127.0.0.1:0", "--listen-tls", "127.0.0.1:0",
+	p := opsStart(t, bridgeproc.Binary(t), "--demo", "--listen", "127.0.0.1:0", "--listen-tls", "127.0.0.1:0",
 		"--tls-cert", cert, "--tls-key", key, "--admin-listen", "127.0.0.1:0",
 		"--proxy-protocol", "127.0.0.1/32")
 	pop3Front, pop3sFront := freePort(t, "[::1]"), freePort(t, "[::1]")
@@ -267,7 +267,7 @@ func TestOpsBehindHAProxy(t *testing.T) {
 	if err := os.WriteFile(cfgFile, []byte(strings.Join(cfg, "\n")), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var hlog bridgetest.SyncBuffer
+	var hlog bridgeproc.SyncBuffer
 	h := exec.Command(haproxy, "-db", "-f", cfgFile)
 	h.Stdout, h.Stderr = &hlog, &hlog
 	if err := h.Start(); err != nil {
@@ -301,7 +301,7 @@ func TestOpsBehindHAProxy(t *testing.T) {
 		t.Fatal(err)
 	}
 	tc := tls.Client(raw, &tls.Config{InsecureSkipVerify: true}) // the test's own throwaway cert
-	c = pop3test.New(t, tc, opsClient)
+	c = pop3client.New(t, tc, opsClient)
 	t.Cleanup(func() { raw.Close() })
 	c.MustLine("+OK")
 	c.OK("USER demo")

@@ -14,14 +14,14 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
-	"github.com/popbridge/popbridge/internal/bridgetest"
-	"github.com/popbridge/popbridge/internal/testenv"
+	"github.com/popbridge/popbridge/internal/testing/bridgeproc"
+	"github.com/popbridge/popbridge/internal/testing/testenv"
 )
 
 // TestOpsDrainIdleSession: SIGTERM with an idle, logged-in session that
 // marked a message: the client is told [SYS/TEMP], the process exits 0.
 func TestOpsDrainIdleSession(t *testing.T) {
-	p := opsStart(t, bridgetest.Binary(t), "--demo", "--listen", "127.0.0.1:0", "--drain-timeout", "10s")
+	p := opsStart(t, bridgeproc.Binary(t), "--demo", "--listen", "127.0.0.1:0", "--drain-timeout", "10s")
 	c := opsDial(t, p.POP3, nil)
 	c.MustLine("+OK")
 	c.OK("USER demo")
@@ -57,7 +57,7 @@ func TestOpsDrainAgainstDovecot(t *testing.T) {
 	}
 	d.Append(t, "alice", "INBOX", big)
 
-	p := opsStart(t, bridgetest.Binary(t), "--upstream", "imap+insecure://"+d.IMAPAddr, "--listen", "127.0.0.1:0",
+	p := opsStart(t, bridgeproc.Binary(t), "--upstream", "imap+insecure://"+d.IMAPAddr, "--listen", "127.0.0.1:0",
 		"--admin-listen", "127.0.0.1:0", "--drain-timeout", "60s")
 
 	login := func() *opsPOP3 {
@@ -147,7 +147,7 @@ func TestOpsDrainTimeoutCutsTransfer(t *testing.T) {
 	big := bigMessage(20 << 20)
 	d.Append(t, "bob", "INBOX", big)
 
-	p := opsStart(t, bridgetest.Binary(t), "--upstream", "imap+insecure://"+d.IMAPAddr, "--listen", "127.0.0.1:0",
+	p := opsStart(t, bridgeproc.Binary(t), "--upstream", "imap+insecure://"+d.IMAPAddr, "--listen", "127.0.0.1:0",
 		"--drain-timeout", "1s", "--delete-policy", "on-download")
 	c := opsDial(t, p.POP3, nil)
 	c.MustLine("+OK")

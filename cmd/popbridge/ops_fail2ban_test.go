@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/popbridge/popbridge/internal/bridgetest"
-	"github.com/popbridge/popbridge/internal/testenv"
+	"github.com/popbridge/popbridge/internal/testing/bridgeproc"
+	"github.com/popbridge/popbridge/internal/testing/testenv"
 )
 
 // TestOpsFail2banFilter feeds real popbridge log output to fail2ban-regex
@@ -19,7 +19,7 @@ import (
 // successful login nor a login refused because the upstream is down is.
 func TestOpsFail2banFilter(t *testing.T) {
 	f2b := testenv.RequireTool(t, "fail2ban-regex")
-	bin := bridgetest.Binary(t)
+	bin := bridgeproc.Binary(t)
 
 	// Bad passwords, behind a load balancer, so the log has public
 	// addresses; plaintext allowed so USER/PASS and AUTH PLAIN reach the

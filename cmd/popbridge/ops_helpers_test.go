@@ -2,28 +2,28 @@ package main
 
 // Helpers for the black-box operations tests: they build the real binary,
 // run it on random loopback ports, talk POP3 and HTTP to it and read its
-// JSON log lines, as an operator's tooling would (internal/bridgetest and
-// internal/pop3test do the work).
+// JSON log lines, as an operator's tooling would (internal/testing/bridgeproc and
+// internal/testing/pop3client do the work).
 
 import (
 	"testing"
 	"time"
 
-	"github.com/popbridge/popbridge/internal/bridgetest"
-	"github.com/popbridge/popbridge/internal/pop3test"
+	"github.com/popbridge/popbridge/internal/testing/bridgeproc"
+	"github.com/popbridge/popbridge/internal/testing/pop3client"
 )
 
-func TestMain(m *testing.M) { bridgetest.Main(m) }
+func TestMain(m *testing.M) { bridgeproc.Main(m) }
 
 // opsProc is a running popbridge.
-type opsProc = bridgetest.Bridge
+type opsProc = bridgeproc.Bridge
 
 // opsStart runs bin with args (and no POPBRIDGE_* from the caller) and
 // waits for its "popbridge started" line. The process is killed when the
 // test ends if it is still running.
 func opsStart(t *testing.T, bin string, args ...string) *opsProc {
 	t.Helper()
-	return bridgetest.Start(t, bridgetest.Options{
+	return bridgeproc.Start(t, bridgeproc.Options{
 		Binary:        bin,
 		Args:          args,
 		StartTimeout:  20 * time.Second,
@@ -32,15 +32,15 @@ func opsStart(t *testing.T, bin string, args ...string) *opsProc {
 }
 
 // opsPOP3 is a line-level POP3 client that counts the octets it read.
-type opsPOP3 = pop3test.Client
+type opsPOP3 = pop3client.Client
 
 // opsClient bounds every read by 15 s and every write by 5 s.
-var opsClient = pop3test.Options{OpTimeout: 15 * time.Second, WriteTimeout: 5 * time.Second, CloseTimeout: 15 * time.Second}
+var opsClient = pop3client.Options{OpTimeout: 15 * time.Second, WriteTimeout: 5 * time.Second, CloseTimeout: 15 * time.Second}
 
 // opsDial connects to addr; prefix (a PROXY header, say) is sent first.
 func opsDial(t *testing.T, addr string, prefix []byte) *opsPOP3 {
 	t.Helper()
 	o := opsClient
 	o.Prefix = prefix
-	return pop3test.Dial(t, addr, o)
+	return pop3client.Dial(t, addr, o)
 }

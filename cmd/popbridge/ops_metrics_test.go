@@ -7,13 +7,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/popbridge/popbridge/internal/bridgetest"
+	"github.com/popbridge/popbridge/internal/testing/bridgeproc"
 )
 
 // TestOpsMetricsAfterSession scrapes /metrics around a scripted pair of
 // sessions and checks each counter moved by exactly what the sessions did.
 func TestOpsMetricsAfterSession(t *testing.T) {
-	p := opsStart(t, bridgetest.Binary(t), "--demo", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
+	p := opsStart(t, bridgeproc.Binary(t), "--demo", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
 		"--auth-fail-delay", "1ms")
 	before := p.Scrape()
 

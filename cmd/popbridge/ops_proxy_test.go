@@ -10,9 +10,9 @@ import (
 
 	"github.com/pires/go-proxyproto"
 
-	"github.com/popbridge/popbridge/internal/bridgetest"
-	"github.com/popbridge/popbridge/internal/pop3test"
-	"github.com/popbridge/popbridge/internal/testenv"
+	"github.com/popbridge/popbridge/internal/testing/bridgeproc"
+	"github.com/popbridge/popbridge/internal/testing/pop3client"
+	"github.com/popbridge/popbridge/internal/testing/testenv"
 )
 
 func proxyV1(src string, srcPort int) []byte {
@@ -51,7 +51,7 @@ func proxyV2(t *testing.T, src string, srcPort int) []byte {
 // the per-IP limit.
 func TestOpsProxyTrusted(t *testing.T) {
 	cert, key := testenv.SelfSignedCert(t)
-	p := opsStart(t, bridgetest.Binary(t), "--demo", "--listen", "127.0.0.1:0", "--listen-tls", "127.0.0.1:0",
+	p := opsStart(t, bridgeproc.Binary(t), "--demo", "--listen", "127.0.0.1:0", "--listen-tls", "127.0.0.1:0",
 		"--tls-cert", cert, "--tls-key", key,
 		"--proxy-protocol", "127.0.0.1/32,::1/128", "--plaintext-auth", "local",
 		"--max-conns-per-ip", "1", "--prelogin-idle-timeout", "1s")
@@ -71,7 +71,7 @@ func TestOpsProxyTrusted(t *testing.T) {
 			c := opsDial(t, p.POP3, tc.header)
 			c.MustLine("+OK")
 			// The client is public and not on TLS: no cleartext login.
-			if caps := c.Capa(); pop3test.HasCap(caps, "USER") || !pop3test.HasCap(caps, "STLS") {
+			if caps := c.Capa(); pop3client.HasCap(caps, "USER") || !pop3client.HasCap(caps, "STLS") {
 				t.Errorf("CAPA for public %s over plain text = %v, want no USER, with STLS", tc.ip, caps)
 			}
 			if s := c.Cmd("USER demo"); !strings.HasPrefix(s, "-ERR") {
@@ -85,7 +85,7 @@ func TestOpsProxyTrusted(t *testing.T) {
 	t.Run("private address via header", func(t *testing.T) {
 		c := opsDial(t, p.POP3, proxyV2(t, "10.1.2.3", 40010))
 		c.MustLine("+OK")
-		if caps := c.Capa(); !pop3test.HasCap(caps, "USER") {
+		if caps := c.Capa(); !pop3client.HasCap(caps, "USER") {
 			t.Errorf("CAPA for private 10.1.2.3 = %v, want USER", caps)
 		}
 		c.OK("USER demo")
@@ -115,9 +115,9 @@ func TestOpsProxyTrusted(t *testing.T) {
 			t.Fatal(err)
 		}
 		tc := tls.Client(raw, &tls.Config{InsecureSkipVerify: true}) // the test's own throwaway cert
-		c := pop3test.New(t, tc, opsClient)
+		c := pop3client.New(t, tc, opsClient)
 		c.MustLine("+OK")
-		if caps := c.Capa(); !pop3test.HasCap(caps, "USER") {
+		if caps := c.Capa(); !pop3client.HasCap(caps, "USER") {
 			t.Errorf("CAPA over TLS = %v, want USER", caps)
 		}
 		c.OK("USER demo")
@@ -132,7 +132,7 @@ func TestOpsProxyTrusted(t *testing.T) {
 		c.OK("STLS")
 		tc := tls.Client(c.Conn(), &tls.Config{InsecureSkipVerify: true}) // the test's own throwaway cert
 		c.Upgrade(tc)
-		if caps := c.Capa(); !pop3test.HasCap(caps, "USER") {
+		if caps := c.Capa(); !pop3client.HasCap(caps, "USER") {
 			t.Errorf("CAPA after STLS = %v, want USER", caps)
 		}
 		c.OK("USER demo")
@@ -166,7 +166,7 @@ func TestOpsProxyTrusted(t *testing.T) {
 // TestOpsProxyUntrusted: a peer outside --proxy-protocol is served as
 // itself, and a header it sends gets the connection closed.
 func TestOpsProxyUntrusted(t *testing.T) {
-	p := opsStart(t, bridgetest.Binary(t), "--demo", "--listen", "127.0.0.1:0",
+	p := opsStart(t, bridgeproc.Binary(t), "--demo", "--listen", "127.0.0.1:0",
 		"--proxy-protocol", "192.0.2.0/24", "--plaintext-auth", "local")
 
 	for _, tc := range []struct {
@@ -195,7 +195,7 @@ func TestOpsProxyUntrusted(t *testing.T) {
 	t.Run("no header", func(t *testing.T) {
 		c := opsDial(t, p.POP3, nil)
 		c.MustLine("+OK")
-		if caps := c.Capa(); !pop3test.HasCap(caps, "USER") {
+		if caps := c.Capa(); !pop3client.HasCap(caps, "USER") {
 			t.Errorf("CAPA for a loopback client = %v, want USER", caps)
 		}
 		c.OK("USER demo")

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/popbridge/popbridge/internal/bridgetest"
-	"github.com/popbridge/popbridge/internal/testenv"
+	"github.com/popbridge/popbridge/internal/testing/bridgeproc"
+	"github.com/popbridge/popbridge/internal/testing/testenv"
 )
 
 // TestOpsReadyzUpstreamFailures: with --ready-upstream-failures 2, two
@@ -17,7 +17,7 @@ import (
 func TestOpsReadyzUpstreamFailures(t *testing.T) {
 	upAddr := testenv.RefusedAddr(t)
 
-	p := opsStart(t, bridgetest.Binary(t), "--upstream", "imap+insecure://"+upAddr, "--listen", "127.0.0.1:0",
+	p := opsStart(t, bridgeproc.Binary(t), "--upstream", "imap+insecure://"+upAddr, "--listen", "127.0.0.1:0",
 		"--admin-listen", "127.0.0.1:0", "--ready-upstream-failures", "2", "--plaintext-auth", "always")
 	readyz := func() int {
 		code, _, err := p.Get("/readyz")

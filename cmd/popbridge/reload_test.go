@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/popbridge/popbridge/internal/bridgetest"
+	"github.com/popbridge/popbridge/internal/testing/bridgeproc"
 )
 
 // TestReloadSIGHUP: SIGHUP applies a changed policy to new sessions while
@@ -23,7 +23,7 @@ func TestReloadSIGHUP(t *testing.T) {
 		}
 	}
 	write("users:\n  demo:\n    delete-policy: leave\n")
-	p := opsStart(t, bridgetest.Binary(t), "--demo", "--config", path, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0")
+	p := opsStart(t, bridgeproc.Binary(t), "--demo", "--config", path, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0")
 
 	// expire logs in as the demo user and returns the EXPIRE capability
 	// after login: NEVER for leave, 0 for on-download (RFC 2449).

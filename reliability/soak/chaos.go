@@ -4,7 +4,7 @@ import (
 	"context"
 	"time"
 
-	"github.com/popbridge/popbridge/internal/faultnet"
+	"github.com/popbridge/popbridge/internal/testing/faultnet"
 )
 
 // Chaos hurts the connections through r every interval until ctx ends,

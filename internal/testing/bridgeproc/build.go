@@ -1,4 +1,4 @@
-// Package bridgetest runs the real popbridge binary for black-box tests:
+// Package bridgeproc runs the real popbridge binary for black-box tests:
 // it builds ./cmd/popbridge once per test binary (with the race detector
 // when the tests run with -race), starts it with flags on loopback ports,
 // reads the bound addresses from its "popbridge started" log line,
@@ -7,8 +7,8 @@
 // A package using it calls Main from its TestMain so that the built binary
 // is removed at the end:
 //
-//	func TestMain(m *testing.M) { bridgetest.Main(m) }
-package bridgetest
+//	func TestMain(m *testing.M) { bridgeproc.Main(m) }
+package bridgeproc
 
 import (
 	"fmt"

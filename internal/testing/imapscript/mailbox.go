@@ -1,4 +1,4 @@
-package fakeimap
+package imapscript
 
 import (
 	"bytes"

@@ -1,4 +1,4 @@
-package bridgetest
+package bridgeproc
 
 import (
 	"bufio"

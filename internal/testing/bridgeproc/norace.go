@@ -1,6 +1,6 @@
 //go:build !race
 
-package bridgetest
+package bridgeproc
 
 // RaceEnabled reports whether the test binary runs with the race
 // detector, and so the bridge is built with it.

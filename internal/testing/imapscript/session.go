@@ -1,4 +1,4 @@
-package fakeimap
+package imapscript
 
 import (
 	"bufio"
@@ -37,7 +37,7 @@ func (ss *session) serve() {
 	defer ss.conn.Close()
 	switch step, _ := ss.srv.match(Greeting, ""); step {
 	case Normal:
-		ss.printf("* OK [CAPABILITY %s] fakeimap ready", strings.Join(ss.srv.caps, " "))
+		ss.printf("* OK [CAPABILITY %s] imapscript ready", strings.Join(ss.srv.caps, " "))
 	case Bye:
 		ss.printf("* BYE scripted: not today")
 		ss.bw.Flush()
@@ -280,7 +280,7 @@ func (ss *session) dispatch(tag, name string, toks []token, step Step) error {
 			ss.printf("%s BAD unknown command", tag)
 			return nil
 		}
-		ss.printf(`* ID ("name" "fakeimap")`)
+		ss.printf(`* ID ("name" "imapscript")`)
 		ss.printf("%s OK done", tag)
 	case "LOGIN":
 		if len(toks) != 2 {

@@ -1,4 +1,4 @@
-// Package pop3test is a raw, line-oriented POP3 client for tests: it sends
+// Package pop3client is a raw, line-oriented POP3 client for tests: it sends
 // exactly the octets a test asks for and reports exactly what the server
 // answered, so tests can check the wire protocol itself.
 //
@@ -9,7 +9,7 @@
 //
 // The package imports nothing of popbridge's, so that every package's
 // tests (pop3server's own included) can use it.
-package pop3test
+package pop3client
 
 import (
 	"bufio"
@@ -79,7 +79,7 @@ func newClient(conn net.Conn, o Options) (*Client, error) {
 	if len(o.Prefix) > 0 {
 		c.writeDeadline()
 		if _, err := conn.Write(o.Prefix); err != nil {
-			return nil, fmt.Errorf("pop3test: writing prefix: %w", err)
+			return nil, fmt.Errorf("pop3client: writing prefix: %w", err)
 		}
 	}
 	return c, nil

@@ -1,4 +1,4 @@
-// Package fakeimap is a scripted IMAP4rev1 server for tests: enough of RFC
+// Package imapscript is a scripted IMAP4rev1 server for tests: enough of RFC
 // 3501 (with UIDPLUS, MOVE and ID, each optional) to serve popbridge, plus
 // Rules that make it misbehave in ways a real server rarely does — hang at
 // the greeting, at LOGIN, at SELECT or in the middle of a literal; say BYE
@@ -11,7 +11,7 @@
 // inspected and changed directly. It listens on 127.0.0.1 only, speaks no
 // TLS, and numbers messages per mailbox: a session is not told of other
 // sessions' expunges, which popbridge, using UIDs only, must not care about.
-package fakeimap
+package imapscript
 
 import (
 	"errors"
@@ -77,7 +77,7 @@ type Server struct {
 func New(opts Options) (*Server, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return nil, fmt.Errorf("fakeimap: %w", err)
+		return nil, fmt.Errorf("imapscript: %w", err)
 	}
 	caps := opts.Caps
 	if caps == nil {
@@ -195,7 +195,7 @@ func (s *Server) boxLocked(user, mailbox string, create bool) *mailbox {
 		if !create {
 			return nil
 		}
-		panic(fmt.Sprintf("fakeimap: no user %q", user))
+		panic(fmt.Sprintf("imapscript: no user %q", user))
 	}
 	name := canonicalMailbox(mailbox)
 	mb := a.boxes[name]
