@@ -153,10 +153,10 @@ type bucket struct {
 	at     time.Time // when tokens was last brought up to date
 }
 
-// call is a login in flight, shared by identical attempts.
+// call is an unverified login in flight, whose verdict identical
+// attempts wait for (they then find it in the refused table, or try).
 type call struct {
-	done    chan struct{}
-	refused bool // the upstream refused the credentials
+	done chan struct{}
 }
 
 // Login implements pop3server.Backend.
@@ -173,9 +173,14 @@ func (g *Guard) Login(ctx context.Context, conn pop3server.ConnInfo, username, p
 			g.mu.Unlock()
 			return nil, pop3server.ErrAuthFailed.Wrap(ErrRecentlyRefused)
 		}
-		if c, ok := g.inflight[k]; ok {
-			// The same pair is being checked: wait for its verdict
-			// rather than ask the upstream twice.
+		known := false
+		if at, ok := g.knownGood.Get(k); ok && now.Sub(at) < g.opts.KnownGoodTTL {
+			known = true
+		}
+		if c, ok := g.inflight[k]; ok && !known {
+			// The same unverified pair is being checked: wait for its
+			// verdict rather than ask the upstream twice. (A pair known
+			// to be right goes at once: several devices of one user.)
 			g.mu.Unlock()
 			select {
 			case <-c.done:
@@ -184,17 +189,16 @@ func (g *Guard) Login(ctx context.Context, conn pop3server.ConnInfo, username, p
 			}
 			continue // refused now, or try for ourselves
 		}
-		known := false
-		if at, ok := g.knownGood.Get(k); ok && now.Sub(at) < g.opts.KnownGoodTTL {
-			known = true
-		}
 		if !known && !g.takeLocked(user, now) {
 			g.localRefusals++
 			g.mu.Unlock()
 			return nil, pop3server.ErrAuthFailed.Wrap(ErrUserThrottled)
 		}
-		c := &call{done: make(chan struct{})}
-		g.inflight[k] = c
+		var c *call
+		if !known {
+			c = &call{done: make(chan struct{})}
+			g.inflight[k] = c
+		}
 		g.upstreamCalls++
 		g.mu.Unlock()
 
@@ -210,7 +214,6 @@ func (g *Guard) Login(ctx context.Context, conn pop3server.ConnInfo, username, p
 				g.giveBackLocked(user, now)
 			}
 		case isAuth(err):
-			c.refused = true
 			g.refused.Add(k, now)
 			g.knownGood.Remove(k)
 		default:
@@ -219,8 +222,10 @@ func (g *Guard) Login(ctx context.Context, conn pop3server.ConnInfo, username, p
 				g.giveBackLocked(user, now)
 			}
 		}
-		delete(g.inflight, k)
-		close(c.done)
+		if c != nil {
+			delete(g.inflight, k)
+			close(c.done)
+		}
 		g.mu.Unlock()
 		return mbox, err
 	}

@@ -198,3 +198,41 @@ func TestKeyedHash(t *testing.T) {
 		t.Fatal("user and password are not separated")
 	}
 }
+
+// Logins with a password known to be right never wait for each other
+// (several devices of one user polling at once).
+func TestKnownGoodNotSerialized(t *testing.T) {
+	g, up, _ := newGuard(t, Options{})
+	if err := login(g, "bob", "bobs"); err != nil {
+		t.Fatal(err)
+	}
+	up.gate = make(chan struct{})
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := login(g, "bob", "bobs"); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	// All three reach the upstream together: none waits for another.
+	for {
+		g.mu.Lock()
+		n := g.upstreamCalls
+		g.mu.Unlock()
+		if n == 4 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	g.mu.Lock()
+	inflight := len(g.inflight)
+	g.mu.Unlock()
+	if inflight != 0 {
+		t.Errorf("known-good logins registered as in flight")
+	}
+	close(up.gate)
+	wg.Wait()
+}
