@@ -380,6 +380,26 @@ func (s *sqlStore) Done(ctx context.Context, key string, uidValidity uint32) ([]
 	return out, wrap("done marks", err)
 }
 
+func (s *sqlStore) ForgetDone(ctx context.Context, key string, uidValidity uint32, uids []uint32) error {
+	if len(uids) == 0 {
+		return nil
+	}
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		stmt, err := tx.PrepareContext(ctx, s.rebind("DELETE FROM done_marks WHERE mailbox_key = ? AND uidvalidity = ? AND uid = ?"))
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for _, uid := range uids {
+			if _, err := stmt.ExecContext(ctx, key, int64(uidValidity), int64(uid)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return wrap("forget done marks", err)
+}
+
 // --- Deletion journal ---
 
 const journalColumns = `time_us, user_name, device, client_addr, session_id, mailbox, uidvalidity, uid,

@@ -87,6 +87,9 @@ type Store interface {
 	// Done returns every device's marks for uidValidity of key, ordered by
 	// UID then device.
 	Done(ctx context.Context, key string, uidValidity uint32) ([]DoneRecord, error)
+	// ForgetDone removes every device's marks of uids of uidValidity: the
+	// messages left the mailbox, so the ledger need not hold them.
+	ForgetDone(ctx context.Context, key string, uidValidity uint32, uids []uint32) error
 
 	// AppendJournal writes entries (all or none) and returns their IDs in
 	// order. An entry with no Outcome is stored as OutcomePending. This is

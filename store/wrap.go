@@ -143,6 +143,10 @@ func (w *wrapper) Done(ctx context.Context, key string, uidValidity uint32) (ds 
 	return ds, err
 }
 
+func (w *wrapper) ForgetDone(ctx context.Context, key string, uidValidity uint32, uids []uint32) error {
+	return w.do(ctx, "forget_done", func(s Store) error { return s.ForgetDone(ctx, key, uidValidity, uids) })
+}
+
 func (w *wrapper) AppendJournal(ctx context.Context, entries []JournalEntry) (ids []int64, err error) {
 	err = w.do(ctx, "append_journal", func(s Store) (err error) { ids, err = s.AppendJournal(ctx, entries); return })
 	return ids, err

@@ -331,6 +331,26 @@ func testDoneMarks(t *testing.T, open Opener) {
 		}
 		sameTime(t, "done at", done[i].At, want[i].At)
 	}
+
+	// Forgetting removes every device's marks of those UIDs, of that
+	// UIDVALIDITY and key only.
+	must(t, s.ForgetDone(ctx(t), "alice", 5, []uint32{1, 9}))
+	must(t, s.ForgetDone(ctx(t), "alice", 5, nil))
+	done, err = s.Done(ctx(t), "alice", 5)
+	must(t, err)
+	if len(done) != 1 || done[0].Device != "phone" || done[0].UID != 3 {
+		t.Fatalf("after forgetting UID 1: %+v, want phone's UID 3 only", done)
+	}
+	for _, other := range []struct {
+		key string
+		uv  uint32
+	}{{"alice", 6}, {"bob", 5}} {
+		d, err := s.Done(ctx(t), other.key, other.uv)
+		must(t, err)
+		if len(d) != 1 {
+			t.Fatalf("%s/%d lost its marks: %+v", other.key, other.uv, d)
+		}
+	}
 }
 
 func journalEntry(user, device string, t time.Time, uid uint32) store.JournalEntry {
