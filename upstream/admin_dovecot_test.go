@@ -200,6 +200,9 @@ func TestDevicesDovecot(t *testing.T) {
 		if got := storedSubjects(t, e.d, user, "INBOX"); !equalStrings(got, []string{"two"}) {
 			t.Errorf("after both deleted, upstream has %q, want only two", got)
 		}
+		if done, err := e.st.Done(context.Background(), stateKey(user, "INBOX"), e.d.UIDValidity(t, user, "INBOX")); err != nil || len(done) != 0 {
+			t.Errorf("ledger after the message left: %+v %v, want it forgotten", done, err)
+		}
 		rows := e.journal(t, user)
 		if len(rows) != 1 || rows[0].Device != "desktop" || rows[0].Action != "expunge" || rows[0].Outcome != OutcomeApplied ||
 			rows[0].MessageID != "one@test" {

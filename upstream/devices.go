@@ -74,4 +74,31 @@ func (m *maildrop) setPresent(e *cache.Entry) {
 			m.present = append(m.present, msg.UID)
 		}
 	}
+	slices.Sort(m.present) // listings are in UID order; forgetGone relies on it
+}
+
+// forgetGone drops from the ledger the UIDs that left the mailbox: those
+// this session's QUIT expunged, moved or flagged (gone), and those the
+// ledger holds that the listing no longer has (another client expunged
+// them). The ledger then stays the size of the mailbox. A failure costs
+// only space, so it is logged.
+func (m *maildrop) forgetGone(ctx context.Context, gone []uint32) {
+	if !m.viewsOn() {
+		return
+	}
+	for _, uids := range m.devs.Done {
+		for _, uid := range uids {
+			if _, ok := slices.BinarySearch(m.present, uid); !ok {
+				gone = append(gone, uid)
+			}
+		}
+	}
+	if len(gone) == 0 {
+		return
+	}
+	slices.Sort(gone)
+	gone = slices.Compact(gone)
+	if err := m.b.opts.State.ForgetDone(context.WithoutCancel(ctx), m.ledgerKey(), m.uidValidity, gone); err != nil {
+		m.warn().Err(err).Int("uids", len(gone)).Msg("store: device ledger not pruned")
+	}
 }

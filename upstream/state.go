@@ -17,6 +17,7 @@ type State interface {
 	Devices(ctx context.Context, key string) ([]Device, error)
 	MarkDone(ctx context.Context, key, device string, uidValidity uint32, uids []uint32, at time.Time) error
 	Done(ctx context.Context, key string, uidValidity uint32) ([]DoneRecord, error)
+	ForgetDone(ctx context.Context, key string, uidValidity uint32, uids []uint32) error
 
 	AppendJournal(ctx context.Context, entries []JournalEntry) ([]int64, error)
 	SetJournalOutcome(ctx context.Context, ids []int64, outcome string) error

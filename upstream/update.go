@@ -54,6 +54,8 @@ func (m *maildrop) Update(ctx context.Context, marks pop3server.Marks) error {
 		return m.dryRun(ctx, dp.Plan)
 	}
 	defer m.housekeep(ctx)
+	var gone []uint32 // set once applied
+	defer func() { m.forgetGone(ctx, gone) }()
 	if dp.Empty() {
 		return nil
 	}
@@ -84,6 +86,7 @@ func (m *maildrop) Update(ctx context.Context, marks pop3server.Marks) error {
 	}
 	m.b.applied("seen", len(plan.Seen))
 	m.b.applied(actionName(plan.Action), len(plan.Apply))
+	gone = plan.Apply
 	return nil
 }
 
