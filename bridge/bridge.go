@@ -110,13 +110,15 @@ func New(cfg *config.Config, opts Options) (_ *Bridge, err error) {
 			return nil, err
 		}
 	}
-	// Shared state (a store opened from the configuration) is opened
-	// here, before the parts that use it.
+	// The upstream side (newBackend): listing cache, read-ahead, circuit
+	// breaker, the state store's features (stateOptions; the store itself,
+	// sharedStore, opens at first use) and the upstream login
+	// (authenticator). A feature of the upstream side is one line there.
 	if b.backend, err = b.newBackend(opts.Breaker); err != nil {
 		return nil, err
 	}
-	// The POP3 side: the authenticator and per-session features are
-	// chosen in serverOptions.
+	// The POP3 side (newServer): TLS, the login guard, session locks
+	// (sessionLocker) and every limit, derived in serverOptions.
 	if b.pop3, err = b.newServer(); err != nil {
 		return nil, err
 	}
