@@ -175,6 +175,9 @@ func userCommand(ctx context.Context, user, since string, rest []string, getenv 
 	if err != nil {
 		return nil, nil, time.Time{}, usageError{err}
 	}
+	if cfg.Store == "none" {
+		return nil, nil, time.Time{}, usageError{fmt.Errorf("%s: none, but the journal lives in the state store", cfg.Where("store"))}
+	}
 	st, err := bridge.OpenStore(ctx, cfg)
 	if err != nil {
 		return nil, nil, time.Time{}, err
