@@ -53,7 +53,7 @@ type Config struct {
 	Log io.Writer
 }
 
-// FullConfig is the benchmark of issue 5.
+// FullConfig is the benchmark of issues 5 and 11 (docs/benchmarks.md).
 func FullConfig() Config {
 	return Config{
 		Reps:            3,
