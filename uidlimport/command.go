@@ -81,15 +81,15 @@ func ParseFlags(args []string) (Flags, []string, error) {
 	fs.BoolVar(&f.JSON, "json", false, "")
 	fs.IntVar(&f.Concurrency, "concurrency", 4, "")
 	if err := fs.Parse(own); err != nil {
-		return f, nil, fmt.Errorf("uidl import: %w", err)
+		return f, nil, err
 	}
 	switch {
 	case f.From == "":
-		return f, nil, errors.New("uidl import: --from is required")
+		return f, nil, errors.New("--from is required")
 	case f.Mailboxes == "":
-		return f, nil, errors.New("uidl import: --mailboxes is required")
+		return f, nil, errors.New("--mailboxes is required")
 	case f.Concurrency < 1 || f.Concurrency > 256:
-		return f, nil, fmt.Errorf("uidl import: --concurrency %d: want 1..256", f.Concurrency)
+		return f, nil, fmt.Errorf("--concurrency %d: want 1..256", f.Concurrency)
 	}
 	return f, rest, nil
 }
@@ -110,31 +110,31 @@ type Setup struct {
 func Main(ctx context.Context, f Flags, s Setup, stdout, stderr io.Writer) int {
 	from, err := ParseServer(f.From)
 	if err != nil {
-		fmt.Fprintf(stderr, "popbridge: uidl import: %v\n", err)
+		fmt.Fprintf(stderr, "popbridge uidl import: %v\n", err)
 		return 2
 	}
 	if f.FromCA != "" {
 		pem, err := os.ReadFile(f.FromCA)
 		if err != nil {
-			fmt.Fprintf(stderr, "popbridge: uidl import: --from-ca: %v\n", err)
+			fmt.Fprintf(stderr, "popbridge uidl import: --from-ca: %v\n", err)
 			return 2
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			fmt.Fprintf(stderr, "popbridge: uidl import: --from-ca %s: no PEM certificate\n", f.FromCA)
+			fmt.Fprintf(stderr, "popbridge uidl import: --from-ca %s: no PEM certificate\n", f.FromCA)
 			return 2
 		}
 		from.TLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
 	file, err := os.Open(f.Mailboxes)
 	if err != nil {
-		fmt.Fprintf(stderr, "popbridge: uidl import: --mailboxes: %v\n", err)
+		fmt.Fprintf(stderr, "popbridge uidl import: --mailboxes: %v\n", err)
 		return 2
 	}
 	accounts, err := ParseAccounts(file, f.Mailboxes)
 	file.Close()
 	if err != nil {
-		fmt.Fprintf(stderr, "popbridge: uidl import: %v\n", err)
+		fmt.Fprintf(stderr, "popbridge uidl import: %v\n", err)
 		return 2
 	}
 
@@ -177,7 +177,7 @@ func Main(ctx context.Context, f Flags, s Setup, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, sum.line())
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "popbridge: uidl import: %v\n", err)
+		fmt.Fprintf(stderr, "popbridge uidl import: %v\n", err)
 		return 1
 	}
 	if sum.Status == StatusFailed {
