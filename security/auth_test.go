@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/popbridge/popbridge/internal/testing/certs"
 	"github.com/popbridge/popbridge/internal/testing/pop3client"
 	"github.com/popbridge/popbridge/internal/testing/testenv"
 )
@@ -34,7 +35,7 @@ func TestPlaintextAuthByClientAddress(t *testing.T) {
 			t.Fatalf("%s from a public address = %q", strings.Fields(cmd)[0], got)
 		}
 	}
-	pub.StartTLS(pop3client.Trusting(cert))
+	pub.StartTLS(certs.Trusting(cert))
 	if caps := pub.Capa(); !pop3client.HasCap(caps, "USER") || !pop3client.HasCap(caps, "SASL PLAIN LOGIN") || pop3client.HasCap(caps, "STLS") {
 		t.Fatalf("CAPA after STLS = %q", caps)
 	}
@@ -50,7 +51,7 @@ func TestPlaintextAuthByClientAddress(t *testing.T) {
 	// The failed login is logged with the client's address, not the
 	// load balancer's.
 	pub2 := dialVia(t, b.POP3, "203.0.113.77")
-	pub2.StartTLS(pop3client.Trusting(cert))
+	pub2.StartTLS(certs.Trusting(cert))
 	pub2.Send("USER demo")
 	pub2.Expect("+OK*")
 	if got := pub2.Cmd("PASS wrong"); got != errAuth {
@@ -69,7 +70,7 @@ func TestPlaintextAuthModes(t *testing.T) {
 		if got := c.Cmd("USER demo"); got != errPlaintext {
 			t.Fatalf("USER = %q", got)
 		}
-		c.StartTLS(pop3client.Trusting(cert))
+		c.StartTLS(certs.Trusting(cert))
 		c.Login("demo", "demo")
 		dialPOP3S(t, b.POP3S, cert).Login("demo", "demo")
 	})

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/popbridge/popbridge/internal/testing/certs"
 	"github.com/popbridge/popbridge/internal/testing/pop3client"
 )
 
@@ -40,34 +41,34 @@ func TestTLSVersionsAndSuites(t *testing.T) {
 		ok   bool
 	}{
 		{"TLS 1.0", func() *tls.Config {
-			c := pop3client.Trusting(cert)
+			c := certs.Trusting(cert)
 			c.MinVersion, c.MaxVersion = tls.VersionTLS10, tls.VersionTLS10
 			return c
 		}, false},
 		{"TLS 1.1", func() *tls.Config {
-			c := pop3client.Trusting(cert)
+			c := certs.Trusting(cert)
 			c.MinVersion, c.MaxVersion = tls.VersionTLS11, tls.VersionTLS11
 			return c
 		}, false},
 		{"TLS 1.2 CBC only", func() *tls.Config {
-			c := pop3client.Trusting(cert)
+			c := certs.Trusting(cert)
 			c.MaxVersion = tls.VersionTLS12
 			c.CipherSuites = []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA, tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256}
 			return c
 		}, false},
 		{"TLS 1.2 GCM", func() *tls.Config {
-			c := pop3client.Trusting(cert)
+			c := certs.Trusting(cert)
 			c.MaxVersion = tls.VersionTLS12
 			c.CipherSuites = []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}
 			return c
 		}, true},
 		{"TLS 1.2 ChaCha20", func() *tls.Config {
-			c := pop3client.Trusting(cert)
+			c := certs.Trusting(cert)
 			c.MaxVersion = tls.VersionTLS12
 			c.CipherSuites = []uint16{tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256}
 			return c
 		}, true},
-		{"TLS 1.3", func() *tls.Config { c := pop3client.Trusting(cert); c.MinVersion = tls.VersionTLS13; return c }, true},
+		{"TLS 1.3", func() *tls.Config { c := certs.Trusting(cert); c.MinVersion = tls.VersionTLS13; return c }, true},
 	}
 	for _, tt := range cases {
 		for _, stls := range []bool{false, true} {
@@ -101,7 +102,7 @@ func TestSTLSPipelinedInjection(t *testing.T) {
 		got, _ := c.Reader().Peek(n)
 		t.Fatalf("answered in clear after STLS: %q", got)
 	}
-	tc := tls.Client(c.Conn(), pop3client.Trusting(cert))
+	tc := tls.Client(c.Conn(), certs.Trusting(cert))
 	if err := tc.Handshake(); err != nil {
 		t.Fatalf("handshake: %v", err)
 	}
@@ -132,7 +133,7 @@ func TestSTLSForgetsUserAndNotAfterLogin(t *testing.T) {
 	c := dialPOP3(t, b.POP3)
 	c.Send("USER demo")
 	c.Expect("+OK*")
-	c.StartTLS(pop3client.Trusting(cert))
+	c.StartTLS(certs.Trusting(cert))
 	if got := c.Cmd("PASS demo"); got != "-ERR USER first" {
 		t.Fatalf("PASS after STLS = %q", got)
 	}
@@ -172,16 +173,16 @@ func TestStalledHandshake(t *testing.T) {
 // certificate, an open session carries on, a broken file keeps the old.
 func TestCertReloadOnSIGHUP(t *testing.T) {
 	dir := t.TempDir()
-	certFile, keyFile, oldCert := writeCert(t, dir, "server", "127.0.0.1")
+	certFile, keyFile, oldCert := certs.Files(t, dir, "server", "127.0.0.1")
 	b := startBridge(t, "--demo", "--listen-tls", "127.0.0.1:0", "--tls-cert", certFile, "--tls-key", keyFile)
 
 	open := dialPOP3S(t, b.POP3S, oldCert)
 	open.Login("demo", "demo")
 	old := dialPOP3(t, b.POP3) // STLS session, logged in before the reload
-	old.StartTLS(pop3client.Trusting(oldCert))
+	old.StartTLS(certs.Trusting(oldCert))
 	old.Login("demo", "demo")
 
-	newCertFile, newKeyFile, newCert := writeCert(t, dir, "renewed", "127.0.0.1")
+	newCertFile, newKeyFile, newCert := certs.Files(t, dir, "renewed", "127.0.0.1")
 	replace := func(src, dst string) {
 		data, err := os.ReadFile(src)
 		if err != nil {
@@ -211,7 +212,7 @@ func TestCertReloadOnSIGHUP(t *testing.T) {
 	}
 	fresh.Login("demo", "demo")
 	viaSTLS := dialPOP3(t, b.POP3)
-	viaSTLS.StartTLS(pop3client.Trusting(newCert))
+	viaSTLS.StartTLS(certs.Trusting(newCert))
 
 	// A broken renewal: the error is logged and the current certificate stays.
 	os.WriteFile(certFile, []byte("not a certificate"), 0o644)

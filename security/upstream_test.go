@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/popbridge/popbridge/internal/testing/bridgeproc"
+	"github.com/popbridge/popbridge/internal/testing/certs"
 	"github.com/popbridge/popbridge/internal/testing/imapscript"
 	"github.com/popbridge/popbridge/internal/testing/testenv"
 )
@@ -193,12 +194,12 @@ func TestUpstreamFailsClosed(t *testing.T) {
 func TestUpstreamCertificateVerified(t *testing.T) {
 	const pass = "Sekrit-Pw-78"
 	dir := t.TempDir()
-	certFile, keyFile, _ := writeCert(t, dir, "upstream", "127.0.0.1")
+	certFile, keyFile, _ := certs.Files(t, dir, "upstream", "127.0.0.1")
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	otherFile, otherKey, _ := writeCert(t, dir, "other", "imap.other.example")
+	otherFile, otherKey, _ := certs.Files(t, dir, "other", "imap.other.example")
 	other, err := tls.LoadX509KeyPair(otherFile, otherKey)
 	if err != nil {
 		t.Fatal(err)

@@ -8,13 +8,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/popbridge/popbridge/internal/testing/testenv"
+	"github.com/popbridge/popbridge/internal/testing/certs"
 	"github.com/popbridge/popbridge/pop3server"
 )
 
 func TestIMAPS(t *testing.T) {
 	checkGoroutines(t)
-	serverTLS, clientTLS := testenv.TLSConfigs(t)
+	serverTLS, clientTLS := certs.Configs(t)
 	s := startMemOpts(t, memOptions{caps: capsFull, tls: serverTLS, implicitTLS: true})
 	msg := testMessage("tls", 2)
 	s.append(t, "INBOX", msg)
@@ -42,7 +42,7 @@ func TestIMAPS(t *testing.T) {
 
 func TestSTARTTLS(t *testing.T) {
 	checkGoroutines(t)
-	serverTLS, clientTLS := testenv.TLSConfigs(t)
+	serverTLS, clientTLS := certs.Configs(t)
 	// LOGIN is refused without TLS (LOGINDISABLED).
 	s := startMemOpts(t, memOptions{caps: capsFull, tls: serverTLS})
 	s.append(t, "INBOX", testMessage("starttls", 1))
@@ -62,7 +62,7 @@ func TestSTARTTLS(t *testing.T) {
 }
 
 func TestSTARTTLSFailClosed(t *testing.T) {
-	_, clientTLS := testenv.TLSConfigs(t)
+	_, clientTLS := certs.Configs(t)
 	tests := []struct {
 		name     string
 		greeting string

@@ -20,6 +20,7 @@ import (
 
 	"github.com/popbridge/popbridge/internal/config"
 	"github.com/popbridge/popbridge/internal/testing/bridgeproc"
+	"github.com/popbridge/popbridge/internal/testing/certs"
 	"github.com/popbridge/popbridge/internal/testing/pop3client"
 	"github.com/popbridge/popbridge/internal/testing/testenv"
 )
@@ -236,7 +237,7 @@ func TestOpsBehindHAProxy(t *testing.T) {
 
 	// The client comes from ::1, HAProxy connects to popbridge from
 	// 127.0.0.1: only the PROXY header can tell popbridge "::1".
-	cert, key := testenv.SelfSignedCert(t)
+	cert, key, _ := certs.Files(t, "", "server")
 	p := opsStart(t, bridgeproc.Binary(t), "--demo", "--listen", "127.0.0.1:0", "--listen-tls", "127.0.0.1:0",
 		"--tls-cert", cert, "--tls-key", key, "--admin-listen", "127.0.0.1:0",
 		"--proxy-protocol", "127.0.0.1/32")

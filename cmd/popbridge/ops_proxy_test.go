@@ -11,8 +11,8 @@ import (
 	"github.com/pires/go-proxyproto"
 
 	"github.com/popbridge/popbridge/internal/testing/bridgeproc"
+	"github.com/popbridge/popbridge/internal/testing/certs"
 	"github.com/popbridge/popbridge/internal/testing/pop3client"
-	"github.com/popbridge/popbridge/internal/testing/testenv"
 )
 
 func proxyV1(src string, srcPort int) []byte {
@@ -50,7 +50,7 @@ func proxyV2(t *testing.T, src string, srcPort int) []byte {
 // the real client address into the logs, the plaintext-auth decision and
 // the per-IP limit.
 func TestOpsProxyTrusted(t *testing.T) {
-	cert, key := testenv.SelfSignedCert(t)
+	cert, key, _ := certs.Files(t, "", "server")
 	p := opsStart(t, bridgeproc.Binary(t), "--demo", "--listen", "127.0.0.1:0", "--listen-tls", "127.0.0.1:0",
 		"--tls-cert", cert, "--tls-key", key,
 		"--proxy-protocol", "127.0.0.1/32,::1/128", "--plaintext-auth", "local",

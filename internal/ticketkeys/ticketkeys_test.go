@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/popbridge/popbridge/internal/testing/testenv"
+	"github.com/popbridge/popbridge/internal/testing/certs"
 )
 
 type clock struct {
@@ -54,7 +54,7 @@ func TestRotation(t *testing.T) {
 // On a real TLS server: a ticket sealed before one rotation still
 // resumes; after a second rotation it does not (full handshake).
 func TestResumptionAcrossRotations(t *testing.T) {
-	certPEM, keyPEM := testenv.SelfSignedCert(t)
+	certPEM, keyPEM, _ := certs.Files(t, "", "server")
 	cert, err := tls.LoadX509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		t.Fatal(err)

@@ -21,6 +21,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/popbridge/popbridge/internal/testing/certs"
 )
 
 // User is a mail account of a test Dovecot.
@@ -284,7 +286,7 @@ func (d *Dovecot) prepareDir(users []User) error {
 	if err := os.WriteFile(filepath.Join(d.Dir, "passwd"), passwd.Bytes(), 0o600); err != nil {
 		return err
 	}
-	if err := writeSelfSignedCert(d.CAFile, filepath.Join(d.Dir, "tls", "key.pem")); err != nil {
+	if _, err := certs.Write(d.CAFile, filepath.Join(d.Dir, "tls", "key.pem")); err != nil {
 		return fmt.Errorf("certificate: %w", err)
 	}
 	return nil
