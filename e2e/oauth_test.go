@@ -70,6 +70,9 @@ func TestOAuth2UserEndToEnd(t *testing.T) {
 		t.Fatalf("enroll pbx: %d\n%s\n%s", code, out, errs)
 	}
 
+	if out, _, _ := tool("", "devices", "--config", cfgFile); !strings.Contains(out, "ok, access token until") || strings.Count(out, oauthMailbox) != 2 {
+		t.Errorf("oauth devices after enrollment:\n%s", out)
+	}
 	b := o.startBridge(t)
 	for _, p := range []string{scannerPW, "old-pbx-password"} {
 		for i, m := range want {

@@ -142,6 +142,13 @@ func (m *Manager) load(ctx context.Context, mailbox string) (Mailbox, Grant, err
 	return rec, g, nil
 }
 
+// AccessExpiry is when mailbox's stored access token expires, for
+// `popbridge oauth devices`; it contacts nobody.
+func (m *Manager) AccessExpiry(ctx context.Context, mailbox string) (time.Time, error) {
+	_, g, err := m.load(ctx, mailbox)
+	return g.Expiry, err
+}
+
 // usable reports whether g's access token has more than margin left.
 func (m *Manager) usable(g Grant, margin time.Duration) bool {
 	return g.AccessToken != "" && m.o.Now().Add(margin).Before(g.Expiry)

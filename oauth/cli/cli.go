@@ -338,8 +338,19 @@ func (t *tool) devices(ctx context.Context, only string) error {
 	fmt.Fprintln(tw, "MAILBOX\tMODE\tPROVIDER\tSTATE\tDEVICE\tADDED")
 	for _, b := range boxes {
 		state := "ok"
-		if b.NeedsReenroll {
+		switch {
+		case b.NeedsReenroll:
 			state = "needs re-enrollment (" + b.LastError + ")"
+		case b.Mode == oauth.ModeUser:
+			exp, err := t.m.AccessExpiry(ctx, b.Mailbox)
+			switch {
+			case err != nil:
+				state = "grant does not open (" + oneLine(err.Error()) + ")"
+			case time.Now().Before(exp):
+				state = "ok, access token until " + exp.Local().Format(time.DateTime)
+			default:
+				state = "ok, access token expired (refreshed at the next login)"
+			}
 		}
 		creds, err := t.st.DeviceCredentials(ctx, b.Mailbox)
 		if err != nil {
