@@ -31,8 +31,15 @@ func TestQuickRun(t *testing.T) {
 	cfg.BridgeBinary = os.Getenv("POPBENCH_POPBRIDGE")
 	cfg.WorkDir = testenv.WritableTempDir(t)
 	cfg.Log = testLog{t}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
+	// No time budget of its own (the build alone can take minutes on a
+	// loaded CI machine): the run stops a minute before go test's -timeout
+	// would, so a hang fails with the log of how far it got.
+	ctx := t.Context()
+	if deadline, ok := t.Deadline(); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, deadline.Add(-time.Minute))
+		defer cancel()
+	}
 	rep, err := Run(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)

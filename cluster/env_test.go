@@ -173,34 +173,54 @@ func (r *replica) serverLine() string {
 	return fmt.Sprintf("server %s %s check port %s", r.name, r.b.POP3, admin)
 }
 
-// repoint tells HAProxy the replica's new addresses after a restart.
+// repoint tells HAProxy the replica's new addresses after a restart. The
+// health-check port is a command of its own ("set server ... addr" ignores
+// anything after its port, and a check left on the old admin port would
+// keep the replica down for good), so the result is read back.
 func (h *haproxy) repoint(t *testing.T, r *replica) {
 	t.Helper()
 	host, port, _ := net.SplitHostPort(r.b.POP3)
 	_, admin, _ := net.SplitHostPort(r.b.Admin)
-	out, err := h.command(fmt.Sprintf("set server popbridge_pop3/%s addr %s port %s check-port %s", r.name, host, port, admin))
+	for _, cmd := range []string{
+		fmt.Sprintf("set server popbridge_pop3/%s addr %s port %s", r.name, host, port),
+		fmt.Sprintf("set server popbridge_pop3/%s check-port %s", r.name, admin),
+	} {
+		if _, err := h.command(cmd); err != nil {
+			t.Fatalf("haproxy runtime API: %s: %v", cmd, err)
+		}
+	}
+	f := h.serverState(r.name)
+	// srv_addr is field 4, srv_port 18, srv_check_port 21.
+	if len(f) < 22 || f[4] != host || f[18] != port || f[21] != admin {
+		t.Fatalf("haproxy runtime API: %s is %v after repointing, want %s port %s check-port %s", r.name, f, host, port, admin)
+	}
+}
+
+// serverState is the replica's line of "show servers state", split into
+// fields (be_id be_name srv_id srv_name srv_addr srv_op_state ...), or nil.
+func (h *haproxy) serverState(name string) []string {
+	out, err := h.command("show servers state popbridge_pop3")
 	if err != nil {
-		t.Fatalf("haproxy runtime API: %v", err)
+		return nil
 	}
-	if !strings.Contains(out, "changed") && !strings.Contains(out, "no need to change") {
-		t.Fatalf("haproxy runtime API: set server %s: %q", r.name, out)
+	for _, l := range strings.Split(out, "\n") {
+		if f := strings.Fields(l); len(f) > 5 && f[3] == name {
+			return f
+		}
 	}
+	return nil
 }
 
 // serverUp reports whether HAProxy's health check has the replica up.
 func (h *haproxy) serverUp(name string) bool {
-	out, err := h.command("show servers state popbridge_pop3")
-	if err != nil {
-		return false
-	}
-	for _, l := range strings.Split(out, "\n") {
-		f := strings.Fields(l)
-		// be_id be_name srv_id srv_name srv_addr srv_op_state ...; 2 = running
-		if len(f) > 5 && f[3] == name {
-			return f[5] == "2"
-		}
-	}
-	return false
+	f := h.serverState(name)
+	return f != nil && f[5] == "2" // srv_op_state 2: running
+}
+
+// serverDown reports whether HAProxy's health check has the replica down.
+func (h *haproxy) serverDown(name string) bool {
+	f := h.serverState(name)
+	return f != nil && f[5] == "0" // srv_op_state 0: stopped
 }
 
 // command sends one line to HAProxy's runtime API and returns its answer.

@@ -178,6 +178,9 @@ func restart(t *testing.T, h *haproxy, r *replica, name string, sig syscall.Sign
 	case <-time.After(2 * time.Minute):
 		t.Fatalf("%s: still running", name)
 	}
+	// Until HAProxy's checks notice, it still counts the replica up:
+	// "up again" below means something only once it was seen down.
+	waitFor(t, "HAProxy to see "+r.name+" down", 2*time.Minute, func() bool { return h.serverDown(r.name) })
 	r.start(t)
 	h.repoint(t, r)
 	waitFor(t, "HAProxy to see "+r.name+" up again", 2*time.Minute, func() bool { return h.serverUp(r.name) })
