@@ -15,17 +15,13 @@ import (
 // "popbridge started" line.
 const startTimeout = 30 * time.Second
 
-// Bridge is a running popbridge process; its POP3 field is the POP3
-// listener, "127.0.0.1:port".
-type Bridge = bridgeproc.Bridge
-
 // startBridge starts popbridge in front of d (no TLS upstream) listening on
 // a free loopback port, with extra flags appended. It is stopped with
 // SIGTERM when the test ends, and must then exit with status 0 within 40 s
 // (its drain timeout is 30 s); the test fails if the bridge logged at
 // level error or above (none of the e2e scenarios should cause one); if
 // the test failed its log is dumped.
-func startBridge(t testing.TB, d *testenv.Dovecot, extra ...string) *Bridge {
+func startBridge(t testing.TB, d *testenv.Dovecot, extra ...string) *bridgeproc.Bridge {
 	t.Helper()
 	args := append([]string{
 		"--upstream", "imap+insecure://" + d.IMAPAddr,
@@ -63,7 +59,7 @@ func cleanEnv() []string {
 // connection whose local port is clientPort, and returns it. The bridge
 // writes it after the session's Mailbox is closed, so whatever the session
 // did (or did not do) upstream is done once it is logged.
-func waitSessionEnd(t testing.TB, b *Bridge, clientPort int) map[string]any {
+func waitSessionEnd(t testing.TB, b *bridgeproc.Bridge, clientPort int) map[string]any {
 	t.Helper()
 	e := b.WaitEntry(30*time.Second, func(e map[string]any) bool {
 		port, _ := e["client_port"].(float64)
@@ -77,7 +73,7 @@ func waitSessionEnd(t testing.TB, b *Bridge, clientPort int) map[string]any {
 
 // bridgeURL returns the pop3:// URL of b for user and password, with
 // path appended (e.g. "/1").
-func bridgeURL(b *Bridge, user, pass, path string) string {
+func bridgeURL(b *bridgeproc.Bridge, user, pass, path string) string {
 	return fmt.Sprintf("pop3://%s:%s@%s%s", user, pass, b.POP3, path)
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
+	"github.com/popbridge/popbridge/internal/testing/bridgeproc"
 	"github.com/popbridge/popbridge/internal/testing/testenv"
 )
 
@@ -31,7 +32,7 @@ func (v maildropView) String() string {
 }
 
 // view polls as a device does (log in, STAT, LIST, UIDL, QUIT).
-func view(t *testing.T, b *Bridge, user string) maildropView {
+func view(t *testing.T, b *bridgeproc.Bridge, user string) maildropView {
 	t.Helper()
 	p := dialPOP3(t, b.POP3)
 	p.Login(user, password(user))
@@ -46,7 +47,7 @@ func view(t *testing.T, b *Bridge, user string) maildropView {
 // with --cache-entries 0, the oracle, in front of the same Dovecot.
 type cacheRig struct {
 	d              *testenv.Dovecot
-	cached, oracle *Bridge
+	cached, oracle *bridgeproc.Bridge
 	listings       map[string]int // "listing" log lines seen per user
 }
 

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/popbridge/popbridge/internal/testing/bridgeproc"
 	"github.com/popbridge/popbridge/internal/testing/testenv"
 )
 
@@ -94,7 +95,7 @@ type fetchmailRun struct {
 
 // newFetchmail writes an rcfile polling the bridge for user with the
 // given options.
-func newFetchmail(t testing.TB, bin string, b *Bridge, user, options string) *fetchmailRun {
+func newFetchmail(t testing.TB, bin string, b *bridgeproc.Bridge, user, options string) *fetchmailRun {
 	t.Helper()
 	home := t.TempDir()
 	fm := &fetchmailRun{t: t, bin: bin, home: home, rc: filepath.Join(home, "fetchmailrc"), out: filepath.Join(home, "out")}

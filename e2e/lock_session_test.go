@@ -3,6 +3,8 @@ package e2e
 import (
 	"strings"
 	"testing"
+
+	"github.com/popbridge/popbridge/internal/testing/pop3client"
 )
 
 // TestLockSession checks --lock-session through the binary against
@@ -17,7 +19,7 @@ func TestLockSession(t *testing.T) {
 
 	// inUse requires a login as user on a new connection to be refused
 	// with [IN-USE] and returns that connection.
-	inUse := func(t *testing.T, loginName, user string) *pop3Client {
+	inUse := func(t *testing.T, loginName, user string) *pop3client.Client {
 		t.Helper()
 		p := dialPOP3(t, b.POP3)
 		p.OK("USER " + loginName)

@@ -236,7 +236,7 @@ domains:
 // startBridge starts a popbridge process on the config file.
 // startBridge's NoErrorLogs does not fit: marking a mailbox for
 // re-enrollment is logged at level error, for the admin.
-func (o *oauthEnv) startBridge(t *testing.T) *Bridge {
+func (o *oauthEnv) startBridge(t *testing.T) *bridgeproc.Bridge {
 	t.Helper()
 	return bridgeproc.Start(t, bridgeproc.Options{
 		Args: []string{"--upstream", "imap+insecure://" + o.d.IMAPAddr, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
@@ -247,7 +247,7 @@ func (o *oauthEnv) startBridge(t *testing.T) *Bridge {
 
 // oauthLogin logs in to b as oauthMailbox with pass and returns the client and
 // the answer to PASS.
-func oauthLogin(t *testing.T, b *Bridge, pass string) (*pop3client.Client, string) {
+func oauthLogin(t *testing.T, b *bridgeproc.Bridge, pass string) (*pop3client.Client, string) {
 	t.Helper()
 	conn, err := net.Dial("tcp", b.POP3)
 	if err != nil {
@@ -277,7 +277,7 @@ func TestOAuth2TwoProcessesOnePostgres(t *testing.T) {
 	if out, errs, code := o.tool("pw\n", "enroll", "--config", o.cfgFile, "--mailbox", oauthMailbox, "--device", "scanner", "--password-stdin"); code != 0 {
 		t.Fatalf("enroll: %d\n%s\n%s", code, out, errs)
 	}
-	bridges := []*Bridge{o.startBridge(t), o.startBridge(t)}
+	bridges := []*bridgeproc.Bridge{o.startBridge(t), o.startBridge(t)}
 	var wg sync.WaitGroup
 	errs := make(chan string, 20)
 	for i := range 20 {

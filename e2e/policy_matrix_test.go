@@ -10,6 +10,8 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
+	"github.com/popbridge/popbridge/internal/testing/bridgeproc"
+	"github.com/popbridge/popbridge/internal/testing/pop3client"
 	"github.com/popbridge/popbridge/internal/testing/testenv"
 )
 
@@ -159,7 +161,7 @@ func (mx *matrixMailbox) uidl(i int) string { return dovecotUIDL(uint32(mx.befor
 
 // session logs in to b and does what matrixMsgs say, checking every answer;
 // the caller ends it with QUIT or a drop.
-func (mx *matrixMailbox) session(t *testing.T, b *Bridge) *pop3Client {
+func (mx *matrixMailbox) session(t *testing.T, b *bridgeproc.Bridge) *pop3client.Client {
 	t.Helper()
 	p := dialPOP3(t, b.POP3)
 	p.Login(mx.user, password(mx.user))
@@ -248,7 +250,7 @@ func TestPolicyMatrix(t *testing.T) {
 }
 
 // matrixQuit is one cell ended with QUIT.
-func matrixQuit(t *testing.T, d *testenv.Dovecot, b *Bridge, c matrixCell) {
+func matrixQuit(t *testing.T, d *testenv.Dovecot, b *bridgeproc.Bridge, c matrixCell) {
 	mx := seedMatrix(t, d, c.user("quit"))
 	p := mx.session(t, b)
 	if s := quit(p); !strings.HasPrefix(s, "+OK") {
@@ -353,7 +355,7 @@ func matrixQuit(t *testing.T, d *testenv.Dovecot, b *Bridge, c matrixCell) {
 
 // matrixDrop is one cell ended by closing the connection without QUIT
 // (with a reset in half the cells): nothing at all may change.
-func matrixDrop(t *testing.T, d *testenv.Dovecot, b *Bridge, c matrixCell) {
+func matrixDrop(t *testing.T, d *testenv.Dovecot, b *bridgeproc.Bridge, c matrixCell) {
 	mx := seedMatrix(t, d, c.user("drop"))
 	p := mx.session(t, b)
 	drop(p, c.markSeen)

@@ -7,6 +7,8 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
+	"github.com/popbridge/popbridge/internal/testing/bridgeproc"
+	"github.com/popbridge/popbridge/internal/testing/pop3client"
 	"github.com/popbridge/popbridge/internal/testing/testenv"
 )
 
@@ -23,7 +25,7 @@ func TestPolicies(t *testing.T) {
 
 	// session logs in to b as user, deletes message 1, retrieves message
 	// 2 and quits.
-	session := func(t *testing.T, b *Bridge, user string, before []testenv.StoredMessage) {
+	session := func(t *testing.T, b *bridgeproc.Bridge, user string, before []testenv.StoredMessage) {
 		t.Helper()
 		p := e.login(t, b, user)
 		p.OK("DELE 1")
@@ -157,7 +159,7 @@ func TestPolicies(t *testing.T) {
 
 // capa sends CAPA and returns the capability lines, each ending in "\n",
 // with a leading "\n" so tests can look for "\nNAME ...\n".
-func capa(p *pop3Client) string {
+func capa(p *pop3client.Client) string {
 	p.TB().Helper()
 	_, body := multi(p, "CAPA")
 	return "\n" + strings.ReplaceAll(string(body), "\r\n", "\n")

@@ -15,15 +15,10 @@ import (
 // fails the test instead of hanging it.
 const pop3Timeout = 30 * time.Second
 
-// pop3Client is a deliberately simple POP3 client over TCP: it sends one
-// command at a time and checks the wire format strictly (CRLF line ends,
-// dot-stuffing, the terminating line). Any I/O error fails the test.
-type pop3Client = pop3client.Client
-
 var pop3Options = pop3client.Options{DialTimeout: pop3Timeout, OpTimeout: pop3Timeout, StrictBody: true}
 
 // dialPOP3 connects to addr and reads the greeting.
-func dialPOP3(t testing.TB, addr string) *pop3Client {
+func dialPOP3(t testing.TB, addr string) *pop3client.Client {
 	t.Helper()
 	p := pop3client.Dial(t, addr, pop3Options)
 	p.MustLine("+OK")
@@ -32,14 +27,14 @@ func dialPOP3(t testing.TB, addr string) *pop3Client {
 
 // localPort is the client's local port, which the bridge logs as
 // client_port.
-func localPort(p *pop3Client) int { return p.Conn().LocalAddr().(*net.TCPAddr).Port }
+func localPort(p *pop3client.Client) int { return p.Conn().LocalAddr().(*net.TCPAddr).Port }
 
 // multi sends cmd, requires +OK and returns the status line and the
 // multi-line body un-stuffed: the octets between the status line and the
 // terminating ".\r\n", each line with its CRLF, a leading dot removed
 // where the server doubled it. A line with a single leading dot other than
 // the terminator fails the test: the server forgot to stuff it.
-func multi(p *pop3Client, cmd string) (string, []byte) {
+func multi(p *pop3client.Client, cmd string) (string, []byte) {
 	p.TB().Helper()
 	status := p.OK(cmd)
 	return status, p.Multiline()
@@ -49,7 +44,7 @@ func multi(p *pop3Client, cmd string) (string, []byte) {
 type listing map[int]string
 
 // list sends cmd (LIST or UIDL) and parses its multi-line answer.
-func list(p *pop3Client, cmd string) listing {
+func list(p *pop3client.Client, cmd string) listing {
 	p.TB().Helper()
 	_, body := multi(p, cmd)
 	out := make(listing)
@@ -71,7 +66,7 @@ func list(p *pop3Client, cmd string) listing {
 }
 
 // stat sends STAT and returns the message count and size.
-func stat(p *pop3Client) (count int, size int64) {
+func stat(p *pop3client.Client) (count int, size int64) {
 	p.TB().Helper()
 	s := p.OK("STAT")
 	if _, err := fmt.Sscanf(s, "+OK %d %d", &count, &size); err != nil {
@@ -82,7 +77,7 @@ func stat(p *pop3Client) (count int, size int64) {
 
 // quit sends QUIT and returns the answer, then waits for the server to
 // close the connection.
-func quit(p *pop3Client) string {
+func quit(p *pop3client.Client) string {
 	p.TB().Helper()
 	s := p.Cmd("QUIT")
 	_ = p.Conn().SetReadDeadline(time.Now().Add(pop3Timeout))
@@ -94,7 +89,7 @@ func quit(p *pop3Client) string {
 
 // drop closes the TCP connection without QUIT: with a FIN, or with reset
 // (SO_LINGER 0) as when a device loses power mid-session.
-func drop(p *pop3Client, reset bool) {
+func drop(p *pop3client.Client, reset bool) {
 	if reset {
 		_ = p.Conn().(*net.TCPConn).SetLinger(0)
 	}

@@ -12,6 +12,8 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
+	"github.com/popbridge/popbridge/internal/testing/bridgeproc"
+	"github.com/popbridge/popbridge/internal/testing/pop3client"
 	"github.com/popbridge/popbridge/internal/testing/testenv"
 )
 
@@ -356,11 +358,11 @@ func TestSafety(t *testing.T) {
 // safetyEnv is what the subtests of TestSafety share.
 type safetyEnv struct {
 	d *testenv.Dovecot
-	b *Bridge
+	b *bridgeproc.Bridge
 }
 
 // login opens a session on bridge b as user.
-func (e *safetyEnv) login(t testing.TB, b *Bridge, user string) *pop3Client {
+func (e *safetyEnv) login(t testing.TB, b *bridgeproc.Bridge, user string) *pop3client.Client {
 	t.Helper()
 	p := dialPOP3(t, b.POP3)
 	p.Login(user, password(user))
@@ -368,7 +370,7 @@ func (e *safetyEnv) login(t testing.TB, b *Bridge, user string) *pop3Client {
 }
 
 // retr requires RETR n to return exactly want.
-func (e *safetyEnv) retr(t testing.TB, p *pop3Client, n int, want []byte) {
+func (e *safetyEnv) retr(t testing.TB, p *pop3client.Client, n int, want []byte) {
 	t.Helper()
 	if _, got := multi(p, fmt.Sprintf("RETR %d", n)); !bytes.Equal(got, want) {
 		t.Errorf("RETR %d: %s", n, firstDiff(got, want))
@@ -376,7 +378,7 @@ func (e *safetyEnv) retr(t testing.TB, p *pop3Client, n int, want []byte) {
 }
 
 // quitOK requires QUIT to answer +OK.
-func (e *safetyEnv) quitOK(t testing.TB, p *pop3Client) {
+func (e *safetyEnv) quitOK(t testing.TB, p *pop3client.Client) {
 	t.Helper()
 	if s := quit(p); !strings.HasPrefix(s, "+OK") {
 		t.Errorf("QUIT: %q, want +OK", s)
@@ -385,7 +387,7 @@ func (e *safetyEnv) quitOK(t testing.TB, p *pop3Client) {
 
 // waitEnd waits until b has logged the end of p's session and checks its
 // result ("" accepts any).
-func (e *safetyEnv) waitEnd(t testing.TB, b *Bridge, p *pop3Client, result string) {
+func (e *safetyEnv) waitEnd(t testing.TB, b *bridgeproc.Bridge, p *pop3client.Client, result string) {
 	t.Helper()
 	end := waitSessionEnd(t, b, localPort(p))
 	if result != "" && end["result"] != result {
@@ -419,7 +421,7 @@ func withFlag(msgs []testenv.StoredMessage, flag imap.Flag, uids ...imap.UID) []
 }
 
 // numberOf returns the message number whose UIDL is uidl in p's session.
-func numberOf(t testing.TB, p *pop3Client, uidl string) int {
+func numberOf(t testing.TB, p *pop3client.Client, uidl string) int {
 	t.Helper()
 	for n, u := range list(p, "UIDL") {
 		if u == uidl {

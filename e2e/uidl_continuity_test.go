@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/popbridge/popbridge/internal/testing/bridgeproc"
 	"github.com/popbridge/popbridge/internal/testing/testenv"
 )
 
@@ -37,7 +38,7 @@ func TestUIDLContinuity(t *testing.T) {
 	home := t.TempDir()
 	maildir := filepath.Join(home, "Maildir")
 	makeMaildir(t, maildir)
-	fetch := func(b *Bridge) int {
+	fetch := func(b *bridgeproc.Bridge) int {
 		t.Helper()
 		host, port, _ := net.SplitHostPort(b.POP3)
 		conf := filepath.Join(home, "mpoprc")

@@ -26,7 +26,7 @@ func newFakeNet(t *testing.T, srv *Server) *fakeNet {
 
 // dialFrom connects from the loopback address from and returns the client
 // and the first line the server sent.
-func (n *fakeNet) dialFrom(from string) (*client, string) {
+func (n *fakeNet) dialFrom(from string) (*pop3client.Client, string) {
 	n.t.Helper()
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 5 * time.Second}
 	nc, err := d.Dial("tcp", n.addr)
@@ -51,7 +51,7 @@ func TestPreLoginFloodEvictsOldestUnauthenticated(t *testing.T) {
 	n := newFakeNet(t, srv)
 
 	// Logged-in sessions first: they must survive everything below.
-	var sessions []*client
+	var sessions []*pop3client.Client
 	for i := range 5 {
 		c, greeting := n.dialFrom(fmt.Sprintf("127.0.2.%d", 100+i))
 		if greeting != "+OK popbridge ready." {
@@ -63,7 +63,7 @@ func TestPreLoginFloodEvictsOldestUnauthenticated(t *testing.T) {
 
 	// The flood: 4 attacker addresses × 10 idle connections, more than
 	// the 30 unauthenticated slots, re-opened as they are evicted.
-	var flood []*client
+	var flood []*pop3client.Client
 	for i := range 4 * perIP {
 		c, greeting := n.dialFrom(fmt.Sprintf("127.0.1.%d", 1+i%4))
 		if greeting != "+OK popbridge ready." {
@@ -99,7 +99,7 @@ func TestPreLoginFloodEvictsOldestUnauthenticated(t *testing.T) {
 	}
 }
 
-func loginAndKeep(c *client) *client {
+func loginAndKeep(c *pop3client.Client) *pop3client.Client {
 	loginAlice(c)
 	return c
 }
@@ -109,7 +109,7 @@ func loginAndKeep(c *client) *client {
 func TestLoggedInSessionsNeverEvicted(t *testing.T) {
 	srv := NewServer(newFake(), Options{MaxSessions: 3, AuthFailDelay: time.Millisecond, PlaintextAuth: PlaintextAlways})
 	n := newFakeNet(t, srv)
-	var hs []*client
+	var hs []*pop3client.Client
 	for i := range 3 {
 		c, _ := n.dialFrom(fmt.Sprintf("127.0.2.%d", i+1))
 		hs = append(hs, loginAndKeep(c))
@@ -176,7 +176,7 @@ func TestPerIPCapIsForUnauthenticated(t *testing.T) {
 	}
 	n := newFakeNet(t, srv)
 	const office = "127.0.1.7"
-	var users []*client
+	var users []*pop3client.Client
 	for i := range 11 {
 		c, line := n.dialFrom(office)
 		if line != "+OK popbridge ready." {
@@ -196,7 +196,7 @@ func TestPerIPCapIsForUnauthenticated(t *testing.T) {
 		}
 	}
 	// Unauthenticated connections from the address are still capped.
-	var idle []*client
+	var idle []*pop3client.Client
 	for range 10 {
 		c, line := n.dialFrom(office)
 		if line != "+OK popbridge ready." {

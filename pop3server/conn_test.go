@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/popbridge/popbridge/internal/testing/pop3client"
 )
 
 type step struct {
@@ -16,7 +18,7 @@ type step struct {
 	expect []string
 }
 
-func runTranscript(t *testing.T, addr string, login bool, steps []step) *client {
+func runTranscript(t *testing.T, addr string, login bool, steps []step) *pop3client.Client {
 	t.Helper()
 	c := dial(t, addr)
 	if login {
@@ -323,25 +325,25 @@ func TestControlBytesRefusedBeforeBackend(t *testing.T) {
 // timeout, RSET then drop, and a shutdown all leave Update uncalled and
 // Close called once.
 func TestNothingAppliedWithoutQuit(t *testing.T) {
-	cases := map[string]func(t *testing.T, srv *Server, c *client){
-		"drop": func(t *testing.T, srv *Server, c *client) {
+	cases := map[string]func(t *testing.T, srv *Server, c *pop3client.Client){
+		"drop": func(t *testing.T, srv *Server, c *pop3client.Client) {
 			c.Conn().Close()
 		},
-		"rset then drop": func(t *testing.T, srv *Server, c *client) {
+		"rset then drop": func(t *testing.T, srv *Server, c *pop3client.Client) {
 			c.Send("RSET")
 			c.Expect("+OK*")
 			c.Conn().Close()
 		},
-		"timeout": func(t *testing.T, srv *Server, c *client) {
+		"timeout": func(t *testing.T, srv *Server, c *pop3client.Client) {
 			c.Expect("-ERR Disconnected for inactivity.")
 			c.ExpectClosed()
 		},
-		"shutdown": func(t *testing.T, srv *Server, c *client) {
+		"shutdown": func(t *testing.T, srv *Server, c *pop3client.Client) {
 			go srv.Shutdown(context.Background())
 			c.Expect("-ERR [SYS/TEMP] server shutting down, try again later")
 			c.ExpectClosed()
 		},
-		"half-written quit": func(t *testing.T, srv *Server, c *client) {
+		"half-written quit": func(t *testing.T, srv *Server, c *pop3client.Client) {
 			io.WriteString(c.Conn(), "QUI")
 			c.Conn().Close()
 		},

@@ -161,14 +161,11 @@ func serveOn(t *testing.T, srv *Server, wrap func(net.Listener) net.Listener) st
 	return addr
 }
 
-// client is the raw POP3 test client.
-type client = pop3client.Client
-
 // clientOptions: a 10 s deadline for a whole connection; ExpectClosed
 // waits 5 s and takes no reset for a close.
 var clientOptions = pop3client.Options{Deadline: 10 * time.Second, CloseTimeout: 5 * time.Second}
 
-func dial(t *testing.T, addr string) *client {
+func dial(t *testing.T, addr string) *pop3client.Client {
 	t.Helper()
 	c := dialRaw(t, addr)
 	c.Expect("+OK popbridge ready.")
@@ -176,13 +173,13 @@ func dial(t *testing.T, addr string) *client {
 }
 
 // dialRaw connects without reading the greeting.
-func dialRaw(t *testing.T, addr string) *client {
+func dialRaw(t *testing.T, addr string) *pop3client.Client {
 	t.Helper()
 	return pop3client.Dial(t, addr, clientOptions)
 }
 
 // loginAlice logs in as alice with the exact answers of the fake backend.
-func loginAlice(c *client) {
+func loginAlice(c *pop3client.Client) {
 	c.TB().Helper()
 	c.Send("USER alice")
 	c.Expect("+OK")

@@ -8,18 +8,20 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/popbridge/popbridge/internal/testing/pop3client"
 )
 
 // healthy is a logged-in session that must keep working while another
 // session hits a limit.
-func healthy(t *testing.T, addr string) *client {
+func healthy(t *testing.T, addr string) *pop3client.Client {
 	c := dial(t, addr)
 	loginAlice(c)
 	return c
 }
 
 // stillWorks checks a healthy session after the limit fired elsewhere.
-func stillWorks(c *client) {
+func stillWorks(c *pop3client.Client) {
 	c.TB().Helper()
 	c.Send("STAT")
 	c.Expect("+OK 3 *")
@@ -148,7 +150,7 @@ func TestLimits(t *testing.T) {
 
 // expectClosedOrReset accepts a close after unread input, which the
 // kernel may turn into a reset.
-func expectClosedOrReset(c *client) {
+func expectClosedOrReset(c *pop3client.Client) {
 	c.TB().Helper()
 	if closed, rest := c.Closed(); !closed {
 		c.TB().Fatalf("want close, got %q and no close", rest)

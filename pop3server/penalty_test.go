@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/popbridge/popbridge/internal/testing/pop3client"
 )
 
 // fakeClock is an injectable clock for the penalty tracker.
@@ -85,7 +87,7 @@ func TestFailureDelayOnTheWire(t *testing.T) {
 	addrA := serveOn(t, srv, fromAddr("203.0.113.10:1000"))
 	addrB := serveOn(t, srv, fromAddr("198.51.100.20:1000"))
 
-	fail := func(c *client) time.Duration {
+	fail := func(c *pop3client.Client) time.Duration {
 		c.Send("USER alice")
 		c.Expect("+OK")
 		start := time.Now()

@@ -11,7 +11,7 @@ import (
 )
 
 // capa reads a CAPA response and returns its capability lines.
-func capa(c *client) []string {
+func capa(c *pop3client.Client) []string {
 	c.TB().Helper()
 	c.Send("CAPA")
 	c.Expect("+OK Capability list follows")
@@ -129,15 +129,15 @@ func TestImplicitTLS(t *testing.T) {
 // pre-login deadline, on STLS and on implicit TLS.
 func TestStalledHandshakeClosed(t *testing.T) {
 	opts := Options{TLSConfig: serverTLS(t), PreLoginIdleTimeout: 200 * time.Millisecond, PreLoginTimeout: 400 * time.Millisecond}
-	cases := map[string]func(t *testing.T) *client{
-		"stls silent": func(t *testing.T) *client {
+	cases := map[string]func(t *testing.T) *pop3client.Client{
+		"stls silent": func(t *testing.T) *pop3client.Client {
 			_, addr := startServer(t, newFake(), opts)
 			c := dial(t, addr)
 			c.Send("STLS")
 			c.Expect("+OK Begin TLS negotiation now.")
 			return c
 		},
-		"stls garbage": func(t *testing.T) *client {
+		"stls garbage": func(t *testing.T) *pop3client.Client {
 			_, addr := startServer(t, newFake(), opts)
 			c := dial(t, addr)
 			c.Send("STLS")
@@ -145,12 +145,12 @@ func TestStalledHandshakeClosed(t *testing.T) {
 			c.Send("USER alice") // not a ClientHello
 			return c
 		},
-		"implicit silent": func(t *testing.T) *client {
+		"implicit silent": func(t *testing.T) *pop3client.Client {
 			srv := NewServer(newFake(), opts)
 			addr := serveOn(t, srv, func(l net.Listener) net.Listener { return tls.NewListener(l, opts.TLSConfig) })
 			return dialRaw(t, addr)
 		},
-		"implicit half hello": func(t *testing.T) *client {
+		"implicit half hello": func(t *testing.T) *pop3client.Client {
 			srv := NewServer(newFake(), opts)
 			addr := serveOn(t, srv, func(l net.Listener) net.Listener { return tls.NewListener(l, opts.TLSConfig) })
 			c := dialRaw(t, addr)

@@ -76,14 +76,14 @@ func clientTLS(t testing.TB) *tls.Config {
 }
 
 // wrapClient makes a test client of an open connection.
-func wrapClient(t *testing.T, nc net.Conn) *client {
+func wrapClient(t *testing.T, nc net.Conn) *pop3client.Client {
 	t.Helper()
 	return pop3client.New(t, nc, clientOptions)
 }
 
 // startTLS runs STLS on c and swaps its connection for the TLS one. The
 // +OK must be the last thing the server sent in clear.
-func startTLS(c *client) {
+func startTLS(c *pop3client.Client) {
 	c.TB().Helper()
 	c.StartTLSWant(clientTLS(c.TB()), "+OK Begin TLS negotiation now.")
 }

@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/popbridge/popbridge/internal/testing/pop3client"
 )
 
 // writeCounter counts the writes the server makes to each accepted
@@ -73,7 +75,7 @@ func TestIdleSessionsHoldNoWriter(t *testing.T) {
 	}
 	waitHeld(0) // connections of earlier tests have ended
 	_, addr := startServer(t, newFake(), Options{})
-	var clients []*client
+	var clients []*pop3client.Client
 	for range 10 {
 		c := dial(t, addr)
 		loginAlice(c)

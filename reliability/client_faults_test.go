@@ -9,6 +9,7 @@ import (
 
 	"github.com/popbridge/popbridge/internal/testing/faultnet"
 	"github.com/popbridge/popbridge/internal/testing/imapscript"
+	"github.com/popbridge/popbridge/internal/testing/pop3client"
 )
 
 // clientLeg is popbridge in front of a fake upstream, with a faultnet
@@ -87,12 +88,12 @@ func TestClientGoesAway(t *testing.T) {
 func TestClientDropsAfterDele(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		drop func(c *pop3Client, r *faultnet.Relay)
+		drop func(c *pop3client.Client, r *faultnet.Relay)
 	}{
-		{"cut", func(_ *pop3Client, r *faultnet.Relay) { r.CutAll() }},
-		{"reset", func(_ *pop3Client, r *faultnet.Relay) { r.ResetAll() }},
-		{"client closes", func(c *pop3Client, _ *faultnet.Relay) { c.Close() }},
-		{"QUIT never arrives", func(c *pop3Client, r *faultnet.Relay) {
+		{"cut", func(_ *pop3client.Client, r *faultnet.Relay) { r.CutAll() }},
+		{"reset", func(_ *pop3client.Client, r *faultnet.Relay) { r.ResetAll() }},
+		{"client closes", func(c *pop3client.Client, _ *faultnet.Relay) { c.Close() }},
+		{"QUIT never arrives", func(c *pop3client.Client, r *faultnet.Relay) {
 			r.Set(faultnet.ToServer, faultnet.Faults{BlackHole: true})
 			io.WriteString(c.Conn(), "QUIT\r\n") // swallowed by the relay
 			r.CutAll()

@@ -7,6 +7,7 @@ import (
 
 	"github.com/popbridge/popbridge/internal/testing/faultnet"
 	"github.com/popbridge/popbridge/internal/testing/imapscript"
+	"github.com/popbridge/popbridge/internal/testing/pop3client"
 )
 
 // TestRepeatedFaultsLeaveNoTrace runs a few hundred sessions that each end
@@ -88,7 +89,7 @@ func TestRepeatedFaultsLeaveNoTrace(t *testing.T) {
 
 // mustSession dials addr and logs in as alice. The caller closes the
 // connection: a t.Cleanup per session would itself grow the heap.
-func mustSession(t *testing.T, addr string) *pop3Client {
+func mustSession(t *testing.T, addr string) *pop3client.Client {
 	t.Helper()
 	c, err := tryDialPOP3(addr)
 	if err != nil {

@@ -17,13 +17,10 @@ const opTimeout = 15 * time.Second
 // its terminating dot: what a client must see when a RETR fails after +OK.
 var errNoDot = pop3client.ErrNoDot
 
-// pop3Client is a minimal POP3 client that reports exactly what it saw.
-type pop3Client = pop3client.Client
-
 var clientOptions = pop3client.Options{DialTimeout: opTimeout, OpTimeout: opTimeout}
 
 // dialPOP3 connects and reads the greeting.
-func dialPOP3(t testing.TB, addr string) *pop3Client {
+func dialPOP3(t testing.TB, addr string) *pop3client.Client {
 	t.Helper()
 	c, err := tryDialPOP3(addr)
 	if err != nil {
@@ -35,12 +32,12 @@ func dialPOP3(t testing.TB, addr string) *pop3Client {
 }
 
 // tryDialPOP3 connects and reads a +OK greeting; the caller closes it.
-func tryDialPOP3(addr string) (*pop3Client, error) {
+func tryDialPOP3(addr string) (*pop3client.Client, error) {
 	return pop3client.TryDial(addr, clientOptions)
 }
 
 // quit sends QUIT, expects want and closes the connection.
-func quit(c *pop3Client, want string) string {
+func quit(c *pop3client.Client, want string) string {
 	c.TB().Helper()
 	r := c.CmdPrefix("QUIT", want)
 	c.Close()

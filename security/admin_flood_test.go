@@ -10,10 +10,13 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/popbridge/popbridge/internal/testing/bridgeproc"
+	"github.com/popbridge/popbridge/internal/testing/pop3client"
 )
 
 // fdCount is how many file descriptors the process has open.
-func fdCount(t *testing.T, b *bridge) int {
+func fdCount(t *testing.T, b *bridgeproc.Bridge) int {
 	t.Helper()
 	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", b.Pid()))
 	if err != nil {
@@ -124,7 +127,7 @@ func TestAdminFloodsDoNotStarvePOP3(t *testing.T) {
 }
 
 // popStillServed checks the logged-in session and a new login.
-func popStillServed(t *testing.T, b *bridge, session *client) {
+func popStillServed(t *testing.T, b *bridgeproc.Bridge, session *pop3client.Client) {
 	t.Helper()
 	session.Send("STAT")
 	session.Expect("+OK*")

@@ -14,14 +14,11 @@ import (
 
 func TestMain(m *testing.M) { bridgeproc.Main(m) }
 
-// bridge is a running popbridge.
-type bridge = bridgeproc.Bridge
-
 // startBridge runs popbridge with args (plus --listen 127.0.0.1:0 unless
 // args set --listen) and waits for its "popbridge started" line. It is
 // stopped with SIGTERM when the test ends. Every log line must be one JSON
 // object (a username must not be able to break one).
-func startBridge(t *testing.T, args ...string) *bridge {
+func startBridge(t *testing.T, args ...string) *bridgeproc.Bridge {
 	t.Helper()
 	if !hasFlag(args, "--listen") {
 		args = append([]string{"--listen", "127.0.0.1:0"}, args...)
@@ -48,7 +45,7 @@ func hasFlag(args []string, name string) bool {
 }
 
 // memKiB reads a field such as VmRSS or VmHWM (peak RSS) of the process.
-func memKiB(t *testing.T, b *bridge, field string) int {
+func memKiB(t *testing.T, b *bridgeproc.Bridge, field string) int {
 	t.Helper()
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", b.Pid()))
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/popbridge/popbridge/internal/testing/pop3client"
 	"github.com/popbridge/popbridge/internal/testing/testenv"
 )
 
@@ -17,7 +18,7 @@ func TestFailureDelayAndPenalty(t *testing.T) {
 		"--proxy-protocol", "127.0.0.1/32", "--plaintext-auth", "always")
 	want := []time.Duration{50, 100, 200, 300, 300, 300}
 	var got []time.Duration
-	var c *client
+	var c *pop3client.Client
 	for i := range want {
 		if i%3 == 0 {
 			if c != nil {

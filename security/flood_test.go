@@ -9,12 +9,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/popbridge/popbridge/internal/testing/pop3client"
 	"github.com/popbridge/popbridge/internal/testing/testenv"
 )
 
 // dialFrom connects to addr from the loopback address from (all of
 // 127.0.0.0/8 reaches lo) and reads the greeting.
-func dialFrom(t *testing.T, addr, from string) *client {
+func dialFrom(t *testing.T, addr, from string) *pop3client.Client {
 	t.Helper()
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 10 * time.Second}
 	nc, err := d.Dial("tcp", addr)
@@ -147,7 +148,7 @@ func TestElevenUsersFromOneAddress(t *testing.T) {
 		d.Append(t, u.Name, "INBOX", []byte("Subject: "+u.Name+"\r\n\r\nbody\r\n"))
 	}
 	b := startBridge(t, "--upstream", "imap+insecure://"+d.IMAPAddr) // default --max-conns-per-ip 10
-	var sessions []*client
+	var sessions []*pop3client.Client
 	for _, u := range users {
 		c := dialFrom(t, b.POP3, "127.0.0.7")
 		c.Login(u.Name, u.Password)

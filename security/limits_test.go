@@ -9,18 +9,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/popbridge/popbridge/internal/testing/pop3client"
 	"github.com/popbridge/popbridge/internal/testing/testenv"
 )
 
 // healthyDemo is a logged-in demo session that must keep working while
 // another session hits a limit.
-func healthyDemo(t *testing.T, addr string) *client {
+func healthyDemo(t *testing.T, addr string) *pop3client.Client {
 	c := dialPOP3(t, addr)
 	c.Login("demo", "demo")
 	return c
 }
 
-func stillWorks(t *testing.T, c *client) {
+func stillWorks(t *testing.T, c *pop3client.Client) {
 	t.Helper()
 	if got := c.Cmd("STAT"); !strings.HasPrefix(got, "+OK ") {
 		t.Fatalf("healthy session: STAT = %q", got)

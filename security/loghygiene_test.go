@@ -121,7 +121,7 @@ func TestPasswordNeverLogged(t *testing.T) {
 // answers every line about them has been written; a refused APOP of a
 // marker user, logged after all of them, is a barrier: when its line has
 // been read, the count is final. No time limit is part of the check.
-func waitCount(t *testing.T, b *bridge, want map[string]string, n int) {
+func waitCount(t *testing.T, b *bridgeproc.Bridge, want map[string]string, n int) {
 	t.Helper()
 	barrier := logBarrier(t, b)
 	got := 0
@@ -137,7 +137,7 @@ func waitCount(t *testing.T, b *bridge, want map[string]string, n int) {
 
 // logBarrier returns once every line popbridge logged before it was
 // called has been read (see waitCount), and the marker user it logged.
-func logBarrier(t *testing.T, b *bridge) string {
+func logBarrier(t *testing.T, b *bridgeproc.Bridge) string {
 	t.Helper()
 	barrier := fmt.Sprintf("log-barrier-%d", time.Now().UnixNano())
 	c := dialPOP3(t, b.POP3)

@@ -150,7 +150,7 @@ func TestStalledHandshake(t *testing.T) {
 	b, _ := tlsBridge(t, "--prelogin-idle-timeout", "1s", "--prelogin-timeout", "2s")
 	for _, stls := range []bool{false, true} {
 		start := time.Now()
-		var c *client
+		var c *pop3client.Client
 		if stls {
 			c = dialPOP3(t, b.POP3)
 			c.Send("STLS")
@@ -201,7 +201,7 @@ func TestCertReloadOnSIGHUP(t *testing.T) {
 	b.Signal(syscall.SIGHUP)
 	b.WaitLog(map[string]string{"message": "TLS certificate reloaded"}, 10*time.Second)
 
-	for _, sess := range []*client{open, old} {
+	for _, sess := range []*pop3client.Client{open, old} {
 		if got := sess.Cmd("STAT"); got[:3] != "+OK" {
 			t.Fatalf("open session after reload: STAT = %q", got)
 		}
@@ -219,7 +219,7 @@ func TestCertReloadOnSIGHUP(t *testing.T) {
 	b.Signal(syscall.SIGHUP)
 	b.WaitLog(map[string]string{"message": "TLS certificate reload failed; keeping the old one"}, 10*time.Second)
 	dialPOP3S(t, b.POP3S, newCert).Login("demo", "demo")
-	for _, sess := range []*client{open, old} {
+	for _, sess := range []*pop3client.Client{open, old} {
 		sess.Send("QUIT")
 		sess.Expect("+OK*")
 	}

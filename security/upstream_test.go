@@ -12,6 +12,7 @@ import (
 	"github.com/popbridge/popbridge/internal/testing/bridgeproc"
 	"github.com/popbridge/popbridge/internal/testing/certs"
 	"github.com/popbridge/popbridge/internal/testing/imapscript"
+	"github.com/popbridge/popbridge/internal/testing/pop3client"
 	"github.com/popbridge/popbridge/internal/testing/testenv"
 )
 
@@ -75,7 +76,7 @@ func answerAll(w io.Writer, r *bufio.Reader) {
 
 // loginFails logs in through b and expects [SYS/TEMP]: the upstream was
 // refused, and the client is told nothing more.
-func loginFails(t *testing.T, b *bridge, pass string) {
+func loginFails(t *testing.T, b *bridgeproc.Bridge, pass string) {
 	t.Helper()
 	c := dialPOP3(t, b.POP3)
 	c.Send("USER alice")
@@ -317,7 +318,7 @@ func TestHostileUpstreamAfterLogin(t *testing.T) {
 }
 
 // stillWorksAs is stillWorks for a imapscript user with one message.
-func stillWorksAs(t *testing.T, c *client) {
+func stillWorksAs(t *testing.T, c *pop3client.Client) {
 	t.Helper()
 	if got := c.Cmd("STAT"); !strings.HasPrefix(got, "+OK 1 ") {
 		t.Fatalf("bystander: STAT = %q", got)

@@ -13,6 +13,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 
 	"github.com/popbridge/popbridge/internal/testing/bridgeproc"
+	"github.com/popbridge/popbridge/internal/testing/pop3client"
 	"github.com/popbridge/popbridge/internal/testing/testenv"
 )
 
@@ -41,7 +42,7 @@ func TestAdminToolsDovecot(t *testing.T) {
 	p := opsStart(t, bridgeproc.Binary(t), append([]string{"--listen", "127.0.0.1:0", "--plaintext-auth", "always",
 		"--delete-action", "quarantine"}, common...)...)
 
-	session := func(device string) *opsPOP3 {
+	session := func(device string) *pop3client.Client {
 		c := opsDial(t, p.POP3, nil)
 		c.MustLine("+OK")
 		c.Login(user+"#"+device, pass)

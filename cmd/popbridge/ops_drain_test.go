@@ -15,6 +15,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 
 	"github.com/popbridge/popbridge/internal/testing/bridgeproc"
+	"github.com/popbridge/popbridge/internal/testing/pop3client"
 	"github.com/popbridge/popbridge/internal/testing/testenv"
 )
 
@@ -60,7 +61,7 @@ func TestOpsDrainAgainstDovecot(t *testing.T) {
 	p := opsStart(t, bridgeproc.Binary(t), "--upstream", "imap+insecure://"+d.IMAPAddr, "--listen", "127.0.0.1:0",
 		"--admin-listen", "127.0.0.1:0", "--drain-timeout", "60s")
 
-	login := func() *opsPOP3 {
+	login := func() *pop3client.Client {
 		c := opsDial(t, p.POP3, nil)
 		c.MustLine("+OK")
 		c.OK("USER alice")

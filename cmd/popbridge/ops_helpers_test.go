@@ -15,13 +15,10 @@ import (
 
 func TestMain(m *testing.M) { bridgeproc.Main(m) }
 
-// opsProc is a running popbridge.
-type opsProc = bridgeproc.Bridge
-
 // opsStart runs bin with args (and no POPBRIDGE_* from the caller) and
 // waits for its "popbridge started" line. The process is killed when the
 // test ends if it is still running.
-func opsStart(t *testing.T, bin string, args ...string) *opsProc {
+func opsStart(t *testing.T, bin string, args ...string) *bridgeproc.Bridge {
 	t.Helper()
 	return bridgeproc.Start(t, bridgeproc.Options{
 		Binary:        bin,
@@ -31,14 +28,11 @@ func opsStart(t *testing.T, bin string, args ...string) *opsProc {
 	})
 }
 
-// opsPOP3 is a line-level POP3 client that counts the octets it read.
-type opsPOP3 = pop3client.Client
-
 // opsClient bounds every read by 15 s and every write by 5 s.
 var opsClient = pop3client.Options{OpTimeout: 15 * time.Second, WriteTimeout: 5 * time.Second, CloseTimeout: 15 * time.Second}
 
 // opsDial connects to addr; prefix (a PROXY header, say) is sent first.
-func opsDial(t *testing.T, addr string, prefix []byte) *opsPOP3 {
+func opsDial(t *testing.T, addr string, prefix []byte) *pop3client.Client {
 	t.Helper()
 	o := opsClient
 	o.Prefix = prefix

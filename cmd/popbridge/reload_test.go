@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/popbridge/popbridge/internal/testing/bridgeproc"
+	"github.com/popbridge/popbridge/internal/testing/pop3client"
 )
 
 // TestReloadSIGHUP: SIGHUP applies a changed policy to new sessions while
@@ -27,14 +28,14 @@ func TestReloadSIGHUP(t *testing.T) {
 
 	// expire logs in as the demo user and returns the EXPIRE capability
 	// after login: NEVER for leave, 0 for on-download (RFC 2449).
-	loginAs := func(user string) *opsPOP3 {
+	loginAs := func(user string) *pop3client.Client {
 		c := opsDial(t, p.POP3, nil)
 		c.MustLine("+OK")
 		c.Login(user, "demo")
 		return c
 	}
-	login := func() *opsPOP3 { return loginAs("demo") }
-	expire := func(c *opsPOP3) string {
+	login := func() *pop3client.Client { return loginAs("demo") }
+	expire := func(c *pop3client.Client) string {
 		for _, l := range c.Capa() {
 			if v, ok := strings.CutPrefix(l, "EXPIRE "); ok {
 				return v
