@@ -51,7 +51,7 @@ clients that leave mail on the server download nothing again (docs/migration.md)
 
 Bridge flags (--upstream, --upstream-ca, --mailbox, --config, --store, --data-dir)
 name the IMAP side and the store as the bridge sees them. A second run skips the
-mailboxes that already have UIDLs; passwords are never printed.
+mailboxes it imported before; passwords are never printed.
 `
 
 // ParseFlags takes uidl import's flags out of args and returns the other
@@ -210,6 +210,9 @@ func (r Report) line() string {
 	}
 	if r.Status != StatusSkipped {
 		s += fmt.Sprintf(" pop3=%d imap=%d matched=%d unmatched=%d ambiguous=%d", r.POP3, r.IMAP, r.Matched, r.Unmatched, r.Ambiguous)
+	}
+	if r.Replaced > 0 {
+		s += fmt.Sprintf(" replaced=%d", r.Replaced)
 	}
 	if r.Error != "" {
 		s += " error=" + fmt.Sprintf("%q", r.Error)

@@ -20,6 +20,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/popbridge/popbridge/pop3server"
 	"github.com/popbridge/popbridge/uidlmap"
@@ -109,6 +110,9 @@ type Report struct {
 	Matched   int `json:"matched"`
 	Unmatched int `json:"unmatched"`
 	Ambiguous int `json:"ambiguous"`
+	// Replaced counts the UIDLs popbridge had already given imported
+	// messages (it served the mailbox with a store before the import).
+	Replaced int `json:"replaced,omitempty"`
 }
 
 // Run imports every account, Concurrency at a time, and returns a report
@@ -174,12 +178,12 @@ func importOne(ctx context.Context, opts Options, a Account) Report {
 	if err != nil {
 		return fail(fmt.Errorf("reading the UIDL map: %w", err))
 	}
-	if len(existing) > 0 {
-		// Imported before (this makes a second run resume), or already
-		// served by popbridge with a store: its UIDLs are what clients
-		// have seen since, and must not change.
-		r.Status = StatusSkipped
-		return r
+	for _, e := range existing {
+		if e.UIDL == uidlmap.ImportMarker {
+			// Imported before: a second run resumes after it.
+			r.Status = StatusSkipped
+			return r
+		}
 	}
 	imap, err := opts.IMAP.Fingerprint(ctx, a.User, a.Password)
 	if err != nil {
@@ -212,10 +216,25 @@ func importOne(ctx context.Context, opts Options, a Account) Report {
 		r.Status = StatusDryRun
 		return r
 	}
-	if len(recs) > 0 {
-		if err := opts.Store.PutUIDLs(ctx, key, recs); err != nil {
-			return fail(fmt.Errorf("storing UIDLs: %w", err))
+	// The mailbox may have been served with a store already (a test
+	// login before the switch): the records the bridge gave the imported
+	// messages are parked, so the old UIDLs win and the bridge's stay
+	// taken. The marker goes in the same write.
+	imported := map[uint32]string{}
+	for _, rec := range recs {
+		imported[rec.UID] = rec.UIDL
+	}
+	var put []uidlmap.Record
+	for _, e := range existing {
+		if u, ok := imported[e.UID]; ok && e.UIDValidity == imap.UIDValidity && u != e.UIDL {
+			put = append(put, uidlmap.Parked(e))
+			r.Replaced++
 		}
+	}
+	put = append(put, recs...)
+	put = append(put, uidlmap.Record{UIDL: uidlmap.ImportMarker, Fingerprint: uidlmap.Fingerprint{Date: time.Now().UTC().Format(time.RFC3339)}})
+	if err := opts.Store.PutUIDLs(ctx, key, put); err != nil {
+		return fail(fmt.Errorf("storing UIDLs: %w", err))
 	}
 	r.Status = StatusImported
 	return r

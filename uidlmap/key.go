@@ -40,6 +40,16 @@ type NearStore interface {
 	UIDLsFor(ctx context.Context, key string, uidValidity uint32, uids []uint32, uidls []string) ([]Record, error)
 }
 
+// Parked returns r moved off its message: UIDValidity and UID 0 and no
+// fingerprint, so it matches and names nothing, but its UIDL stays taken
+// (a client may still hold it). uidl import parks what it replaces.
+func Parked(r Record) Record { return Record{UIDL: r.UIDL} }
+
+// ImportMarker is the record uidl import leaves in a mailbox's map once it
+// is done: its UIDL has a space, which no POP3 UIDL has, so it is never
+// shown, and it names no message.
+const ImportMarker = "uidl import done"
+
 // ErrInvalidUIDL is returned for a UIDL RFC 1939 does not allow.
 var ErrInvalidUIDL = errors.New("uidlmap: a UIDL is 1..70 characters of 0x21..0x7E")
 

@@ -96,7 +96,11 @@ func newPlan(records []Record, uidValidity uint32, msgs []Listed, rematch bool) 
 			p.known[r.UID] = r.UIDL
 		}
 	}
-	p.Rematch = rematch && len(current) == 0 && len(records) > 0
+	located := false // a record names a message of some mailbox state
+	for _, r := range records {
+		located = located || r.UIDValidity != 0
+	}
+	p.Rematch = rematch && len(current) == 0 && located
 	for _, m := range p.msgs {
 		if _, ok := p.known[m.UID]; !ok {
 			p.Need = append(p.Need, m.UID)

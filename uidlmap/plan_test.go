@@ -148,6 +148,13 @@ func TestAssign(t *testing.T) {
 		want:    []string{"A", d2(2)},
 		need:    2, rematch: true, put: 2, matched: 1, freshN: 1,
 	}, {
+		name:    "an import marker and a parked record start no rematch, but stay taken",
+		records: []Record{{UIDL: ImportMarker}, Parked(rec(d2(1), v1, 1, "a", 10))},
+		v:       v2,
+		msgs:    []msg{{1, 10, "a"}},
+		want:    []string{d2(1) + "~1"},
+		need:    1, put: 1, freshN: 1,
+	}, {
 		name:    "same header, other size: not the same message",
 		records: []Record{rec("A", v1, 1, "a", 10)},
 		v:       v2,
