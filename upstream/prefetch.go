@@ -271,7 +271,8 @@ func (m *maildrop) readBatch(bt *batch, keep bool) (broken bool, err error) {
 				}
 				k := bodyKey(uid, bt.kind)
 				size := it.Literal.Size()
-				if p.bodies.Filled(k) || size > p.bodies.Reserved(k) ||
+				reserved := p.bodies.Reserved(k) // 0: not asked for in this window
+				if reserved == 0 || p.bodies.Filled(k) || size > reserved ||
 					(bt.kind == aheadHeader && size >= maxHeaderAhead) {
 					continue
 				}
