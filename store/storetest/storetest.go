@@ -42,8 +42,13 @@ func Run(t *testing.T, open Opener) {
 		{"TwoHandles", testTwoHandles},
 		{"Closed", testClosed},
 	}
+	// Each case opens a store of its own (its own database or file), so
+	// the cases run in parallel: most of their time is round trips.
 	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) { c.fn(t, open) })
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			c.fn(t, open)
+		})
 	}
 }
 
