@@ -32,8 +32,10 @@ type UIDLObserver interface {
 // mailbox state new to the store (a UIDVALIDITY change, a move to another
 // server) is matched to the remembered UIDLs. Only messages at or above
 // e.Assigned are looked at, so a cached listing that is still fresh costs
-// nothing here and new mail costs one read of the map, one small header
-// fetch of the new messages and one write.
+// nothing here, and new mail costs a look-up of its own records
+// (NearStore.UIDLsFor), one small fetch of the new messages' header
+// fields and body prefix, and one write. The whole map is read for the
+// first listing of a state, a rematch, or many new messages at once.
 //
 // Any store failure fails the login with [SYS/TEMP]: showing derived UIDLs
 // instead could show a message under another UIDL than before.
