@@ -1,58 +1,50 @@
 package bench
 
 import (
-	"bufio"
-	"bytes"
-	"errors"
 	"fmt"
-	"io"
-	"net"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/popbridge/popbridge/internal/testing/pop3client"
 )
 
-// commandTimeout bounds each exchange of the load client: generous, since
-// a 100 MiB RETR on a slow server is one exchange.
+// commandTimeout bounds each read and write of the load client (a server
+// that stops answering), not a whole exchange: a 100 MiB RETR from a slow
+// server may take longer.
 const commandTimeout = 5 * time.Minute
 
-// popConn is the load client: raw TCP, one command at a time (no
-// pipelining, so the three servers are driven the same way), every
-// multi-line answer read to its end.
-type popConn struct {
-	conn net.Conn
-	r    *bufio.Reader
-}
+// popConn is the load client: the tests' POP3 client (through its core,
+// which needs no testing.TB) with a 64 KiB read buffer, one command at a
+// time (no pipelining, so the three servers are driven the same way),
+// every multi-line answer streamed to its end.
+type popConn struct{ c *pop3client.Client }
 
 // dialPOP connects to addr and reads the greeting.
 func dialPOP(addr string) (*popConn, error) {
-	conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	c, err := pop3client.TryDial(addr, pop3client.Options{
+		DialTimeout: 10 * time.Second, OpTimeout: commandTimeout, ReadBuffer: 64 << 10,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
-	c := &popConn{conn: conn, r: bufio.NewReaderSize(conn, 64<<10)}
-	_ = conn.SetDeadline(time.Now().Add(commandTimeout))
-	if _, err := c.status(); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("greeting: %w", err)
-	}
-	return c, nil
+	return &popConn{c: c}, nil
 }
 
 // Close drops the connection without QUIT.
-func (c *popConn) Close() error { return c.conn.Close() }
+func (c *popConn) Close() error { return c.c.Close() }
 
 // cmd sends one command and returns the text after "+OK".
 func (c *popConn) cmd(line string) (string, error) {
-	_ = c.conn.SetDeadline(time.Now().Add(commandTimeout))
-	if _, err := io.WriteString(c.conn, line+"\r\n"); err != nil {
-		return "", fmt.Errorf("%s: %w", verb(line), err)
-	}
-	text, err := c.status()
+	st, err := c.c.TryCmd(line)
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", verb(line), err)
 	}
-	return text, nil
+	text, ok := strings.CutPrefix(st, "+OK")
+	if !ok {
+		return "", fmt.Errorf("%s: server said %q", verb(line), st)
+	}
+	return strings.TrimPrefix(text, " "), nil
 }
 
 func verb(line string) string {
@@ -61,19 +53,6 @@ func verb(line string) string {
 		return "PASS"
 	}
 	return line
-}
-
-// status reads a status line.
-func (c *popConn) status() (string, error) {
-	line, err := c.r.ReadString('\n')
-	if err != nil {
-		return "", err
-	}
-	line = strings.TrimRight(line, "\r\n")
-	if text, ok := strings.CutPrefix(line, "+OK"); ok {
-		return strings.TrimPrefix(text, " "), nil
-	}
-	return "", fmt.Errorf("server said %q", line)
 }
 
 // login sends USER and PASS.
@@ -111,7 +90,7 @@ func (c *popConn) uidl() (int, Sum, error) {
 	}
 	h := NewHasher()
 	lines := 0
-	err := c.readMultiline(func(line []byte) {
+	err := c.c.StreamBody(func(line []byte) {
 		lines++
 		h.Write(line)
 	})
@@ -124,43 +103,13 @@ func (c *popConn) body(line string) (Sum, error) {
 		return Sum{}, err
 	}
 	h := NewHasher()
-	err := c.readMultiline(func(p []byte) { h.Write(p) })
+	err := c.c.StreamBody(func(p []byte) { h.Write(p) })
 	return h.Sum(), err
 }
 
 // quit sends QUIT and waits for the server to close.
 func (c *popConn) quit() error {
 	_, err := c.cmd("QUIT")
-	c.conn.Close()
+	c.c.Close()
 	return err
-}
-
-var errBareLF = errors.New("line not ended by CRLF")
-
-// readMultiline reads a multi-line answer up to the terminating dot and
-// passes each chunk, dot-unstuffed and with its CRLF, to fn. A line
-// longer than the buffer arrives in several chunks.
-func (c *popConn) readMultiline(fn func([]byte)) error {
-	atStart := true
-	for {
-		chunk, err := c.r.ReadSlice('\n')
-		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
-			if err == io.EOF {
-				err = io.ErrUnexpectedEOF
-			}
-			return fmt.Errorf("multi-line answer: %w", err)
-		}
-		complete := err == nil
-		if atStart && len(chunk) > 0 && chunk[0] == '.' {
-			if complete && bytes.Equal(chunk, []byte(".\r\n")) {
-				return nil
-			}
-			chunk = chunk[1:]
-		}
-		if complete && !bytes.HasSuffix(chunk, []byte("\r\n")) {
-			return fmt.Errorf("multi-line answer: %w", errBareLF)
-		}
-		fn(chunk)
-		atStart = complete
-	}
 }

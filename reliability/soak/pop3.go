@@ -1,102 +1,30 @@
 package soak
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/popbridge/popbridge/internal/testing/pop3client"
 )
 
 // errNoDot is a multi-line answer cut off before its terminating dot.
-var errNoDot = errors.New("connection closed before the terminating dot")
+var errNoDot = pop3client.ErrNoDot
 
-// popConn is a POP3 client connection that reports exactly what it saw.
-type popConn struct {
-	nc      net.Conn
-	br      *bufio.Reader
-	timeout time.Duration
-	bytes   int64 // octets read
-}
-
-func dialPOP3(addr string, timeout time.Duration) (*popConn, error) {
-	nc, err := net.DialTimeout("tcp", addr, timeout)
-	if err != nil {
-		return nil, fmt.Errorf("dial: %w", err)
-	}
-	c := &popConn{nc: nc, br: bufio.NewReaderSize(nc, 16<<10), timeout: timeout}
-	g, err := c.line()
-	if err != nil {
-		nc.Close()
-		return nil, fmt.Errorf("greeting: %w", err)
-	}
-	if !strings.HasPrefix(g, "+OK") {
-		nc.Close()
-		return nil, fmt.Errorf("greeting %q", g)
-	}
-	return c, nil
-}
-
-func (c *popConn) close() { c.nc.Close() }
-
-func (c *popConn) line() (string, error) {
-	c.nc.SetReadDeadline(time.Now().Add(c.timeout))
-	l, err := c.br.ReadString('\n')
-	c.bytes += int64(len(l))
-	if err != nil {
-		if isTimeout(err) {
-			return "", fmt.Errorf("no answer within %v: %w", c.timeout, err)
-		}
-		return "", err
-	}
-	return strings.TrimSuffix(strings.TrimSuffix(l, "\n"), "\r"), nil
+// dialPOP3 connects and reads a +OK greeting; timeout bounds the dial and
+// every read and write. The soak's clients use the tests' POP3 client
+// through its core, which needs no testing.TB and reports exactly what it
+// saw.
+func dialPOP3(addr string, timeout time.Duration) (*pop3client.Client, error) {
+	return pop3client.TryDial(addr, pop3client.Options{DialTimeout: timeout, OpTimeout: timeout, ReadBuffer: 16 << 10})
 }
 
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
-}
-
-func (c *popConn) send(line string) error {
-	c.nc.SetWriteDeadline(time.Now().Add(c.timeout))
-	_, err := io.WriteString(c.nc, line+"\r\n")
-	return err
-}
-
-// cmd sends line and returns the status line.
-func (c *popConn) cmd(line string) (string, error) {
-	if err := c.send(line); err != nil {
-		return "", err
-	}
-	return c.line()
-}
-
-// multi sends line and, after +OK, reads the body up to the dot,
-// un-stuffed. A -ERR has no body.
-func (c *popConn) multi(line string) (string, []byte, error) {
-	st, err := c.cmd(line)
-	if err != nil || !strings.HasPrefix(st, "+OK") {
-		return st, nil, err
-	}
-	var b bytes.Buffer
-	for {
-		l, err := c.line()
-		if err != nil {
-			if errors.Is(err, io.EOF) || strings.Contains(err.Error(), "reset") {
-				err = errNoDot
-			}
-			return st, b.Bytes(), err
-		}
-		if l == "." {
-			return st, b.Bytes(), nil
-		}
-		b.WriteString(strings.TrimPrefix(l, "."))
-		b.WriteString("\r\n")
-	}
 }
 
 // listing is UIDL and LIST joined: message n is entries[n-1].
@@ -105,12 +33,12 @@ type entry struct {
 	size          int64
 }
 
-func (c *popConn) listing() ([]entry, error) {
-	st, uidl, err := c.multi("UIDL")
+func listing(c *pop3client.Client) ([]entry, error) {
+	st, uidl, err := c.TryMulti("UIDL")
 	if err != nil || !strings.HasPrefix(st, "+OK") {
 		return nil, fmt.Errorf("UIDL: %q %v", st, err)
 	}
-	st, list, err := c.multi("LIST")
+	st, list, err := c.TryMulti("LIST")
 	if err != nil || !strings.HasPrefix(st, "+OK") {
 		return nil, fmt.Errorf("LIST: %q %v", st, err)
 	}

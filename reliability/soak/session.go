@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/popbridge/popbridge/internal/testing/pop3client"
 )
 
 // Kind is one kind of POP3 session a soak client runs.
@@ -164,19 +166,19 @@ func (c *client) session(u User, k Kind) error {
 		return answer("connect", "", err)
 	}
 	defer func() {
-		c.st.read.Add(pc.bytes)
-		pc.close()
+		c.st.read.Add(pc.BytesRead())
+		pc.Close()
 	}()
 	if k == DropBeforeLogin {
 		return nil
 	}
-	if st, err := pc.cmd("USER " + u.Name); err != nil || !strings.HasPrefix(st, "+OK") {
+	if st, err := pc.TryCmd("USER " + u.Name); err != nil || !strings.HasPrefix(st, "+OK") {
 		return answer("USER", st, err)
 	}
-	if st, err := pc.cmd("PASS " + u.Password); err != nil || !strings.HasPrefix(st, "+OK") {
+	if st, err := pc.TryCmd("PASS " + u.Password); err != nil || !strings.HasPrefix(st, "+OK") {
 		return answer("PASS", st, err)
 	}
-	msgs, err := pc.listing()
+	msgs, err := listing(pc)
 	if err != nil {
 		return answer("listing", "", err)
 	}
@@ -195,7 +197,7 @@ func (c *client) session(u User, k Kind) error {
 
 	switch k {
 	case Poll:
-		if st, err := pc.cmd("STAT"); err != nil || !strings.HasPrefix(st, "+OK "+strconv.Itoa(len(msgs))+" ") {
+		if st, err := pc.TryCmd("STAT"); err != nil || !strings.HasPrefix(st, "+OK "+strconv.Itoa(len(msgs))+" ") {
 			return answer("STAT", st, err)
 		}
 	case Retr, Dele:
@@ -219,7 +221,7 @@ func (c *client) session(u User, k Kind) error {
 	switch k {
 	case Dele, Rset, DropAfterDele, DropMidRetr:
 		for _, n := range picks {
-			if st, err := pc.cmd("DELE " + strconv.Itoa(n)); err != nil || !strings.HasPrefix(st, "+OK") {
+			if st, err := pc.TryCmd("DELE " + strconv.Itoa(n)); err != nil || !strings.HasPrefix(st, "+OK") {
 				return answer("DELE", st, err)
 			}
 		}
@@ -231,12 +233,12 @@ func (c *client) session(u User, k Kind) error {
 		if len(msgs) > len(picks) {
 			// A message not marked: RETR of a marked one is refused.
 			n := c.unmarked(len(msgs), picks)
-			pc.send("RETR " + strconv.Itoa(n))
-			pc.line()
+			pc.TrySend("RETR " + strconv.Itoa(n))
+			pc.Line()
 		}
 		return nil
 	case Rset:
-		if st, err := pc.cmd("RSET"); err != nil || !strings.HasPrefix(st, "+OK") {
+		if st, err := pc.TryCmd("RSET"); err != nil || !strings.HasPrefix(st, "+OK") {
 			return answer("RSET", st, err)
 		}
 		picks = nil
@@ -248,7 +250,7 @@ func (c *client) session(u User, k Kind) error {
 			keys = append(keys, msgKey{u.Name, msgs[n-1].uid})
 		}
 	}
-	st, err := pc.cmd("QUIT")
+	st, err := pc.TryCmd("QUIT")
 	switch {
 	case err == nil && strings.HasPrefix(st, "+OK"):
 		c.st.quitOK.Add(1)
@@ -304,8 +306,8 @@ func (c *client) checkBodyAnswer(verb string, n int, k msgKey, st string, err er
 }
 
 // retr downloads message n and checks it octet for octet.
-func (c *client) retr(pc *popConn, u User, n int, e entry) error {
-	st, body, err := pc.multi("RETR " + strconv.Itoa(n))
+func (c *client) retr(pc *pop3client.Client, u User, n int, e entry) error {
+	st, body, err := pc.TryMulti("RETR " + strconv.Itoa(n))
 	k := msgKey{u.Name, e.uid}
 	if done, err := c.checkBodyAnswer("RETR", n, k, st, err); done {
 		return err
@@ -328,8 +330,8 @@ func (c *client) retr(pc *popConn, u User, n int, e entry) error {
 }
 
 // top runs TOP n lines and checks the result against the message.
-func (c *client) top(pc *popConn, u User, n int, e entry, lines int) error {
-	st, got, err := pc.multi("TOP " + strconv.Itoa(n) + " " + strconv.Itoa(lines))
+func (c *client) top(pc *pop3client.Client, u User, n int, e entry, lines int) error {
+	st, got, err := pc.TryMulti("TOP " + strconv.Itoa(n) + " " + strconv.Itoa(lines))
 	k := msgKey{u.Name, e.uid}
 	if done, err := c.checkBodyAnswer("TOP", n, k, st, err); done {
 		return err

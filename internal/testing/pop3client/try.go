@@ -1,6 +1,7 @@
 package pop3client
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -45,19 +46,39 @@ func (c *Client) TryMulti(line string) (status string, body []byte, err error) {
 // (closed or reset) first.
 func (c *Client) Body() ([]byte, error) {
 	var b bytes.Buffer
+	err := c.StreamBody(func(p []byte) { b.Write(p) })
+	return b.Bytes(), err
+}
+
+// StreamBody reads a multi-line answer up to the terminating dot and
+// passes it to fn, un-stuffed, in chunks of at most the read buffer (a
+// long line comes in several), CRLFs included; nothing is held whole, so a
+// 100 MiB RETR costs the buffer only. It returns ErrNoDot if the connection
+// ended (closed or reset) first, ErrNoCRLF for a line ended by a bare LF.
+// fn must not keep the slice.
+func (c *Client) StreamBody(fn func([]byte)) error {
+	atStart := true
 	for {
-		l, err := c.Line()
-		if err != nil {
-			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || IsReset(err) || errors.Is(err, net.ErrClosed) {
-				return b.Bytes(), ErrNoDot
+		c.readDeadline()
+		chunk, err := c.r.ReadSlice('\n')
+		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+			if errors.Is(err, io.EOF) || IsReset(err) || errors.Is(err, net.ErrClosed) {
+				return ErrNoDot
 			}
-			return b.Bytes(), err
+			return err
 		}
-		if l == "." {
-			return b.Bytes(), nil
+		complete := err == nil
+		if atStart && len(chunk) > 0 && chunk[0] == '.' {
+			if complete && bytes.Equal(chunk, []byte(".\r\n")) {
+				return nil
+			}
+			chunk = chunk[1:]
 		}
-		b.WriteString(strings.TrimPrefix(l, "."))
-		b.WriteString("\r\n")
+		if complete && !bytes.HasSuffix(chunk, []byte("\r\n")) {
+			return fmt.Errorf("%w: %q", ErrNoCRLF, chunk)
+		}
+		fn(chunk)
+		atStart = complete
 	}
 }
 
