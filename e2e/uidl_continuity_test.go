@@ -21,7 +21,6 @@ import (
 // that arrived meanwhile.
 func TestUIDLContinuity(t *testing.T) {
 	t.Parallel()
-	mpop := testenv.RequireTool(t, "mpop")
 	const user = "mover"
 	d1 := startDovecot(t, false, user)
 	d2 := startDovecot(t, false, user)
@@ -35,22 +34,8 @@ func TestUIDLContinuity(t *testing.T) {
 	all := len(msgs) + 1
 
 	dir := t.TempDir()
-	home := t.TempDir()
-	maildir := filepath.Join(home, "Maildir")
-	makeMaildir(t, maildir)
-	fetch := func(b *bridgeproc.Bridge) int {
-		t.Helper()
-		host, port, _ := net.SplitHostPort(b.POP3)
-		conf := filepath.Join(home, "mpoprc")
-		writeFile(t, conf, 0o600, fmt.Sprintf("defaults\ntls off\nauth user\nkeep on\nonly_new on\nreceived_header off\n\n"+
-			"account default\nhost %s\nport %s\nuser %s\npasswordeval echo %s\nuidls_file %s\ndelivery maildir %s\n",
-			host, port, user, password(user), filepath.Join(home, "uidls"), maildir))
-		before := len(readMaildir(t, maildir))
-		cmd := exec.Command(mpop, "--file="+conf, "--quiet")
-		cmd.Env = append(os.Environ(), "HOME="+home)
-		runTool(t, cmd)
-		return len(readMaildir(t, maildir)) - before
-	}
+	client := newLeaveOnServer(t, user)
+	fetch := func(b *bridgeproc.Bridge) int { return client.fetch(b.POP3) }
 	// The config file sends the user to d1, later to d2.
 	config := filepath.Join(dir, "popbridge.yaml")
 	route := func(d *testenv.Dovecot) {
@@ -69,19 +54,7 @@ func TestUIDLContinuity(t *testing.T) {
 	}
 
 	// The index of d1's mailbox is rebuilt: new UIDVALIDITY, new UIDs.
-	old := d1.UIDValidity(t, user, "INBOX")
-	for time.Now().Unix() <= int64(old) {
-		time.Sleep(50 * time.Millisecond) // Dovecot's UIDVALIDITY is the clock
-	}
-	files, _ := filepath.Glob(filepath.Join(d1.Dir, "home", user, "Maildir", "dovecot*"))
-	for _, f := range files {
-		if err := os.RemoveAll(f); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if v := d1.UIDValidity(t, user, "INBOX"); v == old {
-		t.Fatalf("UIDVALIDITY %d unchanged after removing %v", v, files)
-	}
+	rebuildIndex(t, d1, user)
 	d1.Append(t, user, "INBOX", message("late", "Arrived after the rebuild", nil, "New.\r\n"))
 	d2.Append(t, user, "INBOX", message("late", "Arrived after the rebuild", nil, "New.\r\n"))
 	if n := fetch(b); n != 1 {
@@ -97,5 +70,103 @@ func TestUIDLContinuity(t *testing.T) {
 	}
 	if got := len(d2.Messages(t, user, "INBOX")); got != all+1 {
 		t.Fatalf("d2 has %d messages, want %d (keep on: nothing deleted)", got, all+1)
+	}
+}
+
+// leaveOnServer is an mpop account that keeps the mail on the server and
+// downloads only messages whose UIDL it has not seen.
+type leaveOnServer struct {
+	t                  *testing.T
+	bin, home, maildir string
+	user               string
+}
+
+func newLeaveOnServer(t *testing.T, user string) *leaveOnServer {
+	c := &leaveOnServer{t: t, bin: testenv.RequireTool(t, "mpop"), home: t.TempDir(), user: user}
+	c.maildir = filepath.Join(c.home, "Maildir")
+	makeMaildir(t, c.maildir)
+	return c
+}
+
+// fetch polls the POP3 server at addr and returns how many messages it
+// downloaded. mpop keys its UIDL list by host and user, not port, so
+// another port on 127.0.0.1 is the same server to it, as a DNS switch is
+// to a real client.
+func (c *leaveOnServer) fetch(addr string) int {
+	t := c.t
+	t.Helper()
+	host, port, _ := net.SplitHostPort(addr)
+	conf := filepath.Join(c.home, "mpoprc")
+	writeFile(t, conf, 0o600, fmt.Sprintf("defaults\ntls off\nauth user\nkeep on\nonly_new on\nreceived_header off\n\n"+
+		"account default\nhost %s\nport %s\nuser %s\npasswordeval echo %s\nuidls_file %s\ndelivery maildir %s\n",
+		host, port, c.user, password(c.user), filepath.Join(c.home, "uidls"), c.maildir))
+	before := len(readMaildir(t, c.maildir))
+	cmd := exec.Command(c.bin, "--file="+conf, "--quiet")
+	cmd.Env = append(os.Environ(), "HOME="+c.home)
+	runTool(t, cmd)
+	return len(readMaildir(t, c.maildir)) - before
+}
+
+// TestUIDLReplicas runs two popbridge processes on one PostgreSQL store in
+// front of one Dovecot, as replicas behind a load balancer, while a
+// leave-on-server client polls them in turn: new mail recorded by one is
+// shown with the same UIDL by the other, and after the index is rebuilt
+// the replica that did not rematch reads the other's result: the client
+// downloads nothing twice.
+func TestUIDLReplicas(t *testing.T) {
+	t.Parallel()
+	if _, err := testenv.PostgresBinDir(); err != nil && !testenv.InCI() {
+		t.Skipf("PostgreSQL: %v", err)
+	}
+	const user = "replicated"
+	d := startDovecot(t, false, user)
+	msgs := smallCorpus()
+	appendMessages(t, d, user, msgs)
+	pg := testenv.StartPostgres(t)
+	flags := []string{"--store", pg.NewDatabase(t)}
+	b1, b2 := startBridge(t, d, flags...), startBridge(t, d, flags...)
+	client := newLeaveOnServer(t, user)
+
+	if n := client.fetch(b1.POP3); n != len(msgs) {
+		t.Fatalf("first poll (replica 1): %d messages, want %d", n, len(msgs))
+	}
+	if n := client.fetch(b2.POP3); n != 0 {
+		t.Fatalf("replica 2: %d messages, want none", n)
+	}
+	d.Append(t, user, "INBOX", message("new", "New on replica 2", nil, "New.\r\n"))
+	if n := client.fetch(b2.POP3); n != 1 {
+		t.Fatalf("new mail on replica 2: %d messages, want 1", n)
+	}
+	if n := client.fetch(b1.POP3); n != 0 {
+		t.Fatalf("replica 1 after replica 2 recorded the new mail: %d messages, want none", n)
+	}
+
+	rebuildIndex(t, d, user)
+	if n := client.fetch(b2.POP3); n != 0 {
+		t.Fatalf("after the rebuild (replica 2 rematches): %d messages, want none", n)
+	}
+	if n := client.fetch(b1.POP3); n != 0 {
+		t.Fatalf("after the rebuild (replica 1 reads the rematch): %d messages, want none", n)
+	}
+}
+
+// rebuildIndex deletes Dovecot's index and UID list of user's INBOX, as an
+// admin repairing a mailbox does: the messages stay, and Dovecot numbers
+// them again under a new UIDVALIDITY, which is the current time (so the
+// clock must first pass the old one).
+func rebuildIndex(t *testing.T, d *testenv.Dovecot, user string) {
+	t.Helper()
+	old := d.UIDValidity(t, user, "INBOX")
+	for time.Now().Unix() <= int64(old) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	files, _ := filepath.Glob(filepath.Join(d.Dir, "home", user, "Maildir", "dovecot*"))
+	for _, f := range files {
+		if err := os.RemoveAll(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if v := d.UIDValidity(t, user, "INBOX"); v == old {
+		t.Fatalf("UIDVALIDITY %d unchanged after removing %v", v, files)
 	}
 }

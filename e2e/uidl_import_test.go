@@ -3,8 +3,6 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
-	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -22,7 +20,6 @@ import (
 // --store serves the same mpop account, which downloads nothing.
 func TestUIDLImport(t *testing.T) {
 	t.Parallel()
-	mpop := testenv.RequireTool(t, "mpop")
 	const user = "migrant"
 	d := testenv.StartDovecot(t, testenv.DovecotOptions{
 		POP3:        true,
@@ -32,24 +29,8 @@ func TestUIDLImport(t *testing.T) {
 	msgs := smallCorpus()
 	appendMessages(t, d, user, msgs)
 
-	home := t.TempDir()
-	maildir := filepath.Join(home, "Maildir")
-	makeMaildir(t, maildir)
-	fetch := func(addr string) int {
-		t.Helper()
-		host, port, _ := net.SplitHostPort(addr)
-		conf := filepath.Join(home, "mpoprc")
-		// mpop keys its UIDL list by host and user, not port: another
-		// port on 127.0.0.1 is the same server to it, as a DNS switch is.
-		writeFile(t, conf, 0o600, fmt.Sprintf("defaults\ntls off\nauth user\nkeep on\nonly_new on\nreceived_header off\n\n"+
-			"account default\nhost %s\nport %s\nuser %s\npasswordeval echo %s\nuidls_file %s\ndelivery maildir %s\n",
-			host, port, user, password(user), filepath.Join(home, "uidls"), maildir))
-		before := len(readMaildir(t, maildir))
-		cmd := exec.Command(mpop, "--file="+conf, "--quiet")
-		cmd.Env = append(os.Environ(), "HOME="+home)
-		runTool(t, cmd)
-		return len(readMaildir(t, maildir)) - before
-	}
+	client := newLeaveOnServer(t, user)
+	fetch := client.fetch
 	if n := fetch(d.POP3Addr); n != len(msgs) {
 		t.Fatalf("sync with the old server: %d messages, want %d", n, len(msgs))
 	}
