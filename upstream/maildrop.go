@@ -228,7 +228,8 @@ func (m *maildrop) retire(err error) {
 
 // exchange runs f as one upstream operation: with the no-progress timeout
 // armed and ctx able to abort it. Any failure other than a tagged NO
-// retires the connection, whose state is then unknown.
+// retires the connection, whose state is then unknown. It is observed as
+// name, unless name is empty.
 func (m *maildrop) exchange(ctx context.Context, name string, f func() error) error {
 	if err := m.usable(); err != nil {
 		return err
@@ -247,7 +248,9 @@ func (m *maildrop) exchange(ctx context.Context, name string, f func() error) er
 			err = cause
 		}
 	}
-	m.b.observe(name, start, err)
+	if name != "" {
+		m.b.observe(name, start, err)
+	}
 	if !stopped || (err != nil && !keepsConn(err)) {
 		m.retire(err)
 	}

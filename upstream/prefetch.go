@@ -193,7 +193,9 @@ func (m *maildrop) sendBatch(ctx context.Context, kind, from int, limit int64) b
 		item.Specifier = imap.PartSpecifierHeader
 		item.Partial = &imap.SectionPartial{Offset: 0, Size: maxHeaderAhead}
 	}
-	err := m.exchange(ctx, "fetch", func() error {
+	// Not observed: the window's "fetch" is observed once, when its
+	// answer is read (settleBatches).
+	err := m.exchange(ctx, "", func() error {
 		bt.cmd = m.l.client.Fetch(set, &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{item}})
 		return nil
 	})
