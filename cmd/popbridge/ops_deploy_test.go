@@ -241,53 +241,7 @@ func TestOpsBehindHAProxy(t *testing.T) {
 	p := opsStart(t, bridgeproc.Binary(t), "--demo", "--listen", "127.0.0.1:0", "--listen-tls", "127.0.0.1:0",
 		"--tls-cert", cert, "--tls-key", key, "--admin-listen", "127.0.0.1:0",
 		"--proxy-protocol", "127.0.0.1/32")
-	pop3Front, pop3sFront := freePort(t, "[::1]"), freePort(t, "[::1]")
-	_, adminPort, _ := net.SplitHostPort(p.Admin)
-
-	src, err := os.ReadFile(shipped)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cfg []string
-	for _, l := range strings.Split(string(src), "\n") {
-		f := strings.Fields(l)
-		if len(f) > 0 && (f[0] == "chroot" || f[0] == "user" || f[0] == "group" || f[0] == "stats") {
-			continue // root-only settings
-		}
-		if len(f) == 2 && f[0] == "maxconn" {
-			l = "    maxconn 100" // within the test's file descriptor limit
-		}
-		l = strings.Replace(l, "bind :110", "bind "+pop3Front, 1)
-		l = strings.Replace(l, "bind :995", "bind "+pop3sFront, 1)
-		l = regexp.MustCompile(`10\.0\.0\.1\d:1110`).ReplaceAllString(l, p.POP3)
-		l = regexp.MustCompile(`10\.0\.0\.1\d:1995`).ReplaceAllString(l, p.POP3S)
-		l = strings.Replace(l, "port 9110", "port "+adminPort, 1)
-		cfg = append(cfg, l)
-	}
-	cfgFile := filepath.Join(t.TempDir(), "haproxy.cfg")
-	if err := os.WriteFile(cfgFile, []byte(strings.Join(cfg, "\n")), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	var hlog bridgeproc.SyncBuffer
-	h := exec.Command(haproxy, "-db", "-f", cfgFile)
-	h.Stdout, h.Stderr = &hlog, &hlog
-	if err := h.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		h.Process.Kill()
-		h.Wait()
-		if t.Failed() {
-			t.Logf("haproxy log:\n%s", hlog.String())
-		}
-	})
-	waitFor(t, "HAProxy to listen", func() bool {
-		c, err := net.DialTimeout("tcp", pop3Front, time.Second)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
+	pop3Front, pop3sFront := startHAProxy(t, haproxy, shipped, p)
 
 	c := opsDial(t, pop3Front, nil)
 	c.MustLine("+OK")
@@ -315,12 +269,87 @@ func TestOpsBehindHAProxy(t *testing.T) {
 	}
 }
 
-func freePort(t *testing.T, host string) string {
+// startHAProxy runs HAProxy with the shipped configuration pointed at p
+// and returns its POP3 and POP3S front addresses on ::1. HAProxy cannot
+// listen on port 0 and report its port: ports are picked below the
+// ephemeral range (testenv.FreePort), and a start that fails to bind one
+// (HAProxy exits) is tried again with new ports.
+func startHAProxy(t *testing.T, haproxy, shipped string, p *bridgeproc.Bridge) (pop3Front, pop3sFront string) {
 	t.Helper()
-	l, err := net.Listen("tcp", host+":0")
+	_, adminPort, _ := net.SplitHostPort(p.Admin)
+	src, err := os.ReadFile(shipped)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	for attempt := 1; ; attempt++ {
+		pop3Front, pop3sFront = testenv.FreePort(t, "::1"), testenv.FreePort(t, "::1")
+		var cfg []string
+		for _, l := range strings.Split(string(src), "\n") {
+			f := strings.Fields(l)
+			if len(f) > 0 && (f[0] == "chroot" || f[0] == "user" || f[0] == "group" || f[0] == "stats") {
+				continue // root-only settings
+			}
+			if len(f) == 2 && f[0] == "maxconn" {
+				l = "    maxconn 100" // within the test's file descriptor limit
+			}
+			l = strings.Replace(l, "bind :110", "bind "+pop3Front, 1)
+			l = strings.Replace(l, "bind :995", "bind "+pop3sFront, 1)
+			l = regexp.MustCompile(`10\.0\.0\.1\d:1110`).ReplaceAllString(l, p.POP3)
+			l = regexp.MustCompile(`10\.0\.0\.1\d:1995`).ReplaceAllString(l, p.POP3S)
+			l = strings.Replace(l, "port 9110", "port "+adminPort, 1)
+			cfg = append(cfg, l)
+		}
+		cfgFile := filepath.Join(t.TempDir(), "haproxy.cfg")
+		if err := os.WriteFile(cfgFile, []byte(strings.Join(cfg, "\n")), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		hlog := &bridgeproc.SyncBuffer{}
+		h := exec.Command(haproxy, "-db", "-f", cfgFile)
+		h.Stdout, h.Stderr = hlog, hlog
+		if err := h.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan struct{})
+		go func() { h.Wait(); close(exited) }()
+		// Listening once both ports are held (no one else can listen
+		// there) and the plain front answers; without a connection to the
+		// TLS front, which popbridge would log as a failed handshake.
+		bound := func() bool {
+			for _, a := range []string{pop3Front, pop3sFront} {
+				if l, err := net.Listen("tcp", a); err == nil {
+					l.Close()
+					return false
+				}
+			}
+			c, err := net.Dial("tcp", pop3Front)
+			if err == nil {
+				c.Close()
+			}
+			return err == nil
+		}
+		up := false
+		for !up {
+			select {
+			case <-exited:
+			case <-time.After(20 * time.Millisecond):
+				up = bound()
+				continue
+			}
+			break
+		}
+		if up {
+			t.Cleanup(func() {
+				h.Process.Kill()
+				<-exited
+				if t.Failed() {
+					t.Logf("haproxy log:\n%s", hlog.String())
+				}
+			})
+			return pop3Front, pop3sFront
+		}
+		if attempt == 5 {
+			t.Fatalf("haproxy exited at start %d times; last log:\n%s", attempt, hlog.String())
+		}
+		t.Logf("haproxy exited at start (a port taken?), trying new ports:\n%s", hlog.String())
+	}
 }

@@ -28,8 +28,10 @@ func opsStart(t *testing.T, bin string, args ...string) *bridgeproc.Bridge {
 	})
 }
 
-// opsClient bounds every read by 15 s and every write by 5 s.
-var opsClient = pop3client.Options{OpTimeout: 15 * time.Second, WriteTimeout: 5 * time.Second, CloseTimeout: 15 * time.Second}
+// opsClient's bounds only keep a broken popbridge from hanging a test:
+// each read, write and close wait may take 2 minutes, far more than any
+// answer needs even on a loaded machine (15 s reads were overshot there).
+var opsClient = pop3client.Options{OpTimeout: 2 * time.Minute, WriteTimeout: 2 * time.Minute, CloseTimeout: 2 * time.Minute}
 
 // opsDial connects to addr; prefix (a PROXY header, say) is sent first.
 func opsDial(t *testing.T, addr string, prefix []byte) *pop3client.Client {

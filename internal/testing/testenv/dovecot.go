@@ -487,7 +487,10 @@ func minTime(a, b time.Time) time.Time {
 // connection of a parallel test can take them between the pick and the
 // server's bind; random picks keep parallel test processes apart. Callers
 // still retry with new ports when the server cannot bind one.
-func freePorts(n int) ([]int, error) {
+func freePorts(n int) ([]int, error) { return freePortsOn("127.0.0.1", n) }
+
+// freePortsOn is freePorts on host ("127.0.0.1", "::1").
+func freePortsOn(host string, n int) ([]int, error) {
 	low, high := portRange()
 	ports := make([]int, 0, n)
 	for tries := 0; len(ports) < n; tries++ {
@@ -498,7 +501,7 @@ func freePorts(n int) ([]int, error) {
 		if slices.Contains(ports, port) {
 			continue
 		}
-		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
 		if err != nil {
 			continue
 		}

@@ -30,3 +30,17 @@ func RefusedAddr(t testing.TB) string {
 	}
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(sa.(*syscall.SockaddrInet4).Port))
 }
+
+// FreePort returns "host:port" with a port of host ("127.0.0.1", "::1")
+// that was free a moment ago, for a server that cannot listen on port 0
+// and report its port (HAProxy): below the ephemeral range, so that no
+// outgoing connection takes it meanwhile. The caller still retries with
+// another port when its server fails to bind.
+func FreePort(t testing.TB, host string) string {
+	t.Helper()
+	ports, err := freePortsOn(host, 1)
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	return net.JoinHostPort(host, strconv.Itoa(ports[0]))
+}
