@@ -9,12 +9,11 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/popbridge/popbridge/upstream"
+	"github.com/popbridge/popbridge/internal/serverurl"
 )
 
 // The old server's URL schemes.
@@ -36,30 +35,15 @@ type Server struct {
 // ParseServer parses --from: pop3s://host[:995], pop3://host[:110] (STLS,
 // required) or pop3+insecure://host[:110].
 func ParseServer(s string) (*Server, error) {
-	u, err := url.Parse(s)
-	s = upstream.Redact(s) // the errors quote it: no password pasted into it may show
+	scheme, host, err := serverurl.Parse(s, pop3Ports, "pop3s://, pop3:// (STLS) or pop3+insecure://")
 	if err != nil {
-		// url.Parse's error quotes the raw input: not wrapped.
-		return nil, fmt.Errorf("--from %q: invalid URL", s)
+		return nil, fmt.Errorf("--from: %w", err)
 	}
-	var port string
-	switch strings.ToLower(u.Scheme) {
-	case SchemePOP3S:
-		port = "995"
-	case SchemePOP3, SchemeInsecure:
-		port = "110"
-	default:
-		return nil, fmt.Errorf("--from %q: want pop3s://, pop3:// (STLS) or pop3+insecure://", s)
-	}
-	if u.Hostname() == "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
-		return nil, fmt.Errorf("--from %q: want scheme://host[:port] and nothing else", s)
-	}
-	host := u.Host
-	if u.Port() == "" {
-		host = net.JoinHostPort(u.Hostname(), port)
-	}
-	return &Server{Scheme: strings.ToLower(u.Scheme), Host: host}, nil
+	return &Server{Scheme: scheme, Host: host}, nil
 }
+
+// pop3Ports are the schemes of --from and their default ports.
+var pop3Ports = map[string]string{SchemePOP3S: "995", SchemePOP3: "110", SchemeInsecure: "110"}
 
 // pop3Client is the few POP3 commands an import needs (RFC 1939, RFC 2595
 // STLS). It reads one response at a time; nothing here holds more than a

@@ -1,12 +1,10 @@
 package upstream
 
 import (
-	"fmt"
 	"net"
 	"net/netip"
-	"net/url"
-	"strconv"
-	"strings"
+
+	"github.com/popbridge/popbridge/internal/serverurl"
 )
 
 // URL schemes of --upstream.
@@ -51,58 +49,19 @@ func (u *URL) hostname() string {
 // equal cache keys. Errors quote the input with any user info replaced by
 // REDACTED: a password pasted into the URL never reaches a log.
 func ParseURL(s string) (*URL, error) {
-	u, err := url.Parse(s)
-	q := Redact(s)
+	scheme, host, err := serverurl.Parse(s, upstreamPorts, "imaps://, imap:// or imap+insecure://")
 	if err != nil {
-		return nil, fmt.Errorf("invalid URL %q", q)
+		return nil, err
 	}
-	var port string
-	switch strings.ToLower(u.Scheme) {
-	case SchemeIMAPS:
-		port = "993"
-	case SchemeIMAP, SchemeInsecure:
-		port = "143"
-	case "":
-		return nil, fmt.Errorf("URL %q has no scheme (want imaps://, imap:// or imap+insecure://)", q)
-	default:
-		return nil, fmt.Errorf("URL %q: unknown scheme %q (want imaps, imap or imap+insecure)", q, u.Scheme)
-	}
-	switch {
-	case u.Opaque != "":
-		return nil, fmt.Errorf("URL %q: want scheme://host[:port]", q)
-	case u.User != nil:
-		return nil, fmt.Errorf("URL %q must not contain credentials (each POP3 login brings its own)", q)
-	case u.Path != "" && u.Path != "/":
-		return nil, fmt.Errorf("URL %q: a path is not allowed (the mailbox is --mailbox)", q)
-	case u.RawQuery != "" || u.ForceQuery:
-		return nil, fmt.Errorf("URL %q: a query is not allowed", q)
-	case u.Fragment != "":
-		return nil, fmt.Errorf("URL %q: a fragment is not allowed", q)
-	case u.Hostname() == "":
-		return nil, fmt.Errorf("URL %q has no host", q)
-	}
-	if p := u.Port(); p != "" {
-		n, err := strconv.Atoi(p)
-		if err != nil || n < 1 || n > 65535 {
-			return nil, fmt.Errorf("URL %q: invalid port %q", q, p)
-		}
-		port = strconv.Itoa(n)
-	} else if strings.HasSuffix(u.Host, ":") {
-		return nil, fmt.Errorf("URL %q: empty port", q)
-	}
-	return &URL{Scheme: strings.ToLower(u.Scheme), Host: net.JoinHostPort(strings.ToLower(u.Hostname()), port)}, nil
+	return &URL{Scheme: scheme, Host: host}, nil
 }
+
+// upstreamPorts are the schemes of --upstream and their default ports.
+var upstreamPorts = map[string]string{SchemeIMAPS: "993", SchemeIMAP: "143", SchemeInsecure: "143"}
 
 // Redact hides the user info of a URL-like string ("imap://REDACTED@h"),
 // for quoting input that may carry a password.
-func Redact(raw string) string {
-	at := strings.LastIndexByte(raw, '@')
-	sep := strings.Index(raw, "://")
-	if at < 0 || sep < 0 || sep > at {
-		return raw
-	}
-	return raw[:sep+3] + "REDACTED" + raw[at:]
-}
+func Redact(raw string) string { return serverurl.Redact(raw) }
 
 // Loopback reports whether the host is localhost or a loopback address,
 // where a plaintext upstream sends no password over a network.
