@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"crypto/tls"
 	"io"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -18,39 +17,11 @@ import (
 
 const upstreamSecret = "UPSTREAM-SECRET-TEXT-<script>"
 
-// hostile is a scripted upstream for the phase before login, which
-// imapscript does not cover (it has no TLS): it records every octet
-// popbridge sends in clear or, with tlsCfg, after the handshake.
-type hostile struct {
-	addr string
-	got  *bridgeproc.SyncBuffer
-}
-
-func startHostile(t *testing.T, tlsCfg *tls.Config, script func(w io.Writer, r *bufio.Reader)) *hostile {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	h := &hostile{addr: l.Addr().String(), got: &bridgeproc.SyncBuffer{}}
-	go func() {
-		for {
-			nc, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer nc.Close()
-				nc.SetDeadline(time.Now().Add(20 * time.Second))
-				var c net.Conn = nc
-				if tlsCfg != nil {
-					c = tls.Server(nc, tlsCfg)
-				}
-				script(c, bufio.NewReader(io.TeeReader(c, h.got)))
-			}()
-		}
-	}()
-	return h
+// startHostile is a scripted upstream for the phase before login (the raw
+// mode of imapscript, implicit TLS with tlsCfg): script plays each
+// connection; everything popbridge sends is recorded (Received).
+func startHostile(t *testing.T, tlsCfg *tls.Config, script func(w io.Writer, r *bufio.Reader)) *imapscript.Raw {
+	return imapscript.NewRaw(t, tlsCfg, func(c *imapscript.RawConn) { script(c, c.R) })
 }
 
 // readCmd reads one command line, returning its tag and the rest.
@@ -89,10 +60,10 @@ func loginFails(t *testing.T, b *bridgeproc.Bridge, pass string) {
 	}
 }
 
-func noCredentials(t *testing.T, h *hostile, pass string) {
+func noCredentials(t *testing.T, h *imapscript.Raw, pass string) {
 	t.Helper()
 	time.Sleep(100 * time.Millisecond)
-	got := h.got.String()
+	got := h.Received()
 	for _, s := range []string{pass, b64(pass), b64("\x00alice\x00" + pass), "LOGIN", "AUTHENTICATE"} {
 		if strings.Contains(strings.ToUpper(got), strings.ToUpper(s)) {
 			t.Fatalf("upstream received %q: %q", s, got)
@@ -175,7 +146,7 @@ func TestUpstreamFailsClosed(t *testing.T) {
 	for name, tt := range cases {
 		t.Run(name, func(t *testing.T) {
 			h := startHostile(t, nil, tt.script)
-			b := startBridge(t, "--upstream", tt.scheme+"://"+h.addr, "--upstream-login-timeout", "5s")
+			b := startBridge(t, "--upstream", tt.scheme+"://"+h.Addr(), "--upstream-login-timeout", "5s")
 			before := memKiB(t, b, "VmHWM")
 			loginFails(t, b, pass)
 			noCredentials(t, h, pass)
@@ -211,13 +182,13 @@ func TestUpstreamCertificateVerified(t *testing.T) {
 	}
 	t.Run("untrusted", func(t *testing.T) {
 		h := startHostile(t, &tls.Config{Certificates: []tls.Certificate{cert}}, greet)
-		b := startBridge(t, "--upstream", "imaps://"+h.addr)
+		b := startBridge(t, "--upstream", "imaps://"+h.Addr())
 		loginFails(t, b, pass)
 		noCredentials(t, h, pass)
 	})
 	t.Run("wrong name, trusted CA", func(t *testing.T) {
 		h := startHostile(t, &tls.Config{Certificates: []tls.Certificate{other}}, greet)
-		b := startBridge(t, "--upstream", "imaps://"+h.addr, "--upstream-ca", otherFile)
+		b := startBridge(t, "--upstream", "imaps://"+h.Addr(), "--upstream-ca", otherFile)
 		loginFails(t, b, pass)
 		noCredentials(t, h, pass)
 	})

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/popbridge/popbridge/internal/testing/certs"
+	"github.com/popbridge/popbridge/internal/testing/imapscript"
 	"github.com/popbridge/popbridge/pop3server"
 )
 
@@ -66,29 +67,29 @@ func TestSTARTTLSFailClosed(t *testing.T) {
 	tests := []struct {
 		name     string
 		greeting string
-		starttls func(c *fakeConn, tag string)
+		starttls func(c *imapscript.RawConn, tag string)
 	}{
 		{"not offered", "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] hi", nil},
-		{"refused", "* OK hi", func(c *fakeConn, tag string) { c.send(tag + " BAD no STARTTLS here") }},
-		{"injection", "* OK hi", func(c *fakeConn, tag string) {
+		{"refused", "* OK hi", func(c *imapscript.RawConn, tag string) { c.Send(tag + " BAD no STARTTLS here") }},
+		{"injection", "* OK hi", func(c *imapscript.RawConn, tag string) {
 			c.Write([]byte(tag + " OK begin TLS\r\n* OK [CAPABILITY IMAP4rev1] injected\r\n"))
 		}},
-		{"no TLS after OK", "* OK hi", func(c *fakeConn, tag string) {
-			c.send(tag+" OK begin TLS", "* OK [CAPABILITY IMAP4rev1] plain")
+		{"no TLS after OK", "* OK hi", func(c *imapscript.RawConn, tag string) {
+			c.Send(tag+" OK begin TLS", "* OK [CAPABILITY IMAP4rev1] plain")
 		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			checkGoroutines(t)
-			s := startFake(t, tt.greeting, func(c *fakeConn, tag, cmd string) bool {
+			s := startFake(t, tt.greeting, func(c *imapscript.RawConn, tag, cmd string) bool {
 				if strings.EqualFold(cmd, "STARTTLS") && tt.starttls != nil {
 					tt.starttls(c, tag)
 					return true
 				}
-				c.send(tag + " BAD unexpected")
+				c.Send(tag + " BAD unexpected")
 				return true
 			})
-			b := newBackend(t, &URL{Scheme: SchemeIMAP, Host: s.addr}, func(o *Options) {
+			b := newBackend(t, &URL{Scheme: SchemeIMAP, Host: s.Addr()}, func(o *Options) {
 				o.TLSConfig = clientTLS
 				o.LoginTimeout = 2 * time.Second
 			})
@@ -96,7 +97,7 @@ func TestSTARTTLSFailClosed(t *testing.T) {
 			wantCode(t, err, pop3server.ErrTemporary)
 			// Nothing but STARTTLS in clear (a TLS ClientHello may follow,
 			// which the fake reads as garbage), and never the password.
-			for _, c := range s.commands() {
+			for _, c := range s.Commands() {
 				if strings.Contains(c, testPass) || strings.HasPrefix(strings.ToUpper(c), "LOGIN") ||
 					strings.HasPrefix(strings.ToUpper(c), "AUTHENTICATE") {
 					t.Errorf("sent %q", c)
@@ -110,13 +111,13 @@ func TestGreetings(t *testing.T) {
 	for _, greeting := range []string{"* PREAUTH [CAPABILITY IMAP4rev1] welcome", "* BYE too busy", "garbage", "* OK [CAPABILITY POP3] hi"} {
 		t.Run(greeting, func(t *testing.T) {
 			checkGoroutines(t)
-			s := startFake(t, greeting, func(c *fakeConn, tag, cmd string) bool {
-				c.send(tag + " OK whatever")
+			s := startFake(t, greeting, func(c *imapscript.RawConn, tag, cmd string) bool {
+				c.Send(tag + " OK whatever")
 				return true
 			})
-			_, err := newBackend(t, s.url()).Login(context.Background(), testConn, testUser, testPass)
+			_, err := newBackend(t, rawURL(s)).Login(context.Background(), testConn, testUser, testPass)
 			wantCode(t, err, pop3server.ErrTemporary)
-			if got := s.commands(); len(got) > 0 {
+			if got := s.Commands(); len(got) > 0 {
 				t.Errorf("sent %q", got)
 			}
 		})
@@ -136,19 +137,19 @@ func TestSendID(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			checkGoroutines(t)
-			s := startFake(t, "* OK [CAPABILITY "+tt.caps+"] hi", func(c *fakeConn, tag, cmd string) bool {
+			s := startFake(t, "* OK [CAPABILITY "+tt.caps+"] hi", func(c *imapscript.RawConn, tag, cmd string) bool {
 				if strings.HasPrefix(cmd, "ID ") {
-					c.send(`* ID ("name" "fake")`, tag+" OK id")
+					c.Send(`* ID ("name" "fake")`, tag+" OK id")
 					return true
 				}
 				handled, keep := basicIMAP(c, tag, cmd, 10)
 				if !handled {
-					c.send(tag + " BAD unexpected")
+					c.Send(tag + " BAD unexpected")
 				}
 				return keep
 			})
-			login(t, newBackend(t, s.url(), func(o *Options) { o.SendID = tt.sendID }))
-			cmds := s.commands()
+			login(t, newBackend(t, rawURL(s), func(o *Options) { o.SendID = tt.sendID }))
+			cmds := s.Commands()
 			i := slices.IndexFunc(cmds, func(c string) bool { return strings.HasPrefix(c, "ID ") })
 			switch {
 			case tt.want == "" && i >= 0:
@@ -170,27 +171,27 @@ func TestSendID(t *testing.T) {
 func TestAuthenticatePlain(t *testing.T) {
 	checkGoroutines(t)
 	want := "AUTHENTICATE PLAIN " + base64.StdEncoding.EncodeToString([]byte("\x00"+testUser+"\x00"+testPass))
-	s := startFake(t, "* OK [CAPABILITY IMAP4rev1 LOGINDISABLED AUTH=PLAIN SASL-IR] hi", func(c *fakeConn, tag, cmd string) bool {
+	s := startFake(t, "* OK [CAPABILITY IMAP4rev1 LOGINDISABLED AUTH=PLAIN SASL-IR] hi", func(c *imapscript.RawConn, tag, cmd string) bool {
 		switch {
 		case strings.HasPrefix(cmd, "AUTHENTICATE "):
 			if cmd == want {
-				c.send(tag + " OK [CAPABILITY IMAP4rev1] welcome")
+				c.Send(tag + " OK [CAPABILITY IMAP4rev1] welcome")
 			} else {
-				c.send(tag + " NO [AUTHENTICATIONFAILED] no")
+				c.Send(tag + " NO [AUTHENTICATIONFAILED] no")
 			}
 			return true
 		case strings.HasPrefix(cmd, "LOGIN "):
 			t.Error("LOGIN sent despite LOGINDISABLED")
-			c.send(tag + " NO disabled")
+			c.Send(tag + " NO disabled")
 			return true
 		}
 		handled, keep := basicIMAP(c, tag, cmd, 10)
 		if !handled {
-			c.send(tag + " BAD unexpected")
+			c.Send(tag + " BAD unexpected")
 		}
 		return keep
 	})
-	login(t, newBackend(t, s.url()))
+	login(t, newBackend(t, rawURL(s)))
 }
 
 func TestLoginErrors(t *testing.T) {
@@ -211,19 +212,19 @@ func TestLoginErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.reply, ";"), func(t *testing.T) {
 			checkGoroutines(t)
-			s := startFake(t, "* OK [CAPABILITY IMAP4rev1] hi", func(c *fakeConn, tag, cmd string) bool {
+			s := startFake(t, "* OK [CAPABILITY IMAP4rev1] hi", func(c *imapscript.RawConn, tag, cmd string) bool {
 				if strings.HasPrefix(cmd, "LOGIN ") {
 					if tt.reply == nil {
-						c.send("* BYE going away")
+						c.Send("* BYE going away")
 						return false
 					}
-					c.send(tag + " " + tt.reply[0])
+					c.Send(tag + " " + tt.reply[0])
 					return true
 				}
-				c.send(tag + " BAD unexpected")
+				c.Send(tag + " BAD unexpected")
 				return true
 			})
-			_, err := newBackend(t, s.url()).Login(context.Background(), testConn, testUser, testPass)
+			_, err := newBackend(t, rawURL(s)).Login(context.Background(), testConn, testUser, testPass)
 			var pe *pop3server.Error
 			if !errorsAs(err, &pe) || pe.Code != tt.want {
 				t.Errorf("got %v, want code %s", err, tt.want)

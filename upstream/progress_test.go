@@ -9,34 +9,35 @@ import (
 	"testing"
 	"time"
 
+	"github.com/popbridge/popbridge/internal/testing/imapscript"
 	"github.com/popbridge/popbridge/pop3server"
 )
 
 // literalServer serves one message whose body literal is written by send.
-func literalServer(t *testing.T, size int, send func(c *fakeConn)) *fakeServer {
-	return startFake(t, "* OK [CAPABILITY IMAP4rev1] fake", func(c *fakeConn, tag, cmd string) bool {
+func literalServer(t *testing.T, size int, send func(c *imapscript.RawConn)) *imapscript.Raw {
+	return startFake(t, "* OK [CAPABILITY IMAP4rev1] fake", func(c *imapscript.RawConn, tag, cmd string) bool {
 		if handled, keep := basicIMAP(c, tag, cmd, size); handled {
 			return keep
 		}
 		if strings.HasPrefix(strings.ToUpper(cmd), "UID FETCH 1 ") {
-			c.send("* 1 FETCH (UID 1 BODY[] {" + strconv.Itoa(size) + "}")
+			c.Send("* 1 FETCH (UID 1 BODY[] {" + strconv.Itoa(size) + "}")
 			send(c)
-			c.send(")", tag+" OK done")
+			c.Send(")", tag+" OK done")
 			return true
 		}
-		c.send(tag + " BAD unexpected")
+		c.Send(tag + " BAD unexpected")
 		return true
 	})
 }
 
 func TestProgressStallFails(t *testing.T) {
 	checkGoroutines(t)
-	s := literalServer(t, 10000, func(c *fakeConn) {
+	s := literalServer(t, 10000, func(c *imapscript.RawConn) {
 		c.Write(bytes.Repeat([]byte("a"), 100))
 		// Stall until the client gives up.
-		io.Copy(io.Discard, c.r)
+		io.Copy(io.Discard, c.R)
 	})
-	m := login(t, newBackend(t, s.url(), func(o *Options) { o.CommandTimeout = 300 * time.Millisecond }))
+	m := login(t, newBackend(t, rawURL(s), func(o *Options) { o.CommandTimeout = 300 * time.Millisecond }))
 	b, err := m.Retrieve(context.Background(), 1)
 	if err != nil {
 		t.Fatal(err)
@@ -58,14 +59,14 @@ func TestProgressTrickleSucceeds(t *testing.T) {
 	checkGoroutines(t)
 	const size = 60
 	body := bytes.Repeat([]byte("x"), size)
-	s := literalServer(t, size, func(c *fakeConn) {
+	s := literalServer(t, size, func(c *imapscript.RawConn) {
 		// 60 × 25 ms = 1.5 s, five times the timeout, always progressing.
 		for _, ch := range body {
 			time.Sleep(25 * time.Millisecond)
 			c.Write([]byte{ch})
 		}
 	})
-	m := login(t, newBackend(t, s.url(), func(o *Options) { o.CommandTimeout = 300 * time.Millisecond }))
+	m := login(t, newBackend(t, rawURL(s), func(o *Options) { o.CommandTimeout = 300 * time.Millisecond }))
 	b, err := m.Retrieve(context.Background(), 1)
 	if err != nil {
 		t.Fatal(err)
@@ -77,8 +78,8 @@ func TestProgressTrickleSucceeds(t *testing.T) {
 
 func TestProgressIdleIsFine(t *testing.T) {
 	checkGoroutines(t)
-	s := literalServer(t, 5, func(c *fakeConn) { c.Write([]byte("hello")) })
-	m := login(t, newBackend(t, s.url(), func(o *Options) { o.CommandTimeout = 100 * time.Millisecond }))
+	s := literalServer(t, 5, func(c *imapscript.RawConn) { c.Write([]byte("hello")) })
+	m := login(t, newBackend(t, rawURL(s), func(o *Options) { o.CommandTimeout = 100 * time.Millisecond }))
 	// An idle upstream connection between POP3 commands has no deadline,
 	// whatever go-imap set.
 	time.Sleep(500 * time.Millisecond)
@@ -95,8 +96,8 @@ func TestProgressSlowReaderIsFine(t *testing.T) {
 	checkGoroutines(t)
 	const size = 2 << 20
 	body := bytes.Repeat([]byte("0123456789abcdef"), size/16)
-	s := literalServer(t, size, func(c *fakeConn) { c.Write(body) })
-	m := login(t, newBackend(t, s.url(), func(o *Options) { o.CommandTimeout = 100 * time.Millisecond }))
+	s := literalServer(t, size, func(c *imapscript.RawConn) { c.Write(body) })
+	m := login(t, newBackend(t, rawURL(s), func(o *Options) { o.CommandTimeout = 100 * time.Millisecond }))
 	b, err := m.Retrieve(context.Background(), 1)
 	if err != nil {
 		t.Fatal(err)

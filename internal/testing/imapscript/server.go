@@ -6,6 +6,9 @@
 // STORE and UID EXPUNGE; change UIDVALIDITY behind a session's back; send a
 // literal longer than announced or a line that never ends.
 //
+// Raw is its raw mode, where the test writes the conversation itself: the
+// phase before login, STARTTLS and implicit TLS, hostile greetings.
+//
 // It records every command it receives, so a test can assert what the
 // client sent (say, never an EXPUNGE without UID), and its mailboxes can be
 // inspected and changed directly. It listens on 127.0.0.1 only, speaks no
