@@ -98,6 +98,53 @@ func (m *maildrop) open(ctx context.Context, username, password string) error {
 		return err
 	}
 
+	if err := m.authenticate(ctx, username, password, cause); err != nil {
+		return err
+	}
+
+	if m.journalOn() {
+		// Queued restores first, so this session lists what they bring
+		// back.
+		if err := m.applyRestores(ctx); err != nil {
+			err = cause(err)
+			m.retire(err)
+			return pop3server.ErrTemporary.Wrap(err)
+		}
+		m.l.raw.arm() // the restore's exchanges disarmed the link
+	}
+
+	sel, err := m.selectMailbox(cause)
+	if err != nil {
+		return err
+	}
+	if m.viewsOn() {
+		if err := m.loadDevices(ctx); err != nil {
+			m.retire(err)
+			return pop3server.ErrTemporary.Wrap(err)
+		}
+	}
+
+	start := time.Now()
+	fetched, err := m.snapshot(ctx, sel)
+	if fetched || err != nil {
+		m.b.observe("list", start, err)
+	}
+	if err != nil {
+		err = cause(fmt.Errorf("listing %q: %w", m.mailbox, err))
+		m.retire(err)
+		return pop3server.ErrTemporary.Wrap(err)
+	}
+	if !stop() {
+		err := cause(errLoginTimeout)
+		m.retire(err)
+		return pop3server.ErrTemporary.Wrap(err)
+	}
+	return nil
+}
+
+// authenticate logs in (the login phase of open) and learns the
+// capabilities after login. cause adds the login deadline to an error.
+func (m *maildrop) authenticate(ctx context.Context, username, password string, cause func(error) error) error {
 	start := time.Now()
 	err := m.login(username, password)
 	m.b.observe("login", start, err)
@@ -116,59 +163,31 @@ func (m *maildrop) open(ctx context.Context, username, password string) error {
 		m.retire(err)
 		return pop3server.ErrTemporary.Wrap(err)
 	}
+	return nil
+}
 
-	if m.journalOn() {
-		// Queued restores first, so this session lists what they bring
-		// back.
-		if err := m.applyRestores(ctx); err != nil {
-			err = cause(err)
-			m.retire(err)
-			return pop3server.ErrTemporary.Wrap(err)
-		}
-		m.l.raw.arm() // the restore's exchanges disarmed the link
-	}
-
-	start = time.Now()
+// selectMailbox selects the maildrop (with CONDSTORE where offered, for
+// revalidating cached listings) and keeps its UIDVALIDITY and permanent
+// flags; the error is already mapped for the client.
+func (m *maildrop) selectMailbox(cause func(error) error) (*imap.SelectData, error) {
+	start := time.Now()
 	sel, err := m.l.client.Select(m.mailbox, &imap.SelectOptions{
-		// HIGHESTMODSEQ, for revalidating cached listings.
 		CondStore: m.caps.Has(imap.CapCondStore) && !m.b.opts.noCondStore,
 	}).Wait()
 	m.b.observe("select", start, err)
 	if err != nil {
 		err = cause(fmt.Errorf("SELECT %q: %w", m.mailbox, err))
 		m.retire(err)
-		return selectError(err)
+		return nil, selectError(err)
 	}
 	if sel.UIDValidity == 0 {
 		err := fmt.Errorf("SELECT %q: no UIDVALIDITY", m.mailbox)
 		m.retire(err)
-		return pop3server.ErrTemporary.Wrap(err)
+		return nil, pop3server.ErrTemporary.Wrap(err)
 	}
 	m.uidValidity = sel.UIDValidity
 	m.permanentFlags = sel.PermanentFlags
-	if m.viewsOn() {
-		if err := m.loadDevices(ctx); err != nil {
-			m.retire(err)
-			return pop3server.ErrTemporary.Wrap(err)
-		}
-	}
-
-	start = time.Now()
-	fetched, err := m.snapshot(ctx, sel)
-	if fetched || err != nil {
-		m.b.observe("list", start, err)
-	}
-	if err != nil {
-		err = cause(fmt.Errorf("listing %q: %w", m.mailbox, err))
-		m.retire(err)
-		return pop3server.ErrTemporary.Wrap(err)
-	}
-	if !stop() {
-		err := cause(errLoginTimeout)
-		m.retire(err)
-		return pop3server.ErrTemporary.Wrap(err)
-	}
-	return nil
+	return sel, nil
 }
 
 // login sends LOGIN, or AUTHENTICATE PLAIN where the server has disabled
