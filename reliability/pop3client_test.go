@@ -11,7 +11,7 @@ import (
 
 // opTimeout bounds every read of the test client, so that a hung bridge
 // fails the test instead of hanging it.
-const opTimeout = 15 * time.Second
+const opTimeout = 60 * time.Second
 
 // errNoDot is a multi-line response that ended, connection closed, before
 // its terminating dot: what a client must see when a RETR fails after +OK.
