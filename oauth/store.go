@@ -2,8 +2,9 @@ package oauth
 
 import (
 	"context"
-	"errors"
 	"time"
+
+	"github.com/popbridge/popbridge/store"
 )
 
 // Store is what this package needs from the state store (package store):
@@ -25,11 +26,11 @@ type Store interface {
 	Lock(ctx context.Context, key string) (release func(), err error)
 }
 
-// Errors a Store returns (possibly wrapped).
+// Errors a Store returns (possibly wrapped): the state store's own.
 var (
-	ErrNotFound = errors.New("not found")
-	ErrConflict = errors.New("version conflict")
-	ErrLocked   = errors.New("locked")
+	ErrNotFound = store.ErrNotFound
+	ErrConflict = store.ErrConflict
+	ErrLocked   = store.ErrLocked
 )
 
 // Mailbox is one enrolled mailbox.
@@ -50,13 +51,9 @@ type Mailbox struct {
 	UpdatedAt time.Time
 }
 
-// DeviceCredential is one named device password of a mailbox.
-type DeviceCredential struct {
-	Mailbox   string
-	Device    string
-	Hash      string // Argon2id PHC string
-	CreatedAt time.Time
-}
+// DeviceCredential is one named device password of a mailbox (Hash is an
+// Argon2id PHC string).
+type DeviceCredential = store.DeviceCredential
 
 // Auth modes (the auth: key of the config file).
 const (
