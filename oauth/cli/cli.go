@@ -23,6 +23,7 @@ import (
 	"github.com/popbridge/popbridge/internal/config"
 	"github.com/popbridge/popbridge/oauth"
 	"github.com/popbridge/popbridge/policy"
+	"github.com/popbridge/popbridge/store"
 )
 
 // Env is what Run needs from its process.
@@ -30,9 +31,9 @@ type Env struct {
 	Getenv         func(string) string
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
-	// OpenStore opens the state store named by the --store URL (default
-	// sqlite:popbridge.db in the data directory).
-	OpenStore func(ctx context.Context, url, dataDir string) (oauth.Store, func() error, error)
+	// OpenStore opens the state store of cfg (bridge.OpenStore), the one
+	// the bridge itself opens.
+	OpenStore func(ctx context.Context, cfg *config.Config) (store.Store, error)
 }
 
 // usageError is bad input: one line on stderr and exit status 2.
@@ -141,11 +142,12 @@ func run(ctx context.Context, args []string, env Env) error {
 	if cfg.Store == "none" {
 		return usagef("%s: none, but OAuth2 grants and device passwords live in the state store", cfg.Where("store"))
 	}
-	st, closeStore, err := env.OpenStore(ctx, cfg.Store, cfg.DataDir)
+	state, err := env.OpenStore(ctx, cfg)
 	if err != nil {
-		return fmt.Errorf("store: %w", err)
+		return err
 	}
-	defer closeStore()
+	defer state.Close()
+	st := oauth.FromStore(state)
 	providers, err := oauth.ProvidersFromConfig(cfg)
 	if err != nil {
 		return usageError{err}

@@ -2,13 +2,11 @@ package cli
 
 import (
 	"bytes"
-	"context"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/popbridge/popbridge/oauth"
-	"github.com/popbridge/popbridge/store"
+	"github.com/popbridge/popbridge/bridge"
 )
 
 func TestReadPassword(t *testing.T) {
@@ -46,13 +44,7 @@ func runCLI(t *testing.T, dir string, args ...string) (int, string, string) {
 			return map[string]string{"POPBRIDGE_STORE": "sqlite:" + filepath.Join(dir, "s.db"), "POPBRIDGE_SECRET_KEY_FILE": filepath.Join(dir, "k")}[k]
 		},
 		Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb,
-		OpenStore: func(ctx context.Context, url, dataDir string) (oauth.Store, func() error, error) {
-			st, err := store.Open(ctx, url, dataDir)
-			if err != nil {
-				return nil, nil, err
-			}
-			return oauth.FromStore(st), st.Close, nil
-		},
+		OpenStore: bridge.OpenStore,
 	}
 	code := Run(args, env)
 	return code, out.String(), errb.String()
