@@ -252,16 +252,3 @@ func (br *breaker) health() Health {
 	defer br.mu.Unlock()
 	return Health{ConnectFailures: br.streak, Open: br.open}
 }
-
-// state is for tests and logs: "closed", "open" or "half-open".
-func (br *breaker) state() string {
-	br.mu.Lock()
-	defer br.mu.Unlock()
-	switch {
-	case !br.open:
-		return "closed"
-	case br.probing || !br.now().Before(br.openUntil):
-		return "half-open"
-	}
-	return "open"
-}
