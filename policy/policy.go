@@ -72,18 +72,27 @@ type Action struct {
 	Mailbox string
 }
 
-func (a Action) String() string {
-	switch a.Kind {
+// String is the action's kind, a bounded set fit for a metric label.
+func (k ActionKind) String() string {
+	switch k {
 	case Expunge:
 		return "expunge"
 	case Flag:
 		return "flag"
 	case Move:
-		return "move:" + a.Mailbox
+		return "move"
 	case Quarantine:
 		return "quarantine"
 	}
-	return fmt.Sprintf("Action(%d)", int(a.Kind))
+	return fmt.Sprintf("Action(%d)", int(k))
+}
+
+// String is the action as ParseAction reads it.
+func (a Action) String() string {
+	if a.Kind == Move {
+		return "move:" + a.Mailbox
+	}
+	return a.Kind.String()
 }
 
 // Moves reports whether the action takes messages out of the maildrop

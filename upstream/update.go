@@ -85,7 +85,7 @@ func (m *maildrop) Update(ctx context.Context, marks pop3server.Marks) error {
 		return pop3server.ErrUpdateFailed.Wrap(err)
 	}
 	m.b.applied("seen", len(plan.Seen))
-	m.b.applied(actionName(plan.Action), len(plan.Apply))
+	m.b.applied(plan.Action.Kind.String(), len(plan.Apply))
 	gone = plan.Apply
 	return nil
 }
@@ -110,20 +110,6 @@ func (m *maildrop) dryRun(ctx context.Context, plan policy.Plan) error {
 	m.logged(m.b.opts.Logger.Info()).Str("action", plan.Action.String()).Int("messages", len(plan.Apply)).
 		Msg("dry run: nothing applied")
 	return nil
-}
-
-func actionName(a policy.Action) string {
-	switch a.Kind {
-	case policy.Expunge:
-		return "expunge"
-	case policy.Flag:
-		return "flag"
-	case policy.Move:
-		return "move"
-	case policy.Quarantine:
-		return "quarantine"
-	}
-	return a.String()
 }
 
 // uids maps message numbers to UIDs, ignoring numbers out of range.
