@@ -49,14 +49,17 @@ func TestLimitsBlackBox(t *testing.T) {
 		c.ExpectClosed()
 		stillWorks(t, h)
 	})
+	// The timeouts leave seconds of headroom over the client's pace, and
+	// only lower bounds are checked: a loaded machine may end a session
+	// late, never early.
 	t.Run("pre-login idle and total", func(t *testing.T) {
-		b := startBridge(t, "--demo", "--prelogin-idle-timeout", "300ms", "--prelogin-timeout", "1s",
+		b := startBridge(t, "--demo", "--prelogin-idle-timeout", "2s", "--prelogin-timeout", "5s",
 			"--max-bad-commands-prelogin", "1000")
 		h := healthyDemo(t, b.POP3)
 		idle := dialPOP3(t, b.POP3)
 		busy := dialPOP3(t, b.POP3)
 		start := time.Now()
-		for time.Since(start) < 3*time.Second { // keeps talking, never logs in
+		for { // keeps talking, never logs in, until the total timeout ends it
 			busy.Send("CAPA")
 			line := busy.ReadLine()
 			if line == "-ERR Disconnected for inactivity." {
@@ -67,19 +70,20 @@ func TestLimitsBlackBox(t *testing.T) {
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		if d := time.Since(start); d > 2500*time.Millisecond || d < 800*time.Millisecond {
-			t.Fatalf("talkative pre-login session lasted %v, want the 1s pre-login total", d)
+		if d := time.Since(start); d < 4*time.Second {
+			t.Fatalf("talkative pre-login session ended after %v, before the 5s pre-login total", d)
 		}
 		busy.ExpectClosed()
-		idle.Expect("-ERR Disconnected for inactivity.") // long before, at 300ms
+		idle.Expect("-ERR Disconnected for inactivity.") // long before, at 2s
 		idle.ExpectClosed()
 		stillWorks(t, h)
 	})
 	t.Run("post-login idle", func(t *testing.T) {
-		b := startBridge(t, "--demo", "--idle-timeout", "700ms")
+		b := startBridge(t, "--demo", "--idle-timeout", "3s")
 		h := healthyDemo(t, b.POP3)
 		c := healthyDemo(t, b.POP3)
-		for i := 0; i < 6; i++ {
+		start := time.Now()
+		for time.Since(start) < 4*time.Second { // h talks past c's timeout
 			time.Sleep(200 * time.Millisecond)
 			h.Send("NOOP")
 			h.Expect("+OK*")
