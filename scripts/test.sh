@@ -12,7 +12,11 @@
 #   POPBRIDGE_SKIP_INSTALL=1   skip step 1
 #   POPBRIDGE_FUZZTIME=30s     time per fuzz target (default 10s; 0 skips fuzzing)
 #   POPBRIDGE_TEST_P=4         packages tested at once (go test -p)
+#   POPBRIDGE_UNDER_LOAD=1     run go test beside stress-ng --cpu <CPUs> (installed when
+#                              missing), as on a CI machine busy with other work
 #   CI=true                    tests that lack a tool fail instead of skipping
+#
+# ./scripts/soak-under-load.sh [N] runs the reliability soak N times beside stress-ng.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -51,6 +55,9 @@ install_missing() {
 		"gcc gcc" # go test -race needs cgo
 		"/usr/include/stdio.h libc6-dev"
 	)
+	if [[ "${POPBRIDGE_UNDER_LOAD:-}" == 1 ]]; then
+		wanted+=("stress-ng stress-ng")
+	fi
 	local -a missing=()
 	local entry check pkg
 	for entry in "${wanted[@]}"; do
@@ -144,7 +151,17 @@ step "go test -race"
 # Dovecot, PostgreSQL, HAProxy, real POP3 clients and protocol deadlines,
 # not on the CPU: on a 2-core CI machine two at a time left the cores idle
 # for long stretches. POPBRIDGE_TEST_P overrides it.
+load_pid=
+if [[ "${POPBRIDGE_UNDER_LOAD:-}" == 1 ]]; then
+	stress-ng --cpu "$(nproc)" --quiet &
+	load_pid=$!
+	trap 'kill "$load_pid" 2>/dev/null || true' EXIT
+	echo "under load: stress-ng --cpu $(nproc) (pid $load_pid)"
+fi
 CI="${CI:-}" go test -race -count=1 -p "${POPBRIDGE_TEST_P:-4}" -timeout 20m ./...
+if [[ -n "$load_pid" ]]; then
+	kill "$load_pid" 2>/dev/null || true
+fi
 
 if [[ "$fuzztime" == 0 ]]; then
 	step "fuzzing skipped (POPBRIDGE_FUZZTIME=0)"
