@@ -24,7 +24,8 @@ type Options struct {
 	// Env is the whole environment; nil means PATH only, so that no
 	// POPBRIDGE_* setting of the developer's changes what runs.
 	Env []string
-	// StartTimeout bounds the wait for "popbridge started"; 0 means 30 s.
+	// StartTimeout bounds the wait for "popbridge started"; it is raised
+	// to MinWait, like every log wait.
 	StartTimeout time.Duration
 	// StopTimeout is how long the SIGTERM at the end of the test may take
 	// before the process is killed; 0 means 15 s.
@@ -103,10 +104,7 @@ func Start(tb testing.TB, o Options) *Bridge {
 		}
 	})
 
-	timeout := o.StartTimeout
-	if timeout == 0 {
-		timeout = 30 * time.Second
-	}
+	timeout := max(o.StartTimeout, MinWait) // a hang guard (see WaitEntry)
 	started := b.WaitEntry(timeout, func(e map[string]any) bool { return e["message"] == "popbridge started" })
 	if started == nil {
 		if b.Exited() {
