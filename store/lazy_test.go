@@ -36,7 +36,7 @@ func TestConformanceLazyInstrumented(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) (store.Store, func() store.Store) {
 		dir := t.TempDir()
 		open := func() store.Store {
-			return store.Instrument(store.Lazy("sqlite:state.db", dir, &recorder{}), &recorder{})
+			return store.Lazy("sqlite:state.db", dir, &recorder{})
 		}
 		s := open()
 		t.Cleanup(func() { _ = s.Close() })

@@ -42,18 +42,8 @@ func ErrorKind(err error) string {
 	return "unavailable"
 }
 
-// Instrument returns s with every operation reported to o.
-func Instrument(s Store, o Observer) Store {
-	return &wrapper{
-		get:      func(context.Context) (Store, error) { return s, nil },
-		close:    s.Close,
-		observer: o,
-	}
-}
-
 // wrapper is a Store that finds its engine with get at each call and
-// reports each call to observer (when not nil): the shared part of
-// Instrument and LazyStore.
+// reports each call to observer (when not nil); LazyStore is one.
 type wrapper struct {
 	get      func(ctx context.Context) (Store, error)
 	close    func() error
