@@ -138,9 +138,7 @@ var _ pop3server.Backend = (*Guard)(nil)
 func New(next pop3server.Backend, opts Options) *Guard {
 	opts = opts.withDefaults()
 	g := &Guard{next: next, opts: opts, inflight: make(map[pairKey]*call)}
-	if _, err := rand.Read(g.key[:]); err != nil {
-		panic("loginguard: no randomness: " + err.Error()) // crypto/rand never fails on Linux
-	}
+	rand.Read(g.key[:]) // never returns an error since Go 1.24
 	g.refused, _ = lru.New[pairKey, time.Time](opts.MaxEntries)
 	g.knownGood, _ = lru.New[pairKey, time.Time](opts.MaxEntries)
 	g.buckets, _ = lru.New[string, *bucket](opts.MaxEntries)

@@ -134,9 +134,7 @@ func NewVerifier(o VerifierOptions) *Verifier {
 		o.CacheSize = 10000
 	}
 	v := &Verifier{sem: make(chan struct{}, o.MaxConcurrent)}
-	if _, err := rand.Read(v.pepper[:]); err != nil {
-		panic("oauth: no randomness: " + err.Error()) // crypto/rand never fails on Linux
-	}
+	rand.Read(v.pepper[:]) // never returns an error since Go 1.24
 	if o.CacheTTL > 0 {
 		v.cache = expirable.NewLRU[[32]byte, cacheEntry](o.CacheSize, nil, o.CacheTTL)
 	}
