@@ -370,10 +370,10 @@ func TestNothingAppliedWithoutQuit(t *testing.T) {
 
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(2 * time.Minute)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatal("condition not met in 5s")
+			t.Fatal("condition not met in 2 minutes")
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

@@ -184,7 +184,7 @@ func TestBackendBreaker(t *testing.T) {
 
 	relay.SetAccept(faultnet.AcceptForward)
 	relay.CutAll()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		mb, err := b.Login(context.Background(), testConn, testUser, testPass)
 		if err == nil {

@@ -223,7 +223,7 @@ func checkGoroutines(t *testing.T) {
 	t.Helper()
 	t.Cleanup(func() {
 		var leaked []string
-		for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(20 * time.Millisecond) {
 			leaked = clientGoroutines()
 			if len(leaked) == 0 || time.Now().After(deadline) {
 				break

@@ -50,7 +50,7 @@ func TestOpsMetricsAfterSession(t *testing.T) {
 
 	// Session-end counters move after the client saw the connection close.
 	var after map[string]float64
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		after = p.Scrape()
 		if after[`popbridge_sessions_ended_total{result="quit"}`]-before[`popbridge_sessions_ended_total{result="quit"}`] == 2 &&

@@ -47,7 +47,7 @@ func TestOpsReadyzUpstreamFailures(t *testing.T) {
 		t.Skipf("cannot listen on %s again: %v", upAddr, err)
 	}
 	defer back.Close()
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(2 * time.Minute)
 	for readyz() != http.StatusOK {
 		if time.Now().After(deadline) {
 			t.Fatal("/readyz still 503 after the upstream came back")
