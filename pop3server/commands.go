@@ -245,6 +245,7 @@ func (c *conn) handleRetr(arg string) (result, error) {
 	}
 	c.retrieved[n-1] = true
 	c.stats.Retr++
+	c.hintPipelined()
 	return resOK, nil
 }
 
@@ -270,6 +271,7 @@ func (c *conn) handleTop(arg string) (result, error) {
 		return resErr, err
 	}
 	c.stats.Top++
+	c.hintPipelined()
 	return resOK, nil
 }
 

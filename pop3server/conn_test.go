@@ -240,6 +240,38 @@ func TestPipelining(t *testing.T) {
 	}
 }
 
+// TestPipelinedHint: a Prefetcher hears, at a RETR or TOP, which messages
+// the pipelined RETR and TOP n 0 commands behind it will read, without
+// numbers that would be refused and without anything being consumed.
+func TestPipelinedHint(t *testing.T) {
+	b := newFake()
+	_, addr := startServer(t, b, Options{})
+	c := dial(t, addr)
+	c.Send("USER alice")
+	c.Expect("+OK")
+	c.Send("PASS secret")
+	c.Expect("+OK Logged in.")
+	io.WriteString(c.Conn(), "RETR 3\r\nretr 1\r\nTOP 2 0\r\nNOOP\r\nTOP 2 5\r\nRETR 9\r\nRETR x\r\nQUIT\r\n")
+	c.Expect("+OK " + strconv.Itoa(len(sampleMsgs[2])) + " octets")
+	c.Multiline()
+	c.Expect("+OK " + strconv.Itoa(len(sampleMsgs[0])) + " octets")
+	c.Multiline()
+	c.Expect("+OK")
+	c.Multiline()
+	c.Expect("+OK", "+OK")
+	c.Multiline()
+	c.Expect("-ERR *", "-ERR *", "+OK popbridge signing off")
+	c.ExpectClosed()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.hints) == 0 {
+		t.Fatal("no hint")
+	}
+	if h := b.hints[0]; !equalInts(h[0], []int{1}) || !equalInts(h[1], []int{2}) {
+		t.Errorf("hint at RETR 3 = retr %v, headers %v; want [1], [2]", h[0], h[1])
+	}
+}
+
 func TestLineTooLong(t *testing.T) {
 	_, addr := startServer(t, newFake(), Options{MaxLineLength: 100})
 	c := dial(t, addr)

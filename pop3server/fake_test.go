@@ -31,6 +31,8 @@ type fakeBackend struct {
 	// bodyReader, when set, wraps each body (to inject failures).
 	bodyReader func(context.Context, io.Reader) io.Reader
 	updateErr  error
+	// hints records Prefetcher.Upcoming calls: retr, then headers.
+	hints [][2][]int
 }
 
 func (b *fakeBackend) Login(ctx context.Context, conn ConnInfo, user, pass string) (Mailbox, error) {
@@ -101,6 +103,13 @@ func (m *fakeMailbox) Top(ctx context.Context, n int, lines int) (Body, error) {
 		rest = rest[j+1:]
 	}
 	return &fakeBody{Reader: bytes.NewReader(out)}, nil
+}
+
+// Upcoming records the hint (Prefetcher).
+func (m *fakeMailbox) Upcoming(_ context.Context, retr, headers []int) {
+	m.b.mu.Lock()
+	defer m.b.mu.Unlock()
+	m.b.hints = append(m.b.hints, [2][]int{retr, headers})
 }
 
 func (m *fakeMailbox) Update(ctx context.Context, marks Marks) error {

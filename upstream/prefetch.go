@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
@@ -155,26 +156,68 @@ func (p *prefetch) taken(kind, n int) {
 	}
 }
 
-// sendBatch reserves a window of messages from number from on, at most
-// limit octets, and sends its UID FETCH without waiting for the answer.
-// It reports whether a command was sent.
+// sendBatch reserves a window of consecutive messages from number from
+// on, at most limit octets, stopping before a message too large to fetch
+// ahead, and sends its UID FETCH without waiting for the answer. It
+// reports whether a command was sent.
 func (m *maildrop) sendBatch(ctx context.Context, kind, from int, limit int64) bool {
+	p := &m.pf
+	first := max(from, p.next[kind])
+	last := first - 1
+	sent := m.sendWindow(ctx, kind, func(yield func(int) bool) {
+		for i := first; i <= len(m.msgUIDs); i++ {
+			if kind == aheadWhole && m.infos[i-1].Size > p.maxBody || !yield(i) {
+				return
+			}
+			last = i
+		}
+	}, limit)
+	if sent {
+		p.next[kind] = last + 1
+	}
+	return sent
+}
+
+// Upcoming implements pop3server.Prefetcher: the messages that pipelined
+// RETR (retr) and TOP n 0 (headers) commands waiting behind the current
+// one will read are fetched in one window each, in whatever order they
+// come. Nothing is sent while a body streams (the connection is inside its
+// literal) or while another window is on its way.
+func (m *maildrop) Upcoming(ctx context.Context, retr, headers []int) {
+	for kind, ns := range [aheadKinds][]int{aheadWhole: retr, aheadHeader: headers} {
+		if m.pf.bodies == nil || m.body != nil || m.dead != nil || len(m.pf.batches) > 0 || len(ns) == 0 {
+			return
+		}
+		m.sendWindow(ctx, kind, func(yield func(int) bool) {
+			for _, n := range ns {
+				if n >= 1 && n <= len(m.msgUIDs) && (kind == aheadHeader || m.infos[n-1].Size <= m.pf.maxBody) && !yield(n) {
+					return
+				}
+			}
+		}, m.pf.bodies.Limit()/2)
+	}
+}
+
+// sendWindow reserves the messages of ns, skipping those already held or
+// asked for, until limit octets or the session's room is used up, and
+// sends their UID FETCH without waiting for the answer. It reports whether
+// a command was sent.
+func (m *maildrop) sendWindow(ctx context.Context, kind int, ns iter.Seq[int], limit int64) bool {
 	p := &m.pf
 	bt := &batch{kind: kind}
 	var set imap.UIDSet
 	var total int64
-	first := max(from, p.next[kind])
-	last := first - 1
-	for i := first; i <= len(m.msgUIDs); i++ {
+	for i := range ns {
 		size := m.infos[i-1].Size
 		r := size
 		if kind == aheadHeader {
 			r = min(size, maxHeaderAhead)
-		} else if size > p.maxBody {
-			break
 		}
 		r = max(r, 1)
 		k := bodyKey(m.msgUIDs[i-1], kind)
+		if p.bodies.Reserved(k) > 0 {
+			continue // held, or on its way
+		}
 		if total+r > limit || !p.bodies.Reserve(k, r) {
 			break
 		}
@@ -182,12 +225,10 @@ func (m *maildrop) sendBatch(ctx context.Context, kind, from int, limit int64) b
 		set.AddNum(m.msgUIDs[i-1])
 		bt.keys = append(bt.keys, k)
 		p.asked[kind] = append(p.asked[kind], i)
-		last = i
 	}
 	if len(bt.keys) == 0 {
 		return false
 	}
-	p.next[kind] = last + 1
 	item := &imap.FetchItemBodySection{Peek: true}
 	if kind == aheadHeader {
 		item.Specifier = imap.PartSpecifierHeader

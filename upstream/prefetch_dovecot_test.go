@@ -318,3 +318,35 @@ service imap {
 		t.Errorf("%d octets held after every session closed", u)
 	}
 }
+
+// TestDovecotPrefetchPipelinedOutOfOrder: pipelined RETRs in no particular
+// order (pop3server's hint, Prefetcher.Upcoming) cost one UID FETCH for
+// all of them, and each gets its own octets.
+func TestDovecotPrefetchPipelinedOutOfOrder(t *testing.T) {
+	pe := newPrefetchEnv(t, 1<<20)
+	ctx := context.Background()
+	m := pe.login(t, pe.b, pe.user)
+	pe.proxy.take()
+	body, err := m.Retrieve(ctx, 50) // not in order: fetched alone
+	if err != nil {
+		t.Fatal(err)
+	}
+	readAll(t, body)
+	next := []int{20, 5, 60}
+	m.Upcoming(ctx, next, nil) // what pop3server sees buffered behind RETR 50
+	for _, n := range next {
+		body, err := m.Retrieve(ctx, n)
+		if err != nil {
+			t.Fatalf("RETR %d: %v", n, err)
+		}
+		if got := readAll(t, body); !bytes.Equal(got, pe.stored[n-1].Body) {
+			t.Fatalf("RETR %d: not its octets", n)
+		}
+	}
+	if cmds, _ := pe.fetches(t); len(cmds) != 2 {
+		t.Errorf("RETR 50 and pipelined RETR 20, 5, 60 cost %d UID FETCH commands, want 2:\n%s", len(cmds), strings.Join(cmds, "\n"))
+	}
+	if pe.budget.Served() != uint64(len(next)) {
+		t.Errorf("%d served from read-ahead, want %d", pe.budget.Served(), len(next))
+	}
+}
