@@ -47,28 +47,16 @@ func (b *Bridge) newServer() (*pop3server.Server, error) {
 func (b *Bridge) serverOptions() pop3server.Options {
 	cfg := &b.cfg
 	return pop3server.Options{
-		PlaintextAuth:           cfg.PlaintextAuth,
-		Expire:                  cfg.Policy().Expire(),
-		Workarounds:             cfg.ClientWorkarounds,
-		MaxLineLength:           cfg.MaxLineLength,
-		PreLoginIdleTimeout:     cfg.PreLoginIdleTimeout,
-		PreLoginTimeout:         cfg.PreLoginTimeout,
-		IdleTimeout:             cfg.IdleTimeout,
-		WriteTimeout:            cfg.WriteTimeout,
-		MaxBadCommandsPreLogin:  cfg.MaxBadCommandsPreLogin,
-		MaxBadCommandsPostLogin: cfg.MaxBadCommandsPostLogin,
-		MaxLoginFailures:        cfg.MaxLoginFailures,
-		AuthFailDelay:           cfg.AuthFailDelay,
-		AuthPenaltyMax:          cfg.AuthPenaltyMax,
-		MaxConnsPerIP:           cfg.MaxConnsPerIP,
-		MaxUserIPConns:          cfg.MaxUserIPConns,
-		MaxSessions:             cfg.MaxSessions,
-		MaxPreLoginConns:        cfg.MaxPreLoginConns,
-		LoginTimeout:            cfg.UpstreamLoginTimeout + loginSlack,
-		LockSession:             cfg.LockSession,
-		Locker:                  b.sessionLocker(),
-		Logger:                  b.log.With().Str("component", "pop3").Logger(),
-		Observer:                telemetry.Multi{telemetry.LogObserver{Log: b.log}, b.metrics},
+		PlaintextAuth: cfg.PlaintextAuth,
+		Expire:        cfg.Policy().Expire(),
+		Workarounds:   cfg.ClientWorkarounds,
+		Limits:        cfg.Limits,
+
+		LoginTimeout: cfg.UpstreamLoginTimeout + loginSlack,
+		LockSession:  cfg.LockSession,
+		Locker:       b.sessionLocker(),
+		Logger:       b.log.With().Str("component", "pop3").Logger(),
+		Observer:     telemetry.Multi{telemetry.LogObserver{Log: b.log}, b.metrics},
 	}
 }
 

@@ -130,7 +130,12 @@ func newReplica(t *testing.T, dc *testenv.Dovecot, idp *oauthserver.Server, mode
 	}
 	e.be = b
 	srv := pop3server.NewServer(b, pop3server.Options{PlaintextAuth: pop3server.PlaintextAlways,
-		MaxConnsPerIP: -1, AuthFailDelay: -1, MaxLoginFailures: 100, Logger: zerolog.New(e.logBuf)})
+		Limits: pop3server.Limits{
+			MaxConnsPerIP:    -1,
+			AuthFailDelay:    -1,
+			MaxLoginFailures: 100,
+		},
+		Logger: zerolog.New(e.logBuf)})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -45,8 +45,13 @@ func TestPreLoginFloodEvictsOldestUnauthenticated(t *testing.T) {
 	const maxSessions, maxPreLogin, perIP = 40, 30, 10
 	rec := &recorder{}
 	srv := NewServer(newFake(), Options{
-		MaxSessions: maxSessions, MaxPreLoginConns: maxPreLogin, MaxConnsPerIP: perIP,
-		AuthFailDelay: time.Millisecond, PlaintextAuth: PlaintextAlways, Observer: rec,
+		Limits: Limits{
+			MaxSessions:      maxSessions,
+			MaxPreLoginConns: maxPreLogin,
+			MaxConnsPerIP:    perIP,
+			AuthFailDelay:    time.Millisecond,
+		},
+		PlaintextAuth: PlaintextAlways, Observer: rec,
 	})
 	n := newFakeNet(t, srv)
 
@@ -107,7 +112,7 @@ func loginAndKeep(c *pop3client.Client) *pop3client.Client {
 // When logged-in sessions hold every slot, a new connection is refused
 // rather than any of them closed.
 func TestLoggedInSessionsNeverEvicted(t *testing.T) {
-	srv := NewServer(newFake(), Options{MaxSessions: 3, AuthFailDelay: time.Millisecond, PlaintextAuth: PlaintextAlways})
+	srv := NewServer(newFake(), Options{Limits: Limits{MaxSessions: 3, AuthFailDelay: time.Millisecond}, PlaintextAuth: PlaintextAlways})
 	n := newFakeNet(t, srv)
 	var hs []*pop3client.Client
 	for i := range 3 {
@@ -131,7 +136,7 @@ func TestLoginInProgressNotEvicted(t *testing.T) {
 	gate := make(chan struct{})
 	entered := make(chan struct{}, 1)
 	srv := NewServer(&gatedBackend{fakeBackend: b, gate: gate, entered: entered},
-		Options{MaxPreLoginConns: 2, AuthFailDelay: time.Millisecond, PlaintextAuth: PlaintextAlways})
+		Options{Limits: Limits{MaxPreLoginConns: 2, AuthFailDelay: time.Millisecond}, PlaintextAuth: PlaintextAlways})
 	n := newFakeNet(t, srv)
 	slow, _ := n.dialFrom("127.0.2.1")
 	slow.Send("USER alice")
@@ -170,7 +175,7 @@ func (g *gatedBackend) Login(ctx context.Context, conn ConnInfo, user, pass stri
 // address; after login the cap is per user and address, like Dovecot's
 // mail_max_userip_connections.
 func TestPerIPCapIsForUnauthenticated(t *testing.T) {
-	srv := NewServer(newFake(), Options{AuthFailDelay: time.Millisecond, PlaintextAuth: PlaintextAlways})
+	srv := NewServer(newFake(), Options{Limits: Limits{AuthFailDelay: time.Millisecond}, PlaintextAuth: PlaintextAlways})
 	if srv.opts.MaxConnsPerIP != 10 || srv.opts.MaxUserIPConns != 10 {
 		t.Fatalf("defaults: per IP %d, per user+IP %d; want 10 and 10", srv.opts.MaxConnsPerIP, srv.opts.MaxUserIPConns)
 	}
@@ -262,7 +267,7 @@ func TestPasswordPromptPause(t *testing.T) {
 	}
 	const scale = 30
 	idle, pause := def.PreLoginIdleTimeout/scale, 150*time.Second/scale
-	_, addr := startServer(t, newFake(), Options{PreLoginIdleTimeout: idle, PreLoginTimeout: def.PreLoginTimeout / scale})
+	_, addr := startServer(t, newFake(), Options{Limits: Limits{PreLoginIdleTimeout: idle, PreLoginTimeout: def.PreLoginTimeout / scale}})
 	// In parallel: each waits out its pause.
 	for _, mech := range []string{"PLAIN", "LOGIN"} {
 		t.Run(mech, func(t *testing.T) {

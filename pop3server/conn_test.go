@@ -125,7 +125,7 @@ func TestTranscripts(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, addr := startServer(t, newFake(), Options{MaxBadCommandsPreLogin: 100})
+			_, addr := startServer(t, newFake(), Options{Limits: Limits{MaxBadCommandsPreLogin: 100}})
 			runTranscript(t, addr, tt.login, tt.steps)
 		})
 	}
@@ -273,7 +273,7 @@ func TestPipelinedHint(t *testing.T) {
 }
 
 func TestLineTooLong(t *testing.T) {
-	_, addr := startServer(t, newFake(), Options{MaxLineLength: 100})
+	_, addr := startServer(t, newFake(), Options{Limits: Limits{MaxLineLength: 100}})
 	c := dial(t, addr)
 	c.Send("NOOP " + strings.Repeat("x", 95)) // 100 octets: allowed
 	c.Expect("-ERR command not valid in this state")
@@ -383,7 +383,7 @@ func TestNothingAppliedWithoutQuit(t *testing.T) {
 	for name, end := range cases {
 		t.Run(name, func(t *testing.T) {
 			b := newFake()
-			srv, addr := startServer(t, b, Options{IdleTimeout: 300 * time.Millisecond})
+			srv, addr := startServer(t, b, Options{Limits: Limits{IdleTimeout: 300 * time.Millisecond}})
 			c := dial(t, addr)
 			loginAlice(c)
 			c.Send("DELE 1")
@@ -451,7 +451,7 @@ type errReader struct{ err error }
 func (e errReader) Read([]byte) (int, error) { return 0, e.err }
 
 func TestPreLoginTotalDeadline(t *testing.T) {
-	_, addr := startServer(t, newFake(), Options{PreLoginTimeout: 300 * time.Millisecond, MaxBadCommandsPreLogin: 1000})
+	_, addr := startServer(t, newFake(), Options{Limits: Limits{PreLoginTimeout: 300 * time.Millisecond, MaxBadCommandsPreLogin: 1000}})
 	c := dial(t, addr)
 	start := time.Now()
 	// Keep talking: the idle timer never fires, the total one does.
@@ -474,7 +474,7 @@ func TestPreLoginTotalDeadline(t *testing.T) {
 }
 
 func TestMaxConnsPerIP(t *testing.T) {
-	_, addr := startServer(t, newFake(), Options{MaxConnsPerIP: 2})
+	_, addr := startServer(t, newFake(), Options{Limits: Limits{MaxConnsPerIP: 2}})
 	dial(t, addr)
 	dial(t, addr)
 	c := dialRaw(t, addr)

@@ -38,7 +38,7 @@ func stillWorks(c *pop3client.Client) {
 // close.
 func TestLimits(t *testing.T) {
 	t.Run("line length before login", func(t *testing.T) {
-		_, addr := startServer(t, newFake(), Options{MaxLineLength: 255})
+		_, addr := startServer(t, newFake(), Options{Limits: Limits{MaxLineLength: 255}})
 		h := healthy(t, addr)
 		c := dial(t, addr)
 		c.Send("USER " + strings.Repeat("a", 300))
@@ -47,7 +47,7 @@ func TestLimits(t *testing.T) {
 		stillWorks(h)
 	})
 	t.Run("line length after login", func(t *testing.T) {
-		_, addr := startServer(t, newFake(), Options{MaxLineLength: 255})
+		_, addr := startServer(t, newFake(), Options{Limits: Limits{MaxLineLength: 255}})
 		h := healthy(t, addr)
 		c := healthy(t, addr)
 		// A megabyte without a line end: the server must not buffer it.
@@ -57,7 +57,7 @@ func TestLimits(t *testing.T) {
 		stillWorks(h)
 	})
 	t.Run("pre-login idle", func(t *testing.T) {
-		_, addr := startServer(t, newFake(), Options{PreLoginIdleTimeout: 150 * time.Millisecond})
+		_, addr := startServer(t, newFake(), Options{Limits: Limits{PreLoginIdleTimeout: 150 * time.Millisecond}})
 		h := healthy(t, addr)
 		c := dial(t, addr)
 		c.Expect("-ERR Disconnected for inactivity.")
@@ -65,7 +65,7 @@ func TestLimits(t *testing.T) {
 		stillWorks(h)
 	})
 	t.Run("pre-login idle in a SASL exchange", func(t *testing.T) {
-		_, addr := startServer(t, newFake(), Options{PreLoginIdleTimeout: 150 * time.Millisecond})
+		_, addr := startServer(t, newFake(), Options{Limits: Limits{PreLoginIdleTimeout: 150 * time.Millisecond}})
 		c := dial(t, addr)
 		c.Send("AUTH PLAIN")
 		c.Expect("+ ")
@@ -73,7 +73,7 @@ func TestLimits(t *testing.T) {
 		c.ExpectClosed()
 	})
 	t.Run("post-login idle", func(t *testing.T) {
-		_, addr := startServer(t, newFake(), Options{IdleTimeout: 200 * time.Millisecond})
+		_, addr := startServer(t, newFake(), Options{Limits: Limits{IdleTimeout: 200 * time.Millisecond}})
 		h := healthy(t, addr)
 		c := healthy(t, addr)
 		// The healthy session keeps talking past the idle timeout.
@@ -113,7 +113,7 @@ func TestLimits(t *testing.T) {
 		stillWorks(h)
 	})
 	t.Run("connections per address", func(t *testing.T) {
-		srv := NewServer(newFake(), Options{MaxConnsPerIP: 2, AuthFailDelay: time.Millisecond, PlaintextAuth: PlaintextAlways})
+		srv := NewServer(newFake(), Options{Limits: Limits{MaxConnsPerIP: 2, AuthFailDelay: time.Millisecond}, PlaintextAuth: PlaintextAlways})
 		addr := serveOn(t, srv, fromAddr("203.0.113.5:1"))
 		other := serveOn(t, srv, nil)
 		h := healthy(t, other)
@@ -132,7 +132,7 @@ func TestLimits(t *testing.T) {
 	t.Run("sessions in all", func(t *testing.T) {
 		// Logged-in sessions are never evicted: when they hold every
 		// slot, a new connection is refused.
-		srv := NewServer(newFake(), Options{MaxSessions: 3, AuthFailDelay: time.Millisecond, PlaintextAuth: PlaintextAlways})
+		srv := NewServer(newFake(), Options{Limits: Limits{MaxSessions: 3, AuthFailDelay: time.Millisecond}, PlaintextAuth: PlaintextAlways})
 		addrA := serveOn(t, srv, fromAddr("203.0.113.5:1"))
 		addrB := serveOn(t, srv, fromAddr("198.51.100.5:1"))
 		h := healthy(t, addrA)
@@ -179,7 +179,7 @@ func TestWriteStall(t *testing.T) {
 		return io.LimitReader(&lineGen{}, size)
 	}
 	rec := &recorder{}
-	_, addr := startServer(t, b, Options{WriteTimeout: 300 * time.Millisecond, Observer: rec})
+	_, addr := startServer(t, b, Options{Limits: Limits{WriteTimeout: 300 * time.Millisecond}, Observer: rec})
 	h := healthy(t, addr)
 	c := healthy(t, addr)
 	if tc, ok := c.Conn().(interface{ SetReadBuffer(int) error }); ok {

@@ -63,7 +63,7 @@ func TestPasswordNotLogged(t *testing.T) {
 	b := newFake()
 	b.password = canary
 	log := zerolog.New(&out).Level(zerolog.TraceLevel)
-	_, addr := startServer(t, b, Options{Logger: log, Observer: printObserver{&out}, MaxLoginFailures: 100, MaxBadCommandsPreLogin: 100})
+	_, addr := startServer(t, b, Options{Logger: log, Observer: printObserver{&out}, Limits: Limits{MaxLoginFailures: 100, MaxBadCommandsPreLogin: 100}})
 
 	session := func(good bool, want string) {
 		pass := canary

@@ -48,6 +48,29 @@ type Options struct {
 	// Workarounds for broken clients.
 	Workarounds Workarounds
 
+	Limits
+
+	// LoginTimeout bounds one Backend.Login call. Default 30 s.
+	LoginTimeout time.Duration
+	// LockSession allows one logged-in session per user at a time; a second
+	// login gets "-ERR [IN-USE]".
+	LockSession bool
+	// Locker takes the LockSession locks. nil means a lock table in this
+	// process; a Locker backed by a shared database makes the lock hold
+	// across every replica (docs/operations.md, "Several replicas").
+	Locker SessionLocker
+
+	// Logger receives errors and panics; the session log lines come from
+	// the Observer.
+	Logger zerolog.Logger
+	// Observer receives events for metrics and logs; may be nil.
+	Observer Observer
+}
+
+// Limits are the Server's bounds on clients, embedded in Options; the
+// configuration (internal/config) embeds them too, so each is declared
+// once. Zero means the default, negative disables, as for all Options.
+type Limits struct {
 	// MaxLineLength bounds a command line, CRLF excluded. Default 1024.
 	MaxLineLength int
 	// PreLoginIdleTimeout bounds silence before login. Default 180 s, as
@@ -92,21 +115,6 @@ type Options struct {
 	// (not one whose login is being checked) is closed to admit the new
 	// one; logged-in sessions are never closed for that. Default 1000.
 	MaxPreLoginConns int
-	// LoginTimeout bounds one Backend.Login call. Default 30 s.
-	LoginTimeout time.Duration
-	// LockSession allows one logged-in session per user at a time; a second
-	// login gets "-ERR [IN-USE]".
-	LockSession bool
-	// Locker takes the LockSession locks. nil means a lock table in this
-	// process; a Locker backed by a shared database makes the lock hold
-	// across every replica (docs/operations.md, "Several replicas").
-	Locker SessionLocker
-
-	// Logger receives errors and panics; the session log lines come from
-	// the Observer.
-	Logger zerolog.Logger
-	// Observer receives events for metrics and logs; may be nil.
-	Observer Observer
 }
 
 // DefaultPreLoginIdleTimeout is Options.PreLoginIdleTimeout's default.

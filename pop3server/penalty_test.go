@@ -83,7 +83,7 @@ func TestPenaltyTableBounded(t *testing.T) {
 // maximum across connections, and other addresses are not affected.
 func TestFailureDelayOnTheWire(t *testing.T) {
 	const base, maxDelay = 40 * time.Millisecond, 250 * time.Millisecond
-	srv := NewServer(newFake(), Options{AuthFailDelay: base, AuthPenaltyMax: maxDelay, PlaintextAuth: PlaintextAlways})
+	srv := NewServer(newFake(), Options{Limits: Limits{AuthFailDelay: base, AuthPenaltyMax: maxDelay}, PlaintextAuth: PlaintextAlways})
 	addrA := serveOn(t, srv, fromAddr("203.0.113.10:1000"))
 	addrB := serveOn(t, srv, fromAddr("198.51.100.20:1000"))
 
@@ -133,7 +133,7 @@ func TestFailureDelayOnTheWire(t *testing.T) {
 // is over.
 func TestFailureDelayHoldsConnectionSlot(t *testing.T) {
 	b := newFake()
-	_, addr := startServer(t, b, Options{AuthFailDelay: 500 * time.Millisecond, MaxConnsPerIP: 1})
+	_, addr := startServer(t, b, Options{Limits: Limits{AuthFailDelay: 500 * time.Millisecond, MaxConnsPerIP: 1}})
 	c := dial(t, addr)
 	c.Send("USER alice")
 	c.Expect("+OK")
@@ -152,7 +152,7 @@ func TestFailureDelayHoldsConnectionSlot(t *testing.T) {
 func TestUpstreamDownNotPenalized(t *testing.T) {
 	b := newFake()
 	b.loginErr = ErrTemporary.Wrap(errors.New("dial tcp 192.0.2.1:993: connect: connection refused"))
-	srv, addr := startServer(t, b, Options{AuthFailDelay: 3 * time.Second})
+	srv, addr := startServer(t, b, Options{Limits: Limits{AuthFailDelay: 3 * time.Second}})
 	c := dial(t, addr)
 	start := time.Now()
 	for i := 0; i < 5; i++ {

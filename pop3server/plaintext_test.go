@@ -49,7 +49,7 @@ func TestPlaintextAuthOnTheWire(t *testing.T) {
 	for _, tt := range cases {
 		t.Run(tt.name, func(t *testing.T) {
 			b := newFake()
-			srv := NewServer(b, Options{PlaintextAuth: tt.mode, TLSConfig: serverTLS(t), MaxBadCommandsPreLogin: 20})
+			srv := NewServer(b, Options{PlaintextAuth: tt.mode, TLSConfig: serverTLS(t), Limits: Limits{MaxBadCommandsPreLogin: 20}})
 			addr := serveOn(t, srv, fromAddr(tt.remote))
 			c := dial(t, addr)
 			caps := capa(c)

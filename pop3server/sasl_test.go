@@ -68,7 +68,7 @@ func TestAuthSASL(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			b := newFake()
-			_, addr := startServer(t, b, Options{MaxBadCommandsPreLogin: 100})
+			_, addr := startServer(t, b, Options{Limits: Limits{MaxBadCommandsPreLogin: 100}})
 			c := runTranscript(t, addr, false, tt.steps)
 			if last := tt.steps[len(tt.steps)-1].expect; last[len(last)-1] == loggedIn {
 				c.Send("STAT")
@@ -101,7 +101,7 @@ func TestCredentialBytes(t *testing.T) {
 	for _, tt := range refused {
 		t.Run(tt.name, func(t *testing.T) {
 			b := newFake()
-			_, addr := startServer(t, b, Options{MaxLoginFailures: 10})
+			_, addr := startServer(t, b, Options{Limits: Limits{MaxLoginFailures: 10}})
 			c := dial(t, addr)
 			// LOGIN carries any octet, NUL included, in either field.
 			c.Send("AUTH LOGIN " + b64(tt.user))

@@ -77,7 +77,7 @@ func TestSTLSForgetsUser(t *testing.T) {
 
 func TestSTLSRefusals(t *testing.T) {
 	b := newFake()
-	_, addr := startServer(t, b, Options{TLSConfig: serverTLS(t), MaxBadCommandsPreLogin: 10})
+	_, addr := startServer(t, b, Options{TLSConfig: serverTLS(t), Limits: Limits{MaxBadCommandsPreLogin: 10}})
 
 	t.Run("after login", func(t *testing.T) {
 		c := dial(t, addr)
@@ -107,7 +107,7 @@ func TestSTLSRefusals(t *testing.T) {
 // plaintext-auth setting.
 func TestImplicitTLS(t *testing.T) {
 	b := newFake()
-	srv := NewServer(b, Options{TLSConfig: serverTLS(t), PlaintextAuth: PlaintextNever, AuthFailDelay: time.Millisecond})
+	srv := NewServer(b, Options{TLSConfig: serverTLS(t), PlaintextAuth: PlaintextNever, Limits: Limits{AuthFailDelay: time.Millisecond}})
 	cfg := serverTLS(t)
 	addr := serveOn(t, srv, func(l net.Listener) net.Listener { return tls.NewListener(l, cfg) })
 	nc, err := tls.Dial("tcp", addr, clientTLS(t))
@@ -128,7 +128,7 @@ func TestImplicitTLS(t *testing.T) {
 // A TLS handshake that stalls, or fails, ends the connection within the
 // pre-login deadline, on STLS and on implicit TLS.
 func TestStalledHandshakeClosed(t *testing.T) {
-	opts := Options{TLSConfig: serverTLS(t), PreLoginIdleTimeout: 200 * time.Millisecond, PreLoginTimeout: 400 * time.Millisecond}
+	opts := Options{TLSConfig: serverTLS(t), Limits: Limits{PreLoginIdleTimeout: 200 * time.Millisecond, PreLoginTimeout: 400 * time.Millisecond}}
 	cases := map[string]func(t *testing.T) *pop3client.Client{
 		"stls silent": func(t *testing.T) *pop3client.Client {
 			_, addr := startServer(t, newFake(), opts)

@@ -39,7 +39,7 @@ func (c *countedConn) Write(p []byte) (int, error) {
 // answered with one write; a command that arrives alone is answered at
 // once.
 func TestPipelinedRepliesShareAFlush(t *testing.T) {
-	srv := NewServer(newFake(), Options{AuthFailDelay: time.Millisecond})
+	srv := NewServer(newFake(), Options{Limits: Limits{AuthFailDelay: time.Millisecond}})
 	wc := &writeCounter{}
 	addr := serveOn(t, srv, func(l net.Listener) net.Listener { wc.Listener = l; return wc })
 	c := dial(t, addr)

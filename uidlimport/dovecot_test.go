@@ -167,9 +167,7 @@ func serve(t *testing.T, b *upstream.Backend) string {
 	t.Helper()
 	srv := pop3server.NewServer(b, pop3server.Options{
 		PlaintextAuth: pop3server.PlaintextAlways,
-		MaxConnsPerIP: -1,
-		MaxSessions:   100,
-		Logger:        zerolog.Nop(),
+		Limits:        pop3server.Limits{MaxConnsPerIP: -1, MaxSessions: 100}, Logger: zerolog.Nop(),
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

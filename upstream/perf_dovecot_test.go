@@ -108,11 +108,13 @@ func perfBridge(tb testing.TB, d *testenv.Dovecot, cached bool, mod ...func(*Opt
 		tb.Fatal(err)
 	}
 	srv := pop3server.NewServer(b, pop3server.Options{
-		PlaintextAuth:  pop3server.PlaintextAlways,
-		MaxConnsPerIP:  -1,
-		MaxUserIPConns: 100000,
-		MaxSessions:    100000,
-		Logger:         zerolog.Nop(),
+		PlaintextAuth: pop3server.PlaintextAlways,
+		Limits: pop3server.Limits{
+			MaxConnsPerIP:  -1,
+			MaxUserIPConns: 100000,
+			MaxSessions:    100000,
+		},
+		Logger: zerolog.Nop(),
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

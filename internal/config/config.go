@@ -98,25 +98,12 @@ type Config struct {
 	// consecutive upstream connection failures.
 	ReadyUpstreamFailures int
 
-	// Limits; names match pop3server.Options where they go there.
-	MaxLineLength           int
-	PreLoginIdleTimeout     time.Duration
-	PreLoginTimeout         time.Duration
-	IdleTimeout             time.Duration
-	WriteTimeout            time.Duration
-	MaxBadCommandsPreLogin  int
-	MaxBadCommandsPostLogin int
-	MaxLoginFailures        int
-	AuthFailDelay           time.Duration
-	AuthPenaltyMax          time.Duration
+	// The POP3 server's limits, passed on as they are.
+	pop3server.Limits
 	// loginguard.Options (docs/security.md)
 	LoginNegativeTTL       time.Duration
 	LoginUserBurst         int
 	LoginUserInterval      time.Duration
-	MaxConnsPerIP          int
-	MaxUserIPConns         int
-	MaxSessions            int
-	MaxPreLoginConns       int
 	UpstreamDialTimeout    time.Duration
 	UpstreamLoginTimeout   time.Duration
 	UpstreamCommandTimeout time.Duration
