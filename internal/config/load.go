@@ -39,6 +39,49 @@ func LoadTool(args []string, getenv func(string) string) (*Config, error) {
 	return load(args, getenv, false)
 }
 
+// TakeFlags takes a subcommand's own flags out of args (--name value,
+// --name=value, or --name[=true|false] for booleans, with one or two
+// dashes) and returns the rest, the bridge's flags, for LoadTool. -h or
+// --help returns flag.ErrHelp; any other error is bad input.
+func TakeFlags(args []string, values map[string]*string, bools map[string]*bool) ([]string, error) {
+	var rest []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if !strings.HasPrefix(a, "-") {
+			rest = append(rest, a)
+			continue
+		}
+		name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if name == "h" || name == "help" {
+			return nil, flag.ErrHelp
+		}
+		if p, ok := values[name]; ok {
+			if !hasVal {
+				if i+1 >= len(args) {
+					return nil, fmt.Errorf("--%s: needs a value", name)
+				}
+				i++
+				val = args[i]
+			}
+			*p = val
+			continue
+		}
+		if p, ok := bools[name]; ok {
+			switch {
+			case !hasVal || val == "true":
+				*p = true
+			case val == "false":
+				*p = false
+			default:
+				return nil, fmt.Errorf("--%s: want true or false", name)
+			}
+			continue
+		}
+		rest = append(rest, a)
+	}
+	return rest, nil
+}
+
 func load(args []string, getenv func(string) string, serving bool) (*Config, error) {
 	fs := flag.NewFlagSet("popbridge", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)

@@ -311,3 +311,16 @@ func TestListenDisabled(t *testing.T) {
 		t.Errorf("--listen= kept %q", c.Listen)
 	}
 }
+
+func TestTakeFlags(t *testing.T) {
+	var mailbox string
+	var gen bool
+	rest, err := TakeFlags([]string{"--mailbox", "a@b", "--config", "f.yaml", "-generate", "--store=sqlite:x.db"},
+		map[string]*string{"mailbox": &mailbox}, map[string]*bool{"generate": &gen})
+	if err != nil || mailbox != "a@b" || !gen || strings.Join(rest, " ") != "--config f.yaml --store=sqlite:x.db" {
+		t.Errorf("TakeFlags: %q %v %q %v", mailbox, gen, rest, err)
+	}
+	if _, err := TakeFlags([]string{"--mailbox"}, map[string]*string{"mailbox": &mailbox}, nil); err == nil {
+		t.Error("--mailbox without a value accepted")
+	}
+}

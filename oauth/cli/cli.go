@@ -99,9 +99,12 @@ func run(ctx context.Context, args []string, env Env) error {
 	default:
 		return usagef("unknown command %q (want keygen, enroll, devices or revoke)", cmd)
 	}
-	rest, err := ownFlags(args, values, bools)
+	rest, err := config.TakeFlags(args, values, bools)
 	if err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err}
 	}
 	// Everything else is a flag of the bridge (--config, --store,
 	// --secret-key-file...): the command sees the bridge's configuration.
@@ -168,48 +171,6 @@ var deviceRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 
 func validName(s string) bool {
 	return len(s) <= 255 && !strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r == 0x7f })
-}
-
-// ownFlags takes the command's own flags out of args (--name value,
-// --name=value, or --name for booleans, with one or two dashes) and
-// returns the rest.
-func ownFlags(args []string, values map[string]*string, bools map[string]*bool) ([]string, error) {
-	var rest []string
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		if !strings.HasPrefix(a, "-") {
-			rest = append(rest, a)
-			continue
-		}
-		name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
-		if name == "h" || name == "help" {
-			return nil, flag.ErrHelp
-		}
-		if p, ok := values[name]; ok {
-			if !hasVal {
-				if i+1 >= len(args) {
-					return nil, usagef("--%s: needs a value", name)
-				}
-				i++
-				val = args[i]
-			}
-			*p = val
-			continue
-		}
-		if p, ok := bools[name]; ok {
-			switch {
-			case !hasVal || val == "true":
-				*p = true
-			case val == "false":
-				*p = false
-			default:
-				return nil, usagef("--%s: want true or false", name)
-			}
-			continue
-		}
-		rest = append(rest, a)
-	}
-	return rest, nil
 }
 
 func keygen(cfg *config.Config, env Env) error {

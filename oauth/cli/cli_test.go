@@ -22,19 +22,6 @@ func TestReadPassword(t *testing.T) {
 	}
 }
 
-func TestOwnFlags(t *testing.T) {
-	var mailbox string
-	var gen bool
-	rest, err := ownFlags([]string{"--mailbox", "a@b", "--config", "f.yaml", "-generate", "--store=sqlite:x.db"},
-		map[string]*string{"mailbox": &mailbox}, map[string]*bool{"generate": &gen})
-	if err != nil || mailbox != "a@b" || !gen || strings.Join(rest, " ") != "--config f.yaml --store=sqlite:x.db" {
-		t.Errorf("ownFlags: %q %v %q %v", mailbox, gen, rest, err)
-	}
-	if _, err := ownFlags([]string{"--mailbox"}, map[string]*string{"mailbox": &mailbox}, nil); err == nil {
-		t.Error("--mailbox without a value accepted")
-	}
-}
-
 // run runs the command line in-process on a SQLite store in dir.
 func runCLI(t *testing.T, dir string, args ...string) (int, string, string) {
 	t.Helper()
