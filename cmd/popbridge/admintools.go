@@ -16,6 +16,7 @@ import (
 
 	"github.com/popbridge/popbridge/internal/config"
 	"github.com/popbridge/popbridge/policy"
+	"github.com/popbridge/popbridge/store"
 )
 
 // adminCommand runs args as an admin subcommand when args[0] names one.
@@ -74,38 +75,13 @@ func (e cmdError) Unwrap() error { return e.err }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
-// ownFlags takes the subcommand's flags out of args (as --name value or
-// --name=value; bools as --name) and returns the rest for config.Load.
+// ownFlags is config.TakeFlags with its bad input as a usage error.
 func ownFlags(args []string, values map[string]*string, bools map[string]*bool) ([]string, error) {
-	var rest []string
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
-		if !strings.HasPrefix(a, "-") {
-			rest = append(rest, a)
-			continue
-		}
-		if name == "h" || name == "help" {
-			return nil, flag.ErrHelp
-		}
-		if p, ok := values[name]; ok {
-			if !hasVal {
-				if i+1 >= len(args) {
-					return nil, usageError{fmt.Errorf("--%s: needs a value", name)}
-				}
-				i++
-				val = args[i]
-			}
-			*p = val
-			continue
-		}
-		if p, ok := bools[name]; ok {
-			*p = !hasVal || val == "true"
-			continue
-		}
-		rest = append(rest, a)
+	rest, err := config.TakeFlags(args, values, bools)
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		return nil, usageError{err}
 	}
-	return rest, nil
+	return rest, err
 }
 
 // loadConfig loads the bridge configuration for a subcommand, without the
@@ -187,5 +163,6 @@ func stateSummary(cfg *config.Config, device string, p policy.Policy) string {
 	if explicit {
 		where = cfg.Where("store")
 	}
-	return fmt.Sprintf("%s (%s): journal %s, device views %s", cfg.Store, where, journal, views)
+	// The URL may carry a PostgreSQL password.
+	return fmt.Sprintf("%s (%s): journal %s, device views %s", store.Redact(cfg.Store), where, journal, views)
 }

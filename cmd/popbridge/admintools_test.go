@@ -74,3 +74,12 @@ users:
 		t.Errorf("missing file: exit %d, %q", code, errs)
 	}
 }
+
+// The store line of policy explain never shows the store URL's password.
+func TestPolicyExplainRedactsStorePassword(t *testing.T) {
+	code, out, errs := runCmd(t, nil, "policy", "explain", "bob@example.org", "--upstream", "imaps://imap.example.net",
+		"--store", "postgres://popbridge:s3cret-pw@127.0.0.1:1/popbridge")
+	if code != 0 || strings.Contains(out+errs, "s3cret-pw") || !strings.Contains(out, "store  postgres://popbridge:xxxxx@127.0.0.1:1/popbridge (--store)") {
+		t.Errorf("exit %d, stderr %q, output:\n%s", code, errs, out)
+	}
+}
