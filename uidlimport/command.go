@@ -6,15 +6,15 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
-	"strings"
+	"strconv"
 
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 
+	"github.com/popbridge/popbridge/internal/config"
 	"github.com/popbridge/popbridge/uidlmap"
 	"github.com/popbridge/popbridge/upstream"
 )
@@ -31,9 +31,6 @@ type Flags struct {
 	JSON        bool
 	Concurrency int
 }
-
-// ownFlags are the names ParseFlags takes; the rest go to the bridge.
-var ownFlags = map[string]bool{"from": true, "from-ca": true, "mailboxes": true, "dry-run": true, "json": true, "concurrency": true}
 
 // Usage is the command's help.
 const Usage = `usage: popbridge uidl import --from URL --mailboxes FILE [--dry-run] [--json] [--concurrency N] [bridge flags]
@@ -57,31 +54,18 @@ mailboxes it imported before; passwords are never printed.
 // ParseFlags takes uidl import's flags out of args and returns the other
 // arguments, in order, for the bridge's configuration loader.
 func ParseFlags(args []string) (Flags, []string, error) {
-	var own, rest []string
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
-		if !strings.HasPrefix(a, "-") || !ownFlags[name] {
-			rest = append(rest, a)
-			continue
-		}
-		own = append(own, a)
-		if !hasValue && name != "dry-run" && name != "json" && i+1 < len(args) {
-			i++
-			own = append(own, args[i])
-		}
-	}
-	var f Flags
-	fs := flag.NewFlagSet("uidl import", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.StringVar(&f.From, "from", "", "")
-	fs.StringVar(&f.FromCA, "from-ca", "", "")
-	fs.StringVar(&f.Mailboxes, "mailboxes", "", "")
-	fs.BoolVar(&f.DryRun, "dry-run", false, "")
-	fs.BoolVar(&f.JSON, "json", false, "")
-	fs.IntVar(&f.Concurrency, "concurrency", 4, "")
-	if err := fs.Parse(own); err != nil {
+	f := Flags{Concurrency: 4}
+	concurrency := ""
+	rest, err := config.TakeFlags(args,
+		map[string]*string{"from": &f.From, "from-ca": &f.FromCA, "mailboxes": &f.Mailboxes, "concurrency": &concurrency},
+		map[string]*bool{"dry-run": &f.DryRun, "json": &f.JSON})
+	if err != nil {
 		return f, nil, err
+	}
+	if concurrency != "" {
+		if f.Concurrency, err = strconv.Atoi(concurrency); err != nil {
+			return f, nil, fmt.Errorf("--concurrency %q: want a number", concurrency)
+		}
 	}
 	switch {
 	case f.From == "":
