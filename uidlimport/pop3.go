@@ -46,8 +46,8 @@ func ParseServer(s string) (*Server, error) {
 var pop3Ports = map[string]string{SchemePOP3S: "995", SchemePOP3: "110", SchemeInsecure: "110"}
 
 // pop3Client is the few POP3 commands an import needs (RFC 1939, RFC 2595
-// STLS). It reads one response at a time; nothing here holds more than a
-// header in memory.
+// STLS). It reads one response at a time, a line at a time; no line takes
+// more than maxLine octets of memory.
 type pop3Client struct {
 	conn    net.Conn
 	r       *bufio.Reader
@@ -208,12 +208,11 @@ func (c *pop3Client) cmd(line string) (string, error) {
 }
 
 func (c *pop3Client) status() (string, error) {
-	_ = c.conn.SetReadDeadline(time.Now().Add(c.timeout))
-	line, err := c.r.ReadString('\n')
+	b, err := c.line()
 	if err != nil {
 		return "", err
 	}
-	line = strings.TrimRight(line, "\r\n")
+	line := string(b)
 	if !strings.HasPrefix(line, "+OK") {
 		// The server's text is not shown: it could echo what was sent.
 		return "", errNegative
@@ -229,21 +228,10 @@ func (c *pop3Client) multi(cmd string, f func([]byte) error) error {
 	}
 	var ferr error
 	for {
-		_ = c.conn.SetReadDeadline(time.Now().Add(c.timeout))
-		line, err := c.r.ReadSlice('\n')
-		if errors.Is(err, bufio.ErrBufferFull) {
-			// A line longer than the buffer: keep reading it whole.
-			long := bytes.Clone(line)
-			for errors.Is(err, bufio.ErrBufferFull) {
-				line, err = c.r.ReadSlice('\n')
-				long = append(long, line...)
-			}
-			line = long
-		}
+		line, err := c.line()
 		if err != nil {
 			return err
 		}
-		line = bytes.TrimRight(line, "\r\n")
 		if len(line) == 1 && line[0] == '.' {
 			return ferr
 		}
@@ -254,4 +242,33 @@ func (c *pop3Client) multi(cmd string, f func([]byte) error) error {
 			ferr = f(line)
 		}
 	}
+}
+
+// maxLine bounds the part of one line kept in memory: far more than a
+// status, UIDL or LIST line or anything a fingerprint reads (uidlmap
+// reads header fields of a few KiB and the first 256 octets of a body),
+// and it keeps a body line without line breaks (a binary part) or an
+// endless line from a broken server out of memory.
+const maxLine = 64 << 10
+
+// line reads one line and returns it without its line end, cut to
+// maxLine octets (the rest of the line is read and dropped).
+func (c *pop3Client) line() ([]byte, error) {
+	_ = c.conn.SetReadDeadline(time.Now().Add(c.timeout))
+	line, err := c.r.ReadSlice('\n')
+	if errors.Is(err, bufio.ErrBufferFull) {
+		long := bytes.Clone(line)
+		for errors.Is(err, bufio.ErrBufferFull) {
+			_ = c.conn.SetReadDeadline(time.Now().Add(c.timeout))
+			line, err = c.r.ReadSlice('\n')
+			if room := maxLine - len(long); room > 0 {
+				long = append(long, line[:min(room, len(line))]...)
+			}
+		}
+		line = long
+	}
+	if err != nil {
+		return nil, err
+	}
+	return bytes.TrimRight(line, "\r\n"), nil
 }

@@ -95,3 +95,27 @@ func TestPOP3LoginRefused(t *testing.T) {
 		t.Fatalf("refused login: %v (the server's text, which echoes, must not show)", err)
 	}
 }
+
+// A line longer than maxLine (a body part without line breaks) is cut to
+// maxLine octets, and the lines after it arrive intact.
+func TestPOP3LongLineBounded(t *testing.T) {
+	huge := strings.Repeat("y", 3*maxLine)
+	s := fakePOP3(t, map[string]string{
+		"TOP 1 5": "+OK\r\nSubject: a\r\n\r\n" + huge + "\r\nafter\r\n.\r\n",
+	})
+	c, err := dialPOP3(context.Background(), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.close()
+	var got string
+	err = c.top(1, 5, func(r io.Reader) error {
+		b, err := io.ReadAll(r)
+		got = string(b)
+		return err
+	})
+	want := "Subject: a\r\n\r\n" + huge[:maxLine] + "\r\nafter\r\n"
+	if err != nil || got != want {
+		t.Fatalf("TOP: %v, %d octets, want %d", err, len(got), len(want))
+	}
+}
