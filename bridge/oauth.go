@@ -36,13 +36,13 @@ func (b *Bridge) authenticator() (upstream.Authenticator, error) {
 	if err := st.Open(ctx); err != nil {
 		return nil, fmt.Errorf("%s: %w", cfg.Where("store"), err)
 	}
-	os := oauth.FromStore(st)
+	state := oauth.FromStore(st)
 	m := oauth.NewManager(oauth.ManagerOptions{
-		Store:     os,
+		Store:     state,
 		Key:       key,
 		Providers: providers,
 		Logger:    b.log.With().Str("component", "oauth").Logger(),
-		Metrics:   oauth.NewMetrics(b.metrics.Registry(), os),
+		Metrics:   oauth.NewMetrics(b.metrics.Registry(), state),
 	})
 	return oauth.NewAuthenticator(m, oauth.NewVerifier(oauth.VerifierOptions{}), cfg.Resolver()), nil
 }
