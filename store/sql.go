@@ -385,15 +385,19 @@ func (s *sqlStore) ForgetDone(ctx context.Context, key string, uidValidity uint3
 		return nil
 	}
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		stmt, err := tx.PrepareContext(ctx, s.rebind("DELETE FROM done_marks WHERE mailbox_key = ? AND uidvalidity = ? AND uid = ?"))
-		if err != nil {
-			return err
-		}
-		defer stmt.Close()
-		for _, uid := range uids {
-			if _, err := stmt.ExecContext(ctx, key, int64(uidValidity), int64(uid)); err != nil {
+		// A statement per batchRows UIDs, not per UID: a session can find
+		// thousands of messages gone.
+		for len(uids) > 0 {
+			n := min(len(uids), batchRows)
+			args := []any{key, int64(uidValidity)}
+			for _, uid := range uids[:n] {
+				args = append(args, int64(uid))
+			}
+			q := "DELETE FROM done_marks WHERE mailbox_key = ? AND uidvalidity = ? AND uid IN (?" + strings.Repeat(", ?", n-1) + ")"
+			if _, err := tx.ExecContext(ctx, s.rebind(q), args...); err != nil {
 				return err
 			}
+			uids = uids[n:]
 		}
 		return nil
 	})

@@ -364,6 +364,17 @@ func testDoneMarks(t *testing.T, open Opener) {
 			t.Fatalf("%s/%d lost its marks: %+v", other.key, other.uv, d)
 		}
 	}
+
+	// More UIDs than one statement takes: every one is marked and forgotten.
+	many := make([]uint32, 1000)
+	for i := range many {
+		many[i] = uint32(1000 + i)
+	}
+	must(t, s.MarkDone(ctx(t), "carol", "phone", 7, many, at))
+	must(t, s.ForgetDone(ctx(t), "carol", 7, many[1:]))
+	if d, err := s.Done(ctx(t), "carol", 7); err != nil || len(d) != 1 || d[0].UID != 1000 {
+		t.Fatalf("after forgetting 999 of 1000 marks: %d left (%v), want UID 1000 only", len(d), err)
+	}
 }
 
 func journalEntry(user, device string, t time.Time, uid uint32) store.JournalEntry {
