@@ -25,13 +25,21 @@ type upstreamLeg struct {
 
 func startUpstreamLeg(t *testing.T, msgs int) *upstreamLeg {
 	t.Helper()
+	return startUpstreamLegWith(t, msgs, bridgeOptions{})
+}
+
+// startUpstreamLegWith is startUpstreamLeg with popbridge shaped by o (its
+// upstream is set here).
+func startUpstreamLegWith(t *testing.T, msgs int, o bridgeOptions) *upstreamLeg {
+	t.Helper()
 	fake := startFake(t, imapscript.Options{}, msgs)
 	relay, err := faultnet.Listen(fake.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { relay.Close() })
-	b := startBridge(t, bridgeOptions{upstream: "imap+insecure://" + relay.Addr()})
+	o.upstream = "imap+insecure://" + relay.Addr()
+	b := startBridge(t, o)
 	return &upstreamLeg{fake: fake, relay: relay, b: b, q: startQuiet(t)}
 }
 
@@ -151,14 +159,21 @@ func TestSlowButAliveUpstream(t *testing.T) {
 		name        string
 		up, down    faultnet.Faults
 		bigMsgBytes int
+		o           bridgeOptions
 	}{
-		{"1-octet writes both ways", faultnet.Faults{OneByteWrites: true}, faultnet.Faults{OneByteWrites: true}, 0},
-		{"100 ms latency both ways", faultnet.Faults{Latency: 100 * time.Millisecond}, faultnet.Faults{Latency: 100 * time.Millisecond}, 0},
+		{"1-octet writes both ways", faultnet.Faults{OneByteWrites: true}, faultnet.Faults{OneByteWrites: true}, 0, bridgeOptions{}},
+		// A login is some eight one-way trips (greeting, LOGIN, SELECT,
+		// the listing...): 0.8 s of latency, all of the fault tests' 1 s
+		// login deadline, which a loaded machine overshot. Deadlines ten
+		// times the delays keep this case about slowness, not a race
+		// with the deadline.
+		{"100 ms latency both ways", faultnet.Faults{Latency: 100 * time.Millisecond}, faultnet.Faults{Latency: 100 * time.Millisecond}, 0,
+			bridgeOptions{login: 10 * time.Second, command: 2 * time.Second}},
 		// 96 KiB at 32 KiB/s takes 3 s, six times the no-progress deadline.
-		{"32 KiB/s", faultnet.Faults{}, faultnet.Faults{BytesPerSecond: 32 << 10}, 96 << 10},
+		{"32 KiB/s", faultnet.Faults{}, faultnet.Faults{BytesPerSecond: 32 << 10}, 96 << 10, bridgeOptions{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			u := startUpstreamLeg(t, 3)
+			u := startUpstreamLegWith(t, 3, tc.o)
 			if tc.bigMsgBytes > 0 {
 				u.fake.Append("alice", "INBOX", bigMessage(tc.bigMsgBytes))
 			}
