@@ -409,7 +409,7 @@ func (m *maildrop) keepUIDLs(ctx context.Context, qUIDs []uint32, rows []Journal
 		return
 	}
 	key := uidlmap.Key(m.user, m.mailbox)
-	recs, err := st.UIDLMap(ctx, key)
+	recs, err := uidlsOf(ctx, st, key, rows)
 	if err != nil {
 		m.warn().Err(err).Msg("restore: UIDLs not kept")
 		return
@@ -434,4 +434,26 @@ func (m *maildrop) keepUIDLs(ctx context.Context, qUIDs []uint32, rows []Journal
 	if err := st.PutUIDLs(ctx, key, put); err != nil {
 		m.warn().Err(err).Msg("restore: UIDLs not kept")
 	}
+}
+
+// uidlsOf reads the UIDL records of rows' messages: just those where the
+// store can look them up (NearStore), else the whole map.
+func uidlsOf(ctx context.Context, st uidlmap.Store, key string, rows []JournalEntry) ([]uidlmap.Record, error) {
+	ns, ok := st.(uidlmap.NearStore)
+	if !ok {
+		return st.UIDLMap(ctx, key)
+	}
+	byValidity := map[uint32][]uint32{}
+	for _, r := range rows {
+		byValidity[r.UIDValidity] = append(byValidity[r.UIDValidity], r.UID)
+	}
+	var out []uidlmap.Record
+	for v, uids := range byValidity {
+		recs, err := ns.UIDLsFor(ctx, key, v, uids, nil)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, recs...)
+	}
+	return out, nil
 }
