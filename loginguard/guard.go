@@ -17,6 +17,13 @@
 //     locally otherwise. A password that logged the user in before
 //     (KnownGoodTTL) is always tried, so the real user, whose devices poll
 //     with the right password, is never locked out by the attack.
+//   - Those later attempts are kept for clients that have not themselves
+//     been refused (by the upstream or here) within NegativeTTL: an
+//     attacker's addresses, which keep failing, never spend them, so a sustained
+//     attack from a set of addresses adds no upstream failure (and no
+//     upstream penalty on popbridge's address) after its first burst,
+//     while a user whose password changed can still log in from a
+//     device that has not been failing.
 //
 // Passwords are never stored: entries are keyed by an HMAC-SHA256 of user
 // and password under a random key made at process start, so the tables
@@ -34,6 +41,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -121,8 +129,9 @@ type Guard struct {
 	opts Options
 	key  [32]byte
 
-	refused   *lru.Cache[pairKey, time.Time] // pair -> when refused
-	knownGood *lru.Cache[pairKey, time.Time] // pair -> when it last logged in
+	refused   *lru.Cache[pairKey, time.Time]    // pair -> when refused
+	knownGood *lru.Cache[pairKey, time.Time]    // pair -> when it last logged in
+	failedBy  *lru.Cache[netip.Addr, time.Time] // client address -> when it was last refused
 
 	mu       sync.Mutex
 	buckets  *lru.Cache[string, *bucket] // user (lower case) -> attempts
@@ -142,13 +151,15 @@ func New(next pop3server.Backend, opts Options) *Guard {
 	g.refused, _ = lru.New[pairKey, time.Time](opts.MaxEntries)
 	g.knownGood, _ = lru.New[pairKey, time.Time](opts.MaxEntries)
 	g.buckets, _ = lru.New[string, *bucket](opts.MaxEntries)
+	g.failedBy, _ = lru.New[netip.Addr, time.Time](opts.MaxEntries)
 	return g
 }
 
 // bucket is one user's allowance of unverified upstream attempts.
 type bucket struct {
-	tokens float64
-	at     time.Time // when tokens was last brought up to date
+	tokens    float64
+	at        time.Time // when tokens was last brought up to date
+	exhausted time.Time // when the attempts last ran out: the user is under attack
 }
 
 // call is an unverified login in flight, whose verdict identical
@@ -168,6 +179,7 @@ func (g *Guard) Login(ctx context.Context, conn pop3server.ConnInfo, username, p
 		now := g.opts.Now()
 		if at, ok := g.refused.Get(k); ok && now.Sub(at) < g.opts.NegativeTTL {
 			g.localRefusals++
+			g.failedLocked(conn, now)
 			g.mu.Unlock()
 			return nil, pop3server.ErrAuthFailed.Wrap(ErrRecentlyRefused)
 		}
@@ -187,8 +199,9 @@ func (g *Guard) Login(ctx context.Context, conn pop3server.ConnInfo, username, p
 			}
 			continue // refused now, or try for ourselves
 		}
-		if !known && !g.takeLocked(user, now) {
+		if !known && !g.takeLocked(user, now, clientOf(conn)) {
 			g.localRefusals++
+			g.failedLocked(conn, now)
 			g.mu.Unlock()
 			return nil, pop3server.ErrAuthFailed.Wrap(ErrUserThrottled)
 		}
@@ -214,6 +227,7 @@ func (g *Guard) Login(ctx context.Context, conn pop3server.ConnInfo, username, p
 		case isAuth(err):
 			g.refused.Add(k, now)
 			g.knownGood.Remove(k)
+			g.failedLocked(conn, now)
 		default:
 			// Not the credentials' fault (upstream down): nothing learnt.
 			if !known {
@@ -230,13 +244,47 @@ func (g *Guard) Login(ctx context.Context, conn pop3server.ConnInfo, username, p
 }
 
 // takeLocked spends one of user's unverified attempts, if any is left.
-func (g *Guard) takeLocked(user string, now time.Time) bool {
+// While the user is under attack (the attempts ran out within
+// NegativeTTL), a client the upstream refused within NegativeTTL gets none
+// of the attempts that come back one per UserInterval; each such refusal
+// keeps the attack current.
+func (g *Guard) takeLocked(user string, now time.Time, client netip.Addr) bool {
 	b := g.refillLocked(user, now)
 	if b.tokens < 1 {
+		b.exhausted = now
 		return false
 	}
+	if now.Sub(b.exhausted) < g.opts.NegativeTTL && client.IsValid() {
+		if at, ok := g.failedBy.Get(client); ok && now.Sub(at) < g.opts.NegativeTTL {
+			b.exhausted = now
+			return false
+		}
+	}
 	b.tokens--
+	if b.tokens < 1 {
+		b.exhausted = now
+	}
 	return true
+}
+
+// failedLocked notes that conn's client was refused, by the upstream or
+// here: an address that keeps guessing stays a failing one.
+func (g *Guard) failedLocked(conn pop3server.ConnInfo, now time.Time) {
+	if a := clientOf(conn); a.IsValid() {
+		g.failedBy.Add(a, now)
+	}
+}
+
+// clientOf is the client's address as failures are counted: IPv6 by /64,
+// the smallest block a site gets, like pop3server's per-address limits.
+func clientOf(conn pop3server.ConnInfo) netip.Addr {
+	a := conn.RemoteAddr.Addr().Unmap()
+	if a.Is6() {
+		if p, err := a.Prefix(64); err == nil {
+			return p.Addr()
+		}
+	}
+	return a
 }
 
 func (g *Guard) giveBackLocked(user string, now time.Time) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
@@ -235,4 +236,48 @@ func TestKnownGoodNotSerialized(t *testing.T) {
 	}
 	close(up.gate)
 	wg.Wait()
+}
+
+// Under attack, the attempts that come back one per UserInterval are not
+// for addresses the upstream refused recently: a sustained attack from
+// the same addresses adds no upstream failure after its burst, while a
+// device that has not been failing can still try a new password.
+func TestThrottleSlotsNotForFailingAddresses(t *testing.T) {
+	g, up, clk := newGuard(t, Options{})
+	from := func(ip string) pop3server.ConnInfo {
+		return pop3server.ConnInfo{RemoteAddr: netip.MustParseAddrPort(ip + ":40000")}
+	}
+	attacker := func(i int) error {
+		_, err := g.Login(context.Background(), from("192.0.2.66"), "alice", fmt.Sprint("guess", i))
+		return err
+	}
+	for i := range DefaultUserBurst {
+		wantReason(t, attacker(i), pop3server.ReasonAuthFailed)
+	}
+	before := up.count()
+	for i := range 10 {
+		clk.advance(DefaultUserInterval) // a slot comes back every time...
+		wantReason(t, attacker(100+i), "too many failed logins for this user")
+	}
+	if n := up.count(); n != before {
+		t.Fatalf("%d more upstream attempts from the failing address, want none", n-before)
+	}
+	// ... and another address that has not failed may use it: the real
+	// user with a new password.
+	if _, err := g.Login(context.Background(), from("198.51.100.7"), "alice", "right"); err != nil {
+		t.Fatalf("a new password from a clean address under attack: %v", err)
+	}
+	// IPv6 addresses count by /64.
+	_, err := g.Login(context.Background(), from("[2001:db8:1:2::5]"), "bob", "x1")
+	wantReason(t, err, pop3server.ReasonAuthFailed)
+	for i := range DefaultUserBurst - 1 {
+		_, err = g.Login(context.Background(), from("[2001:db8:1:2::9]"), "bob", fmt.Sprint("y", i))
+		wantReason(t, err, pop3server.ReasonAuthFailed)
+	}
+	clk.advance(DefaultUserInterval)
+	_, err = g.Login(context.Background(), from("[2001:db8:1:2::77]"), "bob", "z")
+	wantReason(t, err, "too many failed logins for this user")
+	// Once NegativeTTL has passed, the address is not failing any more.
+	clk.advance(DefaultNegativeTTL)
+	wantReason(t, attacker(999), pop3server.ReasonAuthFailed)
 }
