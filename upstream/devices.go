@@ -7,14 +7,15 @@ import (
 
 	"github.com/popbridge/popbridge/cache"
 	"github.com/popbridge/popbridge/policy"
+	"github.com/popbridge/popbridge/uidlmap"
 )
 
 // stateKey names a user's maildrop in the store's device ledger: the
-// login name as the policy matches it and the mailbox. A tab cannot occur
-// in either (pop3server refuses control characters in credentials, and
-// the config refuses them in mailbox names).
+// UIDL map's key format (uidlmap.Key), but of the login name as the policy
+// matches it, so that devices logging in as "Alice" and "alice" share one
+// ledger.
 func stateKey(user, mailbox string) string {
-	return policy.NormalizeName(user) + "\t" + mailbox
+	return uidlmap.Key(policy.NormalizeName(user), mailbox)
 }
 
 // viewsOn reports whether this session keeps a device view: with a store,
