@@ -57,16 +57,18 @@ func TestProgressStallFails(t *testing.T) {
 
 func TestProgressTrickleSucceeds(t *testing.T) {
 	checkGoroutines(t)
-	const size = 60
+	const size = 120
 	body := bytes.Repeat([]byte("x"), size)
 	s := literalServer(t, size, func(c *imapscript.RawConn) {
-		// 60 × 25 ms = 1.5 s, five times the timeout, always progressing.
+		// 120 × 25 ms = 3 s, three times the timeout, always progressing.
+		// The timeout is 40 gaps long: with 300 ms (12 gaps) a gap
+		// stretched past it on a 2-core machine under stress-ng.
 		for _, ch := range body {
 			time.Sleep(25 * time.Millisecond)
 			c.Write([]byte{ch})
 		}
 	})
-	m := login(t, newBackend(t, rawURL(s), func(o *Options) { o.CommandTimeout = 300 * time.Millisecond }))
+	m := login(t, newBackend(t, rawURL(s), func(o *Options) { o.CommandTimeout = time.Second }))
 	b, err := m.Retrieve(context.Background(), 1)
 	if err != nil {
 		t.Fatal(err)
