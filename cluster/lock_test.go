@@ -70,6 +70,10 @@ func TestClusterLockSession(t *testing.T) {
 		return false
 	})
 
+	// The session that got the lock QUIT; its lock goes when the session
+	// ends, just after the +OK.
+	waitFor(t, "the lock to be released after that session's QUIT", 60*time.Second, func() bool { return advisoryLocks(t, url) == 0 })
+
 	// A QUIT releases the lock too: log in on b, then again elsewhere.
 	again := pop3client.Dial(t, b.b.POP3, opts)
 	again.MustLine("+OK")
