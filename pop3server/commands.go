@@ -159,7 +159,12 @@ func (c *conn) handleQuit(arg string) (result, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	res := resOK
-	if err := c.mbox.Update(ctx, marks); err != nil {
+	err := c.mbox.Update(ctx, marks)
+	// The maildrop is done with: the lock goes before the answer (RFC
+	// 1939 releases it in the UPDATE state), so a client that logs in
+	// again as soon as it reads the answer is not refused [IN-USE].
+	c.releaseLock()
+	if err != nil {
 		c.stats.Result = "update-failed"
 		c.srv.opts.Logger.Warn().Err(err).Str("session", c.info.SessionID).Msg("update failed")
 		res = c.writeErr(ErrUpdateFailed)

@@ -224,9 +224,7 @@ func (c *conn) finish() {
 			c.srv.opts.Logger.Debug().Err(err).Str("session", c.info.SessionID).Msg("closing maildrop")
 		}
 	}
-	if c.unlock != nil {
-		c.unlock()
-	}
+	c.releaseLock()
 	c.closeGracefully()
 	for _, d := range c.deleted {
 		if d {
@@ -428,4 +426,12 @@ func (c *conn) backendError(op string, err error) result {
 		c.srv.opts.Logger.Warn().Err(err).Str("session", c.info.SessionID).Str("op", op).Msg("backend error")
 	}
 	return c.writeErr(e)
+}
+
+// releaseLock frees the session lock (Options.LockSession), once.
+func (c *conn) releaseLock() {
+	if c.unlock != nil {
+		c.unlock()
+		c.unlock = nil
+	}
 }

@@ -496,6 +496,12 @@ func TestLockSession(t *testing.T) {
 	waitFor(t, func() bool { _, closes := b.snapshot(); return closes == 2 })
 	c3 := dial(t, addr)
 	loginAlice(c3)
+	// After QUIT the lock is free as soon as the answer is read: a client
+	// polling again at once is not refused.
+	c3.Send("QUIT")
+	c3.Expect("+OK*")
+	c4 := dial(t, addr)
+	loginAlice(c4)
 }
 
 func TestShutdownLetsBusySessionFinish(t *testing.T) {
