@@ -2,13 +2,10 @@ package cluster
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/popbridge/popbridge/internal/testing/bridgeproc"
 	"github.com/popbridge/popbridge/internal/testing/pop3client"
@@ -53,26 +50,6 @@ func listing(t *testing.T, addr, user, pass string) []string {
 	return out
 }
 
-// rebuildIndex makes Dovecot forget user's INBOX index, as an admin's
-// index rebuild does: same messages, a new UIDVALIDITY, new UIDs.
-func rebuildIndex(t *testing.T, d *testenv.Dovecot, user string) {
-	t.Helper()
-	old := d.UIDValidity(t, user, "INBOX")
-	// Dovecot takes the time as the new UIDVALIDITY: let a second pass.
-	for time.Now().Unix() <= int64(old) {
-		time.Sleep(50 * time.Millisecond)
-	}
-	files, _ := filepath.Glob(filepath.Join(d.Dir, "home", user, "Maildir", "dovecot*"))
-	for _, f := range files {
-		if err := os.RemoveAll(f); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if v := d.UIDValidity(t, user, "INBOX"); v == old {
-		t.Fatalf("UIDVALIDITY still %d after removing %v", v, files)
-	}
-}
-
 // TestClusterUIDLsAgreeAfterRebuild: two replicas sharing one PostgreSQL
 // store see a mailbox whose index was rebuilt (new UIDVALIDITY) at the
 // same moment, from four concurrent sessions. Every session must show the
@@ -99,7 +76,7 @@ func TestClusterUIDLsAgreeAfterRebuild(t *testing.T) {
 	if got := listing(t, b.b.POP3, user, pass); !slices.Equal(got, before) {
 		t.Fatalf("before the rebuild the replicas disagree:\n%v\n%v", before, got)
 	}
-	rebuildIndex(t, d, user)
+	d.RebuildIndex(t, user)
 
 	var wg sync.WaitGroup
 	after := make([][]string, 4)

@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/popbridge/popbridge/internal/testing/bridgeproc"
 	"github.com/popbridge/popbridge/internal/testing/testenv"
@@ -54,7 +53,7 @@ func TestUIDLContinuity(t *testing.T) {
 	}
 
 	// The index of d1's mailbox is rebuilt: new UIDVALIDITY, new UIDs.
-	rebuildIndex(t, d1, user)
+	d1.RebuildIndex(t, user)
 	d1.Append(t, user, "INBOX", message("late", "Arrived after the rebuild", nil, "New.\r\n"))
 	d2.Append(t, user, "INBOX", message("late", "Arrived after the rebuild", nil, "New.\r\n"))
 	if n := fetch(b); n != 1 {
@@ -141,32 +140,11 @@ func TestUIDLReplicas(t *testing.T) {
 		t.Fatalf("replica 1 after replica 2 recorded the new mail: %d messages, want none", n)
 	}
 
-	rebuildIndex(t, d, user)
+	d.RebuildIndex(t, user)
 	if n := client.fetch(b2.POP3); n != 0 {
 		t.Fatalf("after the rebuild (replica 2 rematches): %d messages, want none", n)
 	}
 	if n := client.fetch(b1.POP3); n != 0 {
 		t.Fatalf("after the rebuild (replica 1 reads the rematch): %d messages, want none", n)
-	}
-}
-
-// rebuildIndex deletes Dovecot's index and UID list of user's INBOX, as an
-// admin repairing a mailbox does: the messages stay, and Dovecot numbers
-// them again under a new UIDVALIDITY, which is the current time (so the
-// clock must first pass the old one).
-func rebuildIndex(t *testing.T, d *testenv.Dovecot, user string) {
-	t.Helper()
-	old := d.UIDValidity(t, user, "INBOX")
-	for time.Now().Unix() <= int64(old) {
-		time.Sleep(50 * time.Millisecond)
-	}
-	files, _ := filepath.Glob(filepath.Join(d.Dir, "home", user, "Maildir", "dovecot*"))
-	for _, f := range files {
-		if err := os.RemoveAll(f); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if v := d.UIDValidity(t, user, "INBOX"); v == old {
-		t.Fatalf("UIDVALIDITY %d unchanged after removing %v", v, files)
 	}
 }

@@ -140,28 +140,6 @@ func expungeFile(t *testing.T, d *testenv.Dovecot, user, name string) {
 	}
 }
 
-// rebuildIndex deletes Dovecot's index and UID list of user's INBOX, as
-// an admin repairing a mailbox does: the messages stay, Dovecot numbers
-// them again under a new UIDVALIDITY (the current time, so the test first
-// waits for the clock to pass the old one).
-func rebuildIndex(t *testing.T, d *testenv.Dovecot, user string) {
-	t.Helper()
-	old := d.UIDValidity(t, user, "INBOX")
-	for time.Now().Unix() <= int64(old) {
-		time.Sleep(50 * time.Millisecond)
-	}
-	maildir := filepath.Join(d.Dir, "home", user, "Maildir")
-	files, _ := filepath.Glob(filepath.Join(maildir, "dovecot*"))
-	for _, f := range files {
-		if err := os.RemoveAll(f); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if v := d.UIDValidity(t, user, "INBOX"); v == old {
-		t.Fatalf("UIDVALIDITY still %d after removing %v", v, files)
-	}
-}
-
 // serve runs a POP3 server for b on a loopback port, in this process.
 func serve(t *testing.T, b *upstream.Backend) string {
 	t.Helper()
@@ -331,7 +309,7 @@ func TestDovecotRebuildAndMove(t *testing.T) {
 	// The index is rebuilt; around it m7 is expunged and "late" arrives.
 	late := mail{"late", message("<late@example.org>", time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC), "Arrived late")}
 	expungeFile(t, d, testUser, "m7")
-	rebuildIndex(t, d, testUser)
+	d.RebuildIndex(t, testUser)
 	seed(t, d, testUser, []mail{late})
 	want := subjectsOf(append(msgs, late), "late", "dup-a", "dup-b")
 	if got := client.run(t, addr); !slices.Equal(got, want) {

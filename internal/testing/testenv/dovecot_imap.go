@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -241,5 +242,26 @@ func (d *Dovecot) SetFlags(t testing.TB, user, mailbox string, uid imap.UID, fla
 	})
 	if err != nil {
 		t.Fatalf("testenv: set flags on %s/%s UID %d: %v", user, mailbox, uid, err)
+	}
+}
+
+// RebuildIndex deletes Dovecot's index and UID list of user's INBOX, as an
+// admin repairing a mailbox does: the messages stay, and Dovecot numbers
+// them again under a new UIDVALIDITY, which is the current time (so the
+// clock must first pass the old one).
+func (d *Dovecot) RebuildIndex(t testing.TB, user string) {
+	t.Helper()
+	old := d.UIDValidity(t, user, "INBOX")
+	for time.Now().Unix() <= int64(old) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	files, _ := filepath.Glob(filepath.Join(d.Dir, "home", user, "Maildir", "dovecot*"))
+	for _, f := range files {
+		if err := os.RemoveAll(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if v := d.UIDValidity(t, user, "INBOX"); v == old {
+		t.Fatalf("testenv: UIDVALIDITY %d unchanged after removing %v", v, files)
 	}
 }
