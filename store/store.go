@@ -76,6 +76,21 @@ type Store interface {
 	// of a large mailbox (docs/migration.md).
 	UIDLsFor(ctx context.Context, key string, uidValidity uint32, uids []uint32, uidls []string) ([]UIDLRecord, error)
 
+	// SessionState: device ledger, deletion journal, restores.
+	SessionState
+
+	// Lock takes the session lock named key without waiting: ErrLocked
+	// when it is held, by this process or (PostgreSQL) by any replica.
+	// release frees it and may be called more than once. A PostgreSQL lock
+	// is also freed by the server when this process's lock connection
+	// ends, so a killed replica leaves no lock behind.
+	Lock(ctx context.Context, key string) (release func(), err error)
+}
+
+// SessionState is the part of the store a POP3 session uses for device
+// views, the deletion journal, quarantine and restores (docs/policy.md);
+// the upstream package asks for just this.
+type SessionState interface {
 	// TouchDevice records that device of key was seen at at (later times
 	// only move LastSeen forward).
 	TouchDevice(ctx context.Context, key, device string, at time.Time) error
@@ -112,13 +127,6 @@ type Store interface {
 	// FinishRestore records the outcome of a restore; ErrNotFound when
 	// there is no such restore.
 	FinishRestore(ctx context.Context, id int64, outcome string) error
-
-	// Lock takes the session lock named key without waiting: ErrLocked
-	// when it is held, by this process or (PostgreSQL) by any replica.
-	// release frees it and may be called more than once. A PostgreSQL lock
-	// is also freed by the server when this process's lock connection
-	// ends, so a killed replica leaves no lock behind.
-	Lock(ctx context.Context, key string) (release func(), err error)
 }
 
 // Errors the callers act on. Errors from the engine (a file that cannot be
