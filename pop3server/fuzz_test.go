@@ -3,6 +3,7 @@ package pop3server
 import (
 	"bufio"
 	"bytes"
+	"io"
 	"encoding/base64"
 	"strings"
 	"testing"
@@ -239,3 +240,28 @@ var asciiControls = func() string {
 	}
 	return string(append(b, 0x7f))
 }()
+
+// BenchmarkDotWriter writes a 1 MiB message of 76-octet CRLF lines, one
+// in a thousand starting with a dot, in 32 KiB chunks as writeBody does.
+func BenchmarkDotWriter(b *testing.B) {
+	var msg []byte
+	for i := 0; len(msg) < 1<<20; i++ {
+		line := bytes.Repeat([]byte{'a' + byte(i%26)}, 74)
+		if i%1000 == 999 {
+			line[0] = '.'
+		}
+		msg = append(append(msg, line...), '\r', '\n')
+	}
+	bw := bufio.NewWriterSize(io.Discard, 32<<10)
+	b.SetBytes(int64(len(msg)))
+	for b.Loop() {
+		dw := newDotWriter(bw, Workarounds{})
+		for p := msg; len(p) > 0; {
+			n := min(32<<10, len(p))
+			dw.Write(p[:n])
+			p = p[n:]
+		}
+		dw.Close()
+		bw.Flush()
+	}
+}
