@@ -3,8 +3,8 @@ package pop3server
 import (
 	"bufio"
 	"bytes"
-	"io"
 	"encoding/base64"
+	"io"
 	"strings"
 	"testing"
 	"unicode"
