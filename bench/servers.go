@@ -2,8 +2,8 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -51,8 +51,10 @@ type env struct {
 	upPGID    int
 	imapcPGID int
 	bridge    *exec.Cmd
-	bridgeLog *os.File
-	addrs     map[string]string // server name -> POP3 address
+	// bridgeExited is closed once bridge has exited (and been waited for).
+	bridgeExited <-chan struct{}
+	bridgeLog    *os.File
+	addrs        map[string]string // server name -> POP3 address
 
 	// What startBridge needs to start popbridge again.
 	cfg         Config
@@ -105,17 +107,21 @@ func startEnv(cfg Config, users []testenv.User, binary string) (_ *env, err erro
 // load test from one address would hit.
 func (e *env) startBridge() error {
 	cfg, binary, maxSessions := e.cfg, e.binary, e.maxSessions
-	port, err := freePort()
-	if err != nil {
-		return err
-	}
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	var err error
 	e.bridgeLog, err = os.OpenFile(filepath.Join(cfg.WorkDir, "popbridge.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return fmt.Errorf("popbridge log: %w", err)
 	}
+	// The log is appended to across restarts: this process's lines start
+	// here.
+	st, err := e.bridgeLog.Stat()
+	if err != nil {
+		return fmt.Errorf("popbridge log: %w", err)
+	}
 	args := append([]string{
-		"--listen", addr,
+		// Port 0: popbridge binds a free port and logs it, so no other
+		// process can take a port picked for it before it binds.
+		"--listen", "127.0.0.1:0",
 		"--upstream", "imap+insecure://" + e.up.IMAPAddr,
 		// Every load client connects from 127.0.0.1.
 		"--max-conns-per-ip", strconv.Itoa(maxSessions),
@@ -131,19 +137,43 @@ func (e *env) startBridge() error {
 		return fmt.Errorf("start popbridge: %w", err)
 	}
 	e.bridge = cmd
-	e.addrs[Popbridge] = addr
-	deadline := time.Now().Add(15 * time.Second)
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	e.bridgeExited = exited
+	// A hang guard, not a measurement: popbridge starts in well under a
+	// second.
+	deadline := time.Now().Add(time.Minute)
 	for {
-		c, err := dialPOP(addr)
-		if err == nil {
-			c.Close()
+		if addr := startedAddr(e.bridgeLog.Name(), st.Size()); addr != "" {
+			e.addrs[Popbridge] = addr
 			return nil
 		}
+		select {
+		case <-exited:
+			return fmt.Errorf("popbridge exited before listening (log: %s)", e.bridgeLogTail())
+		default:
+		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("popbridge did not greet on %s: %w (log: %s)", addr, err, e.bridgeLogTail())
+			return fmt.Errorf("popbridge did not log its start (log: %s)", e.bridgeLogTail())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// startedAddr returns the POP3 address from the "popbridge started" line
+// written to the log file name after offset, "" while there is none.
+func startedAddr(name string, offset int64) string {
+	b, err := os.ReadFile(name)
+	if err != nil || int64(len(b)) < offset {
+		return ""
+	}
+	for line := range strings.SplitSeq(string(b[offset:]), "\n") {
+		var e struct{ Message, Listen string }
+		if json.Unmarshal([]byte(line), &e) == nil && e.Message == "popbridge started" && e.Listen != "" {
+			return e.Listen
+		}
+	}
+	return ""
 }
 
 func (e *env) bridgeLogTail() string {
@@ -179,13 +209,11 @@ func (e *env) stop() {
 func (e *env) stopBridge() {
 	if e.bridge != nil {
 		_ = e.bridge.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = e.bridge.Wait(); close(done) }()
 		select {
-		case <-done:
+		case <-e.bridgeExited:
 		case <-time.After(5 * time.Second):
 			_ = e.bridge.Process.Kill()
-			<-done
+			<-e.bridgeExited
 		}
 		e.bridge = nil
 	}
@@ -211,15 +239,6 @@ func (e *env) waitDovecotIdle(timeout time.Duration) error {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("pick a port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // buildBridge builds ./cmd/popbridge of the module at root into dir.
