@@ -4,6 +4,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/popbridge/popbridge/internal/testing/faultnet"
 	"github.com/popbridge/popbridge/internal/testing/imapscript"
@@ -16,7 +17,12 @@ import (
 func TestRepeatedFaultsLeaveNoTrace(t *testing.T) {
 	fake := startFake(t, imapscript.Options{}, 3)
 	fake.Append("alice", "INBOX", bigMessage(256<<10))
-	b := startBridge(t, bridgeOptions{upstream: fake.URL(), noLogs: true})
+	// Production-like deadlines: none of these faults needs one to end (each
+	// closes, resets or overflows a limit), and the fault tests' short ones
+	// made a healthy login on a loaded CI machine answer [SYS/TEMP] (a
+	// 1 s login deadline overshot under -race beside other packages).
+	b := startBridge(t, bridgeOptions{upstream: fake.URL(), noLogs: true,
+		dial: time.Minute, login: time.Minute, command: time.Minute})
 	relay, err := faultnet.Listen(b.addr)
 	if err != nil {
 		t.Fatal(err)
