@@ -36,6 +36,7 @@ func (b *Bridge) newBackend(breaker upstream.BreakerOptions) (*upstream.Backend,
 	if err != nil {
 		return nil, &ConfigError{fmt.Errorf("upstream: %w", err)}
 	}
+	b.metrics.WatchReleases(be.IdleReleases)
 	b.warnIfDovecotWithoutSendID(be)
 	return be, nil
 }

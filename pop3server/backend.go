@@ -113,6 +113,17 @@ type Expirer interface {
 	Expire() string
 }
 
+// Releaser is optionally implemented by a Mailbox that holds resources
+// it can give back while its client is silent. The server calls Release on
+// the session's goroutine, in TRANSACTION state, once the client has sent
+// nothing for Options.ReleaseAfter; at most once per wait for a command.
+// The Mailbox may then free what it holds (popbridge's upstream client and
+// its buffers) and must resume by itself on its next method call; a
+// Release that finds something outstanding simply does nothing.
+type Releaser interface {
+	Release()
+}
+
 // Observer receives events for metrics and logs. Every method must be cheap
 // and safe for concurrent use. A nil Observer in Options is valid.
 type Observer interface {

@@ -287,6 +287,9 @@ func (c *conn) lastWords(line string) {
 // readLine reads one command line (or SASL response) under the current
 // phase's deadline and the line length limit.
 func (c *conn) readLine() (string, error) {
+	if err := c.releaseWhileIdle(); err != nil {
+		return "", err
+	}
 	c.setReadDeadline()
 	// Checked after setting the deadline, so a Shutdown that ran before
 	// this point is seen here and one that runs after it interrupts the read.
@@ -305,6 +308,37 @@ func (c *conn) readLine() (string, error) {
 		return "", errLineTooLong
 	}
 	return string(line), nil
+}
+
+// releaseWhileIdle waits up to ReleaseAfter for the next command of a
+// logged-in client and, if none has begun by then, lets a Releaser
+// Mailbox give back what it holds (Options.ReleaseAfter); readLine then
+// waits as usual. Peek, not ReadSlice: on a timeout it consumes nothing,
+// where ReadSlice would drop the start of a line. Nothing happens when a
+// command is already buffered (pipelining) or the idle timeout would come
+// first, so that timeout behaves exactly as without release.
+func (c *conn) releaseWhileIdle() error {
+	o := &c.srv.opts
+	r, ok := c.mbox.(Releaser)
+	if !ok || c.state != stateTransaction || o.ReleaseAfter <= 0 || c.r.Buffered() > 0 ||
+		(o.IdleTimeout > 0 && o.IdleTimeout <= o.ReleaseAfter) {
+		return nil
+	}
+	c.raw.SetReadDeadline(time.Now().Add(o.ReleaseAfter))
+	// As in readLine: a Shutdown or eviction that ran before the deadline
+	// was set is seen here, one that runs after it interrupts the Peek.
+	if c.srv.draining.Load() || c.evicted.Load() {
+		return os.ErrDeadlineExceeded
+	}
+	_, err := c.r.Peek(1)
+	if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
+		return err // a command has begun, or the client is gone
+	}
+	if c.srv.draining.Load() || c.evicted.Load() {
+		return err // the interrupt, not our deadline
+	}
+	r.Release()
+	return nil
 }
 
 func (c *conn) setReadDeadline() {

@@ -33,6 +33,8 @@ type fakeBackend struct {
 	updateErr  error
 	// hints records Prefetcher.Upcoming calls: retr, then headers.
 	hints [][2][]int
+	// releases counts Releaser.Release calls.
+	releases int
 }
 
 func (b *fakeBackend) Login(ctx context.Context, conn ConnInfo, user, pass string) (Mailbox, error) {
@@ -110,6 +112,19 @@ func (m *fakeMailbox) Upcoming(_ context.Context, retr, headers []int) {
 	m.b.mu.Lock()
 	defer m.b.mu.Unlock()
 	m.b.hints = append(m.b.hints, [2][]int{retr, headers})
+}
+
+// Release counts the call (Releaser).
+func (m *fakeMailbox) Release() {
+	m.b.mu.Lock()
+	defer m.b.mu.Unlock()
+	m.b.releases++
+}
+
+func (b *fakeBackend) released() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.releases
 }
 
 func (m *fakeMailbox) Update(ctx context.Context, marks Marks) error {

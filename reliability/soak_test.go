@@ -1,11 +1,14 @@
 package reliability
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -92,9 +95,41 @@ func startSoakEnv(t *testing.T, clients, users int, viaRelay bool) *soakEnv {
 			def := config.Default()
 			c.WriteTimeout, c.IdleTimeout, c.PreLoginTimeout = def.WriteTimeout, def.IdleTimeout, def.PreLoginTimeout
 			c.MaxSessions, c.MaxPreLoginConns = def.MaxSessions, def.MaxPreLoginConns
+			// Sessions release their upstream client whenever their
+			// client pauses at all (docs/design.md, idle sessions), so
+			// the audit covers resumes amid expunges and faults.
+			c.ReleaseAfter = time.Millisecond
+			c.AdminListen = "127.0.0.1:0"
 		},
 	})
 	return e
+}
+
+// metric is the value of an unlabelled counter on the bridge's /metrics.
+func (e *soakEnv) metric(t *testing.T, name string) float64 {
+	t.Helper()
+	req, err := http.NewRequest("GET", "http://"+e.b.b.Addrs().Admin+"/metrics", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Close = true // no idle connection left for the goroutine check
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET /metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("%s: %v", sc.Text(), err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("no %s in /metrics", name)
+	return 0
 }
 
 func (e *soakEnv) config(d time.Duration, clients int) soak.Config {
@@ -154,6 +189,11 @@ func TestSoak(t *testing.T) {
 		if n == 0 {
 			t.Errorf("the soak did no %s", name)
 		}
+	}
+	released, resumed := e.metric(t, "popbridge_upstream_released_total"), e.metric(t, "popbridge_upstream_resumed_total")
+	t.Logf("upstream clients released while idle: %v, resumed: %v", released, resumed)
+	if resumed == 0 {
+		t.Error("no session resumed a released upstream client")
 	}
 	q.check(e.b, nil, slack)
 	heap1 := heapAfterGC()

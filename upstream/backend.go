@@ -179,6 +179,17 @@ type Backend struct {
 	// expiryChecked remembers when each maildrop's quarantine was last
 	// checked (expiryDue); bounded, an evicted key is only checked early.
 	expiryChecked *lru.Cache[string, time.Time]
+
+	// releases and resumes count idle sessions' go-imap clients given
+	// back and started again (release.go).
+	releases, resumes atomic.Uint64
+}
+
+// IdleReleases reports how many sessions released their upstream client
+// while their POP3 client was silent, and how many resumed one
+// (release.go): popbridge_upstream_released_total and _resumed_total.
+func (b *Backend) IdleReleases() (released, resumed uint64) {
+	return b.releases.Load(), b.resumes.Load()
 }
 
 var _ pop3server.Backend = (*Backend)(nil)

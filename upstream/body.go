@@ -177,7 +177,7 @@ func (m *maildrop) fetchFirst(uid imap.UID, items []*imap.FetchItemBodySection, 
 }
 
 func (m *maildrop) startFetch(uid imap.UID, items []*imap.FetchItemBodySection) *fetch {
-	return &fetch{uid: uid, cmd: m.l.client.Fetch(imap.UIDSetNum(uid), &imap.FetchOptions{
+	return &fetch{uid: uid, cmd: m.imap().Fetch(imap.UIDSetNum(uid), &imap.FetchOptions{
 		UID:         true,
 		BodySection: items,
 	})}

@@ -202,7 +202,7 @@ func (m *maildrop) fingerprints(uids []uint32) (map[uint32]uidlmap.Fingerprint, 
 	}
 	// The header fields, and the body's first octets (which tell apart
 	// generated messages whose header fields are all the same).
-	cmd := m.l.client.Fetch(imap.UIDSetNum(set...), &imap.FetchOptions{
+	cmd := m.imap().Fetch(imap.UIDSetNum(set...), &imap.FetchOptions{
 		UID: true,
 		BodySection: []*imap.FetchItemBodySection{{
 			Specifier: imap.PartSpecifierHeader, HeaderFields: uidlmap.HeaderFields, Peek: true,

@@ -34,6 +34,14 @@ type link struct {
 	greeting string
 	// bodies exempts literals from maxLiteral while a body streams.
 	bodies atomic.Bool
+
+	// conn and guard are the secured stream go-imap was handed: a
+	// released client (release.go) is resumed on them.
+	conn  net.Conn
+	guard *guardReader
+	// parking keeps handedConn.Close from closing the stream while the
+	// client is being released.
+	parking atomic.Bool
 }
 
 // dialConfig is what dial needs from Options.
@@ -208,7 +216,14 @@ func (l *link) handOver(s preStream, caps imap.CapSet) error {
 		bytes.NewReader(bytes.Clone(leftover)),
 		s.guard,
 	)
-	l.client = imapclient.New(&handedConn{Conn: s.conn, r: r}, nil)
+	l.conn, l.guard = s.conn, s.guard
+	return l.start(r)
+}
+
+// start runs a go-imap client reading r (a greeting, then the stream) and
+// writing to l.conn, and waits for it to take the greeting.
+func (l *link) start(r io.Reader) error {
+	l.client = imapclient.New(&handedConn{Conn: l.conn, r: r, l: l}, nil)
 	if err := l.client.WaitGreeting(); err != nil {
 		l.client.Close()
 		return fmt.Errorf("greeting: %w", err)
@@ -222,9 +237,20 @@ func (l *link) handOver(s preStream, caps imap.CapSet) error {
 type handedConn struct {
 	net.Conn
 	r io.Reader
+	l *link
 }
 
 func (c *handedConn) Read(b []byte) (int, error) { return c.r.Read(b) }
+
+// Close closes the stream, except while the client is being released:
+// go-imap closes its connection when its reader fails, and that failure
+// is the release's own doing.
+func (c *handedConn) Close() error {
+	if c.l.parking.Load() {
+		return nil
+	}
+	return c.Conn.Close()
+}
 
 // statusError is a tagged NO or BAD before login.
 type statusError struct{ line string }

@@ -33,6 +33,10 @@ type guardReader struct {
 
 	line    int   // octets of the current line so far
 	literal int64 // literal octets still to pass
+	// lineEnd is set when the last octet passed was the LF ending a
+	// response line outside any literal: the stream is between two
+	// responses (release.go).
+	lineEnd bool
 	tail    [24]byte
 	tailN   int
 }
@@ -49,6 +53,7 @@ func (g *guardReader) Read(p []byte) (int, error) {
 
 func (g *guardReader) scan(b []byte) error {
 	for len(b) > 0 {
+		g.lineEnd = false
 		if g.literal > 0 {
 			k := min(g.literal, int64(len(b)))
 			g.literal -= k
@@ -73,6 +78,8 @@ func (g *guardReader) scan(b []byte) error {
 				return fmt.Errorf("upstream sent a literal of %d octets outside a message body (max %d)", n, maxLiteral)
 			}
 			g.literal = n
+		} else {
+			g.lineEnd = true
 		}
 		g.line, g.tailN = 0, 0
 		b = b[i+1:]

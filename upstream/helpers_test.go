@@ -252,3 +252,14 @@ func clientGoroutines() []string {
 }
 
 func errorsAs(err error, target **pop3server.Error) bool { return errors.As(err, target) }
+
+// waitFor polls cond until it holds; a condition that never does fails
+// the test only after two minutes, so a busy machine cannot.
+func waitFor(tb testing.TB, cond func() bool) {
+	tb.Helper()
+	for deadline := time.Now().Add(2 * time.Minute); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			tb.Fatal("condition not met after 2 minutes")
+		}
+	}
+}

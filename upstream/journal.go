@@ -71,7 +71,7 @@ func (m *maildrop) fetchMetaSet(set imap.UIDSet, out map[uint32]meta) (map[uint3
 	if out == nil {
 		out = make(map[uint32]meta)
 	}
-	cmd := m.l.client.Fetch(set, &imap.FetchOptions{UID: true, Envelope: true, RFC822Size: true})
+	cmd := m.imap().Fetch(set, &imap.FetchOptions{UID: true, Envelope: true, RFC822Size: true})
 	for msg := cmd.Next(); msg != nil; msg = cmd.Next() {
 		buf, err := msg.Collect()
 		if err != nil {

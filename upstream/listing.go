@@ -133,7 +133,7 @@ func (m *maildrop) searchHidden(e *cache.Entry) (*cache.Entry, error) {
 		// its hidden messages for ever.
 		opts = &imap.SearchOptions{ReturnAll: true}
 	}
-	data, err := m.l.client.UIDSearch(&imap.SearchCriteria{Flag: []imap.Flag{policy.DeletedKeyword}}, opts).Wait()
+	data, err := m.imap().UIDSearch(&imap.SearchCriteria{Flag: []imap.Flag{policy.DeletedKeyword}}, opts).Wait()
 	if err != nil {
 		var ie *imap.Error
 		if errors.As(err, &ie) {
@@ -198,7 +198,7 @@ func (m *maildrop) fetchListing(set imap.UIDSet, since uint64) ([]cache.Message,
 
 // fetchOnce is one UID FETCH of fetchListing.
 func (m *maildrop) fetchOnce(set imap.UIDSet, since uint64) (msgs []cache.Message, partial []imap.UID, err error) {
-	cmd := m.l.client.Fetch(set, &imap.FetchOptions{UID: true, RFC822Size: true, Flags: true, ChangedSince: since})
+	cmd := m.imap().Fetch(set, &imap.FetchOptions{UID: true, RFC822Size: true, Flags: true, ChangedSince: since})
 	for msg := cmd.Next(); msg != nil; msg = cmd.Next() {
 		var (
 			l                 cache.Message

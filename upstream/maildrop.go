@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-sasl"
 	"github.com/rs/zerolog"
 
@@ -68,8 +69,9 @@ type maildrop struct {
 }
 
 var (
-	_ pop3server.Mailbox = (*maildrop)(nil)
-	_ pop3server.Expirer = (*maildrop)(nil)
+	_ pop3server.Mailbox  = (*maildrop)(nil)
+	_ pop3server.Expirer  = (*maildrop)(nil)
+	_ pop3server.Releaser = (*maildrop)(nil)
 )
 
 var errRetired = errors.New("upstream connection retired")
@@ -158,7 +160,7 @@ func (m *maildrop) authenticate(ctx context.Context, username, password string, 
 		return err
 	}
 	m.l.caps = nil // the capabilities before login; go-imap keeps the new ones
-	if m.caps = m.l.client.Caps(); m.caps == nil {
+	if m.caps = m.imap().Caps(); m.caps == nil {
 		err := cause(errors.New("no capabilities after login"))
 		m.retire(err)
 		return pop3server.ErrTemporary.Wrap(err)
@@ -171,7 +173,7 @@ func (m *maildrop) authenticate(ctx context.Context, username, password string, 
 // flags; the error is already mapped for the client.
 func (m *maildrop) selectMailbox(cause func(error) error) (*imap.SelectData, error) {
 	start := time.Now()
-	sel, err := m.l.client.Select(m.mailbox, &imap.SelectOptions{
+	sel, err := m.imap().Select(m.mailbox, &imap.SelectOptions{
 		CondStore: m.caps.Has(imap.CapCondStore) && !m.b.opts.noCondStore,
 	}).Wait()
 	m.b.observe("select", start, err)
@@ -199,9 +201,9 @@ func (m *maildrop) login(username, password string) error {
 	var err error
 	switch {
 	case !m.l.caps.Has(imap.CapLoginDisabled):
-		err = m.l.client.Login(username, password).Wait()
+		err = m.imap().Login(username, password).Wait()
 	case m.l.caps.Has(imap.Cap("AUTH=PLAIN")):
-		err = m.l.client.Authenticate(sasl.NewPlainClient("", username, password))
+		err = m.imap().Authenticate(sasl.NewPlainClient("", username, password))
 	default:
 		return errConfig.Wrap(errors.New("upstream has LOGINDISABLED and no AUTH=PLAIN"))
 	}
@@ -223,6 +225,34 @@ func (m *maildrop) message(n int) (message, error) {
 		return message{}, pop3server.ErrNoSuchMessage
 	}
 	return message{uid: m.msgUIDs[n-1], size: m.infos[n-1].Size}, nil
+}
+
+// Release gives back the go-imap client while the POP3 client is silent
+// (release.go), unless something is outstanding on the connection: a body
+// being read, a window fetched ahead, any command of ours.
+func (m *maildrop) Release() {
+	if m.closed || m.dead != nil || m.l.client == nil || m.body != nil ||
+		len(m.pf.batches) > 0 || m.l.raw.isArmed() {
+		return
+	}
+	if err := m.l.release(); err != nil {
+		m.retire(err)
+		return
+	}
+	m.b.releases.Add(1)
+	m.debug().Msg("upstream client released while idle")
+}
+
+// imap is the session's go-imap client, resumed first if it was released:
+// every use of the client after login goes through it.
+func (m *maildrop) imap() *imapclient.Client {
+	if m.l.client == nil {
+		m.b.resumes.Add(1)
+		if err := m.l.resume(m.caps); err != nil {
+			m.retire(err) // the client is set, and fails every command
+		}
+	}
+	return m.l.client
 }
 
 // usable fails once the connection has been retired.
@@ -300,7 +330,7 @@ func (m *maildrop) Close() error {
 		_ = m.settleBatches(context.Background(), false)
 		if m.dead == nil {
 			start := time.Now()
-			err := m.l.client.Logout().Wait()
+			err := m.imap().Logout().Wait()
 			m.b.observe("logout", start, err)
 		}
 		t.Stop()
@@ -308,6 +338,8 @@ func (m *maildrop) Close() error {
 	_ = m.settleBatches(context.Background(), false) // abandons them on a dead connection
 	m.pf.bodies.Close()
 	m.l.raw.Close()
-	_ = m.l.client.Close() // waits for go-imap's reader to exit
+	if m.l.client != nil { // nil: released and never resumed
+		_ = m.l.client.Close() // waits for go-imap's reader to exit
+	}
 	return nil
 }

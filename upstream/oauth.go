@@ -117,7 +117,7 @@ func (m *maildrop) loginBearer() error {
 	default:
 		return errConfig.Wrap(errors.New("upstream offers neither AUTH=OAUTHBEARER nor AUTH=XOAUTH2"))
 	}
-	err := m.l.client.Authenticate(c)
+	err := m.imap().Authenticate(c)
 	if err == nil {
 		return nil
 	}

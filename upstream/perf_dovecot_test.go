@@ -89,6 +89,14 @@ func seedMaildir(tb testing.TB, d *testenv.Dovecot, user string, n, size int) {
 // the listing cache.
 func perfBridge(tb testing.TB, d *testenv.Dovecot, cached bool, mod ...func(*Options)) string {
 	tb.Helper()
+	addr, _ := perfBridgeBackend(tb, d, cached, mod...)
+	return addr
+}
+
+// perfBridgeBackend is perfBridge, also returning the Backend. Sessions
+// release their upstream client after the default ReleaseAfter.
+func perfBridgeBackend(tb testing.TB, d *testenv.Dovecot, cached bool, mod ...func(*Options)) (string, *Backend) {
+	tb.Helper()
 	opts := Options{URL: &URL{Scheme: SchemeInsecure, Host: d.IMAPAddr}, Policy: policy.Default}
 	for _, f := range mod {
 		f(&opts)
@@ -122,7 +130,7 @@ func perfBridge(tb testing.TB, d *testenv.Dovecot, cached bool, mod ...func(*Opt
 	}
 	go srv.Serve(ln)
 	tb.Cleanup(func() { srv.Close() })
-	return ln.Addr().String()
+	return ln.Addr().String(), b
 }
 
 // popSession is a minimal POP3 client for the benchmarks.
@@ -282,10 +290,11 @@ func BenchmarkDovecotIdle(b *testing.B) {
 	d := testenv.StartDovecot(b, testenv.DovecotOptions{ExtraConfig: perfDovecotConfig, MaxSessions: sessions + 100})
 	user := perfUser(b, d)
 	seedMaildir(b, d, user, 3, 2<<10)
-	addr := perfBridge(b, d, true)
+	addr, be := perfBridgeBackend(b, d, true)
 	poll(b, addr, user, 3)
 	for b.Loop() {
 		before, rssBefore := memNow(b)
+		released, _ := be.IdleReleases()
 		held := make([]*popSession, 0, sessions)
 		for range sessions {
 			p := dialPop(b, addr)
@@ -293,7 +302,8 @@ func BenchmarkDovecotIdle(b *testing.B) {
 			p.cmd(b, "STAT")
 			held = append(held, p)
 		}
-		time.Sleep(100 * time.Millisecond) // let go-imap's readers park
+		// Every session idle: its upstream client released (release.go).
+		waitFor(b, func() bool { r, _ := be.IdleReleases(); return r >= released+uint64(sessions) })
 		after, rssAfter := memNow(b)
 		if f := os.Getenv("POPBRIDGE_IDLE_HEAPPROFILE"); f != "" {
 			// What the held sessions keep (go test's -memprofile is

@@ -237,7 +237,7 @@ func (m *maildrop) sendWindow(ctx context.Context, kind int, ns iter.Seq[int], l
 	// Not observed: the window's "fetch" is observed once, when its
 	// answer is read (settleBatches).
 	err := m.exchange(ctx, "", func() error {
-		bt.cmd = m.l.client.Fetch(set, &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{item}})
+		bt.cmd = m.imap().Fetch(set, &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{item}})
 		return nil
 	})
 	if err != nil || bt.cmd == nil {

@@ -33,7 +33,25 @@ type progressConn struct {
 	// after an error (bufio hands an error out once), and each new Read
 	// would push the deadline, multiplying the timeout.
 	expired atomic.Pointer[error]
+
+	// parking is set while the go-imap client is being released
+	// (release.go): every Read fails with errReleased, never touching the
+	// connection, and interrupted records that one did.
+	parking     atomic.Bool
+	interrupted atomic.Bool
 }
+
+// errReleased is what go-imap's reader gets while its client is released.
+// It is a temporary net.Error so crypto/tls, which makes other read errors
+// permanent, leaves the TLS connection usable for the next client; and it
+// is not a deadline error, so it never sticks in expired.
+var errReleased net.Error = releasedError{}
+
+type releasedError struct{}
+
+func (releasedError) Error() string   { return "upstream client released while idle" }
+func (releasedError) Timeout() bool   { return true }
+func (releasedError) Temporary() bool { return true }
 
 func newProgressConn(c net.Conn, timeout time.Duration) *progressConn {
 	return &progressConn{Conn: c, timeout: timeout, every: min(time.Second, timeout/4)}
@@ -74,14 +92,18 @@ func (c *progressConn) progress() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	// Re-check under the lock: a push racing with disarm must not leave a
-	// deadline on an idle connection.
-	if c.armed {
+	// deadline on an idle connection, nor undo interrupt's.
+	if c.armed && !c.parking.Load() {
 		_ = c.Conn.SetDeadline(now.Add(c.timeout))
 		c.pushed.Store(now.UnixNano())
 	}
 }
 
 func (c *progressConn) Read(b []byte) (int, error) {
+	if c.parking.Load() {
+		c.interrupted.Store(true)
+		return 0, errReleased
+	}
 	if err := c.expired.Load(); err != nil {
 		return 0, *err
 	}
@@ -90,8 +112,47 @@ func (c *progressConn) Read(b []byte) (int, error) {
 	if n > 0 {
 		c.progress()
 	}
+	if err != nil && c.parking.Load() && errors.Is(err, os.ErrDeadlineExceeded) {
+		// interrupt's deadline, not a stalled command.
+		c.interrupted.Store(true)
+		return n, errReleased
+	}
 	c.expire(err)
 	return n, err
+}
+
+// interrupt makes the Read go-imap's reader is blocked in, and every later
+// Read, fail with errReleased, until reopen. The past deadline wakes a
+// Read already waiting; one that starts later sees parking first.
+func (c *progressConn) interrupt() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.interrupted.Store(false)
+	c.parking.Store(true)
+	_ = c.Conn.SetReadDeadline(time.Unix(1, 0))
+}
+
+// reopen ends interrupt: the read deadline is again the armed one, or
+// none. It reports whether a Read was interrupted.
+func (c *progressConn) reopen() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.parking.Store(false)
+	if c.armed {
+		now := time.Now()
+		_ = c.Conn.SetReadDeadline(now.Add(c.timeout))
+		c.pushed.Store(now.UnixNano())
+	} else {
+		_ = c.Conn.SetReadDeadline(time.Time{})
+	}
+	return c.interrupted.Load()
+}
+
+// isArmed reports whether a command of ours is outstanding.
+func (c *progressConn) isArmed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.armed
 }
 
 func (c *progressConn) Write(b []byte) (int, error) {

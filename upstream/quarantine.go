@@ -71,7 +71,7 @@ func trimMessageID(id string) string {
 // nothing.
 func (m *maildrop) locate(rows []JournalEntry) (found []uint32, foundRows, missing []JournalEntry, qValidity uint32, err error) {
 	q := m.b.quarantine()
-	sel, err := m.l.client.Select(q, nil).Wait()
+	sel, err := m.imap().Select(q, nil).Wait()
 	if err != nil {
 		if hasCode(err, imap.ResponseCodeNonExistent) {
 			return nil, nil, rows, 0, nil
@@ -347,7 +347,7 @@ func (b *Backend) restoreAt(ctx context.Context, user string, f RestoreFilter, l
 		return 0, fmt.Errorf("upstream login for %s: %w", user, err)
 	}
 	m.l.caps = nil
-	if m.caps = m.l.client.Caps(); m.caps == nil {
+	if m.caps = m.imap().Caps(); m.caps == nil {
 		return 0, errors.New("upstream: no capabilities after login")
 	}
 	return m.restoreRows(ctx, rows)

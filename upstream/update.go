@@ -129,7 +129,7 @@ func (m *maildrop) apply(plan policy.Plan) error {
 	// still shows the old UIDVALIDITY after the mailbox was recreated. A
 	// SELECT of the selected mailbox deselects it without expunging
 	// (RFC 3501 6.3.1) and reports the mailbox as it is now.
-	sel, err := m.l.client.Select(m.mailbox, nil).Wait()
+	sel, err := m.imap().Select(m.mailbox, nil).Wait()
 	if err != nil {
 		return fmt.Errorf("SELECT %q again: %w", m.mailbox, err)
 	}
@@ -200,7 +200,7 @@ func (m *maildrop) keepsKeyword() bool {
 // store sends UID STORE uids ±FLAGS.SILENT (flags).
 func (m *maildrop) store(uids []uint32, op imap.StoreFlagsOp, flags ...imap.Flag) error {
 	for _, set := range uidSets(uids) {
-		cmd := m.l.client.Store(set, &imap.StoreFlags{Op: op, Silent: true, Flags: flags}, nil)
+		cmd := m.imap().Store(set, &imap.StoreFlags{Op: op, Silent: true, Flags: flags}, nil)
 		if err := cmd.Close(); err != nil {
 			return fmt.Errorf("UID STORE %s %v: %w", storeOp(op), flags, err)
 		}
@@ -228,7 +228,7 @@ func (m *maildrop) expunge(uids []uint32, before []imap.UID) error {
 			return err
 		}
 		for _, set := range uidSets(uids) {
-			if err := m.l.client.UIDExpunge(set).Close(); err != nil {
+			if err := m.imap().UIDExpunge(set).Close(); err != nil {
 				return fmt.Errorf("UID EXPUNGE: %w", err)
 			}
 		}
@@ -246,7 +246,7 @@ func (m *maildrop) expunge(uids []uint32, before []imap.UID) error {
 	if !foreign(after, uids) {
 		// Another client may flag a message between the SEARCH and the
 		// EXPUNGE; without UIDPLUS no server offers anything tighter.
-		if err := m.l.client.Expunge().Close(); err != nil {
+		if err := m.imap().Expunge().Close(); err != nil {
 			return fmt.Errorf("EXPUNGE: %w", err)
 		}
 		return nil
@@ -267,7 +267,7 @@ func (m *maildrop) expunge(uids []uint32, before []imap.UID) error {
 
 // searchDeleted returns the UIDs flagged \Deleted now.
 func (m *maildrop) searchDeleted() ([]imap.UID, error) {
-	found, err := m.l.client.UIDSearch(&imap.SearchCriteria{Flag: []imap.Flag{imap.FlagDeleted}}, nil).Wait()
+	found, err := m.imap().UIDSearch(&imap.SearchCriteria{Flag: []imap.Flag{imap.FlagDeleted}}, nil).Wait()
 	if err != nil {
 		return nil, fmt.Errorf("UID SEARCH DELETED: %w", err)
 	}
@@ -291,7 +291,7 @@ func (m *maildrop) move(uids []uint32, mailbox string, deletedBefore []imap.UID)
 		err := f()
 		if err != nil && !created && hasCode(err, imap.ResponseCodeTryCreate, imap.ResponseCodeNonExistent) {
 			created = true
-			if cerr := m.l.client.Create(mailbox, nil).Wait(); cerr != nil && !hasCode(cerr, imap.ResponseCodeAlreadyExists) {
+			if cerr := m.imap().Create(mailbox, nil).Wait(); cerr != nil && !hasCode(cerr, imap.ResponseCodeAlreadyExists) {
 				return fmt.Errorf("CREATE %q: %w (after %s: %w)", mailbox, cerr, name, err)
 			}
 			err = f()
@@ -307,7 +307,7 @@ func (m *maildrop) move(uids []uint32, mailbox string, deletedBefore []imap.UID)
 		// its COPY/EXPUNGE fallback.
 		for _, set := range sets {
 			if err := retry("UID MOVE", func() error {
-				data, err := m.l.client.Move(set, mailbox).Wait()
+				data, err := m.imap().Move(set, mailbox).Wait()
 				if err == nil {
 					m.noteCopyUID(data.UIDValidity, data.SourceUIDs, data.DestUIDs)
 				}
@@ -320,7 +320,7 @@ func (m *maildrop) move(uids []uint32, mailbox string, deletedBefore []imap.UID)
 	}
 	for _, set := range sets {
 		if err := retry("UID COPY", func() error {
-			data, err := m.l.client.Copy(set, mailbox).Wait()
+			data, err := m.imap().Copy(set, mailbox).Wait()
 			if err == nil {
 				m.noteCopyUID(data.UIDValidity, data.SourceUIDs, data.DestUIDs)
 			}

@@ -106,6 +106,18 @@ var settings = []setting{
 	duration("prelogin-idle-timeout", 180*time.Second, "idle time allowed before login (Dovecot's; Thunderbird sends AUTH before its password prompt)", func(c *Config) *time.Duration { return &c.PreLoginIdleTimeout }),
 	duration("prelogin-timeout", 180*time.Second, "whole pre-login phase, TLS handshake included", func(c *Config) *time.Duration { return &c.PreLoginTimeout }),
 	duration("idle-timeout", 600*time.Second, "idle time allowed after login (RFC 1939: at least 10m)", func(c *Config) *time.Duration { return &c.IdleTimeout }),
+	{name: "release-idle-after", arg: "DURATION", def: pop3server.DefaultReleaseAfter.String(), usage: "a logged-in client silent this long has its upstream client and buffers freed, its upstream connection kept (docs/design.md); 0 never",
+		set: func(c *Config, v string) error {
+			d, err := time.ParseDuration(v)
+			if err != nil || d < 0 {
+				return fmt.Errorf("invalid duration %q (want e.g. 250ms, or 0 for never)", v)
+			}
+			if d == 0 {
+				d = -1 // pop3server: negative disables, zero is the default
+			}
+			c.ReleaseAfter = d
+			return nil
+		}},
 	duration("write-timeout", 120*time.Second, "a write to a client that makes no progress", func(c *Config) *time.Duration { return &c.WriteTimeout }),
 	integer("max-bad-commands-prelogin", 3, 1, "bad commands before login, then close", func(c *Config) *int { return &c.MaxBadCommandsPreLogin }),
 	integer("max-bad-commands", 20, 1, "bad commands after login, then close", func(c *Config) *int { return &c.MaxBadCommandsPostLogin }),

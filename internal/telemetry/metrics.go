@@ -196,6 +196,23 @@ func (m *Metrics) WatchLoginGuard(stats func() (upstream, local int64)) {
 	)
 }
 
+// WatchReleases exports popbridge_upstream_released_total and
+// popbridge_upstream_resumed_total: the upstream clients idle sessions gave
+// back and started again (docs/design.md, "Idle sessions"); stats is
+// upstream.Backend.IdleReleases.
+func (m *Metrics) WatchReleases(stats func() (released, resumed uint64)) {
+	m.reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "popbridge_upstream_released_total",
+			Help: "Upstream clients released while their POP3 client was silent.",
+		}, func() float64 { r, _ := stats(); return float64(r) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "popbridge_upstream_resumed_total",
+			Help: "Released upstream clients started again for a command.",
+		}, func() float64 { _, r := stats(); return float64(r) }),
+	)
+}
+
 // ConnectionOpened counts a greeted connection.
 func (m *Metrics) ConnectionOpened(pop3server.ConnInfo) { m.sessionsTotal.Inc() }
 
