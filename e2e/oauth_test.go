@@ -236,13 +236,64 @@ domains:
 // startBridge starts a popbridge process on the config file.
 // startBridge's NoErrorLogs does not fit: marking a mailbox for
 // re-enrollment is logged at level error, for the admin.
-func (o *oauthEnv) startBridge(t *testing.T) *bridgeproc.Bridge {
+func (o *oauthEnv) startBridge(t *testing.T, extra ...string) *bridgeproc.Bridge {
 	t.Helper()
 	return bridgeproc.Start(t, bridgeproc.Options{
-		Args: []string{"--upstream", "imap+insecure://" + o.d.IMAPAddr, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
-			"--config", o.cfgFile, "--auth-fail-delay", "10ms", "--log-level", "debug"},
+		Args: append([]string{"--upstream", "imap+insecure://" + o.d.IMAPAddr, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
+			"--config", o.cfgFile, "--auth-fail-delay", "10ms", "--log-level", "debug"}, extra...),
 		Env: cleanEnv(), StartTimeout: startTimeout, StopTimeout: 40 * time.Second, MustExitCleanly: true,
 	})
+}
+
+// TestOAuth2SessionReleasedWhileIdle: an OAuth2 session whose upstream
+// client is released whenever its POP3 client pauses (docs/design.md, idle
+// sessions) resumes on the same upstream connection: every message
+// byte-exact, and one upstream login for the whole session, so no token
+// is needed again.
+func TestOAuth2SessionReleasedWhileIdle(t *testing.T) {
+	o := newOAuthEnv(t, oauthserver.Options{}, "")
+	if _, errs, code := o.tool("", "keygen", "--config", o.cfgFile); code != 0 {
+		t.Fatalf("keygen: %s", errs)
+	}
+	o.idp.NextDeviceFlow(oauthMailbox)
+	out, errs, code := o.tool("", "enroll", "--config", o.cfgFile, "--mailbox", oauthMailbox, "--device", "scanner", "--generate")
+	if code != 0 {
+		t.Fatalf("enroll: %d\n%s\n%s", code, out, errs)
+	}
+	pw := regexp.MustCompile(`password\s+([a-z2-7]{4}(-[a-z2-7]{4}){4})\s`).FindStringSubmatch(out)
+	if pw == nil {
+		t.Fatalf("no generated password in:\n%s", out)
+	}
+	// No read-ahead: every RETR needs the upstream, so each resumes and
+	// the session is released again after it.
+	b := o.startBridge(t, "--release-idle-after", "1ms", "--prefetch-bytes", "0")
+	logins := func() int { return strings.Count(o.d.Log(), "Login: user=<"+oauthMailbox+">") }
+	before := logins()
+	released := map[string]string{"message": "upstream client released while idle"}
+	waitReleased := func(n int) {
+		t.Helper()
+		for deadline := time.Now().Add(2 * time.Minute); b.CountLog(released) < n; time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d releases logged, want %d", b.CountLog(released), n)
+			}
+		}
+	}
+	c, r := oauthLogin(t, b, pw[1])
+	if !strings.HasPrefix(r, "+OK") {
+		t.Fatalf("login: %q", r)
+	}
+	waitReleased(1)
+	for i, m := range o.want {
+		c.CmdPrefix(fmt.Sprintf("RETR %d", i+1), "+OK")
+		if got := c.Multiline(); !bytes.Equal(got, m) {
+			t.Errorf("RETR %d after a release:\n got %q\nwant %q", i+1, got, m)
+		}
+		waitReleased(i + 2)
+	}
+	c.CmdPrefix("QUIT", "+OK")
+	if n := logins() - before; n != 1 {
+		t.Errorf("%d upstream logins for one session, want 1", n)
+	}
 }
 
 // oauthLogin logs in to b as oauthMailbox with pass and returns the client and
