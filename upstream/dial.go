@@ -168,7 +168,7 @@ func (l *link) secure(ctx context.Context, tlsOn bool, tc *tls.Config, what stri
 		}
 		c = t
 	}
-	guard := &guardReader{r: c, bodies: &l.bodies}
+	guard := &guardReader{r: c, bodies: &l.bodies, lineEnd: true}
 	return preStream{conn: c, guard: guard, br: bufio.NewReader(guard)}, nil
 }
 

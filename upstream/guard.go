@@ -34,8 +34,9 @@ type guardReader struct {
 	line    int   // octets of the current line so far
 	literal int64 // literal octets still to pass
 	// lineEnd is set when the last octet passed was the LF ending a
-	// response line outside any literal: the stream is between two
-	// responses (release.go).
+	// response line outside any literal, or none has passed yet: the
+	// stream is between two responses (release.go). Start guards with it
+	// set.
 	lineEnd bool
 	tail    [24]byte
 	tailN   int

@@ -97,7 +97,7 @@ func TestReleaseUnclean(t *testing.T) {
 // The guard tells a response's end from a line that goes on after a
 // literal.
 func TestGuardLineEnd(t *testing.T) {
-	g := &guardReader{}
+	g := &guardReader{lineEnd: true}
 	for _, step := range []struct {
 		in   string
 		want bool
@@ -117,5 +117,26 @@ func TestGuardLineEnd(t *testing.T) {
 		if g.lineEnd != step.want {
 			t.Errorf("after %q: lineEnd %v", step.in, g.lineEnd)
 		}
+	}
+}
+
+// A server that says BYE and closes while the client is released: the
+// resumed client reads both, and its next command fails instead of
+// waiting.
+func TestResumeAfterBye(t *testing.T) {
+	checkGoroutines(t)
+	l, sc, _ := pipeLink(t)
+	if err := l.release(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		io.WriteString(sc, "* BYE server shutting down\r\n")
+		sc.Close()
+	}()
+	if err := l.resume(imap.CapSet{imap.CapIMAP4rev1: {}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.client.Noop().Wait(); err == nil {
+		t.Fatal("NOOP after BYE succeeded")
 	}
 }
