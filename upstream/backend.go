@@ -183,6 +183,7 @@ type Backend struct {
 	// releases and resumes count idle sessions' go-imap clients given
 	// back and started again (release.go).
 	releases, resumes atomic.Uint64
+	capSets           capSets
 }
 
 // IdleReleases reports how many sessions released their upstream client

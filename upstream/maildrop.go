@@ -160,7 +160,7 @@ func (m *maildrop) authenticate(ctx context.Context, username, password string, 
 		return err
 	}
 	m.l.caps = nil // the capabilities before login; go-imap keeps the new ones
-	if m.caps = m.imap().Caps(); m.caps == nil {
+	if m.caps = m.b.capSets.intern(m.imap().Caps()); m.caps == nil {
 		err := cause(errors.New("no capabilities after login"))
 		m.retire(err)
 		return pop3server.ErrTemporary.Wrap(err)

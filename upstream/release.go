@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -76,4 +77,40 @@ func (l *link) release() error {
 func (l *link) resume(caps imap.CapSet) error {
 	greeting := "* PREAUTH [CAPABILITY " + joinCaps(caps) + "] popbridge upstream resumed\r\n"
 	return l.start(io.MultiReader(strings.NewReader(greeting), l.guard))
+}
+
+// maxCapSets bounds capSets: a popbridge serves the users of a few
+// upstream servers, and a server whose capabilities vary per login (none
+// known) only stops being shared.
+const maxCapSets = 64
+
+// capSets interns the capabilities sessions learn after login. Every
+// session of one server gets the same forty or so, and go-imap's map of
+// them (about 2.3 KiB) is the largest thing a released session would
+// otherwise keep: it needs them for its checks and its resume. The sets
+// are never modified.
+type capSets struct {
+	mu   sync.Mutex
+	sets map[string]imap.CapSet // by joinCaps
+}
+
+// intern returns the shared set equal to caps, caps itself when it is the
+// first of its kind or the table is full, nil for nil.
+func (cs *capSets) intern(caps imap.CapSet) imap.CapSet {
+	if caps == nil {
+		return nil
+	}
+	key := joinCaps(caps)
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if shared, ok := cs.sets[key]; ok {
+		return shared
+	}
+	if len(cs.sets) < maxCapSets {
+		if cs.sets == nil {
+			cs.sets = make(map[string]imap.CapSet)
+		}
+		cs.sets[key] = caps
+	}
+	return caps
 }

@@ -3,8 +3,10 @@ package upstream
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"net"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -138,5 +140,28 @@ func TestResumeAfterBye(t *testing.T) {
 	}
 	if err := l.client.Noop().Wait(); err == nil {
 		t.Fatal("NOOP after BYE succeeded")
+	}
+}
+
+// Sessions of one server share one capability set; the table is bounded.
+func TestCapSetsIntern(t *testing.T) {
+	var cs capSets
+	same := func(a, b imap.CapSet) bool { return reflect.ValueOf(a).Pointer() == reflect.ValueOf(b).Pointer() }
+	first := cs.intern(imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapIdle: {}})
+	if got := cs.intern(imap.CapSet{imap.CapIdle: {}, imap.CapIMAP4rev1: {}}); !same(got, first) {
+		t.Error("an equal set is not shared")
+	}
+	other := imap.CapSet{imap.CapIMAP4rev1: {}}
+	if got := cs.intern(other); !same(got, other) || same(got, first) {
+		t.Error("a different set is not its own")
+	}
+	if cs.intern(nil) != nil {
+		t.Error("nil interned")
+	}
+	for i := range 2 * maxCapSets {
+		cs.intern(imap.CapSet{imap.Cap(fmt.Sprintf("X%d", i)): {}})
+	}
+	if len(cs.sets) != maxCapSets {
+		t.Errorf("%d sets kept, at most %d", len(cs.sets), maxCapSets)
 	}
 }
