@@ -4,6 +4,7 @@ import (
 	"errors"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -40,6 +41,9 @@ type Metrics struct {
 	uidlAssigned     *prometheus.CounterVec
 	configLoadTime   prometheus.Gauge
 	configLoadOK     prometheus.Gauge
+
+	// commandsOK and commandsErr hold the commands counters by verb.
+	commandsOK, commandsErr sync.Map
 }
 
 var _ pop3server.Observer = (*Metrics)(nil)
@@ -223,12 +227,21 @@ func (m *Metrics) LoginAttempted(_ pop3server.ConnInfo, _ string, err error) {
 
 // CommandDone counts a command; verbs come from pop3server's fixed table
 // (or "UNKNOWN"), so the label set stays small.
+// Each verb's two counters are looked up once and kept: WithLabelValues
+// hashes and validates its labels on every call, 3 % of popbridge's CPU
+// on a TOP n 0 scan.
 func (m *Metrics) CommandDone(verb string, ok bool) {
-	result := "err"
+	cache, result := &m.commandsErr, "err"
 	if ok {
-		result = "ok"
+		cache, result = &m.commandsOK, "ok"
 	}
-	m.commands.WithLabelValues(verb, result).Inc()
+	if c, found := cache.Load(verb); found {
+		c.(prometheus.Counter).Inc()
+		return
+	}
+	c := m.commands.WithLabelValues(verb, result)
+	cache.Store(verb, c)
+	c.Inc()
 }
 
 // SessionClosed adds the session's output and its ending.
