@@ -330,7 +330,12 @@ func (m *maildrop) Close() error {
 		_ = m.settleBatches(context.Background(), false)
 		if m.dead == nil {
 			start := time.Now()
-			err := m.imap().Logout().Wait()
+			var err error
+			if m.l.client == nil {
+				err = m.l.logout() // released: no client needed for that
+			} else {
+				err = m.l.client.Logout().Wait()
+			}
 			m.b.observe("logout", start, err)
 		}
 		t.Stop()

@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"bufio"
 	"errors"
 	"io"
 	"strings"
@@ -19,7 +20,8 @@ import (
 // the stream it read is kept: the TCP (and TLS) connection with the
 // upstream's logged-in, selected session. The next command that needs the
 // upstream starts a new client on that stream; the upstream sees nothing
-// of it, no password is kept, and OAuth2 sessions work the same.
+// of it, no password is kept, and OAuth2 sessions work the same. A session
+// that ends released writes its LOGOUT without a client (logout).
 //
 // Releasing stops go-imap's reader, which is blocked reading the stream,
 // with a past read deadline (progressConn.interrupt); go-imap then closes
@@ -77,6 +79,28 @@ func (l *link) release() error {
 func (l *link) resume(caps imap.CapSet) error {
 	greeting := "* PREAUTH [CAPABILITY " + joinCaps(caps) + "] popbridge upstream resumed\r\n"
 	return l.start(io.MultiReader(strings.NewReader(greeting), l.guard))
+}
+
+// logout ends the upstream session of a released link without starting a
+// client for it (a QUIT with nothing to apply, a client gone): LOGOUT on
+// the stream, and its answer read up to the tagged line.
+func (l *link) logout() error {
+	if _, err := io.WriteString(l.conn, "P9 LOGOUT\r\n"); err != nil {
+		return err
+	}
+	br := bufio.NewReaderSize(l.guard, 512)
+	for {
+		line, err := readLine(br)
+		if err != nil {
+			return err
+		}
+		if rest, ok := cutPrefixFold(line, "P9 "); ok {
+			if _, ok := cutPrefixFold(rest, "OK"); ok {
+				return nil
+			}
+			return &statusError{line: truncate(line)}
+		}
+	}
 }
 
 // maxCapSets bounds capSets: a popbridge serves the users of a few

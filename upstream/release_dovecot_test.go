@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -146,7 +147,11 @@ func TestDovecotReleaseBetweenCommands(t *testing.T) {
 			if got, want := listedUIDLs(m2.Messages()), slices.Concat(uidls[1:2], uidls[3:]); !slices.Equal(got, want) {
 				t.Errorf("UIDLs after QUIT %q, want %q", got, want)
 			}
-			m2.Close()
+			releaseNow(t, m2)
+			m2.Close() // LOGOUT written on the released stream
+			if m2.dead != nil {
+				t.Errorf("LOGOUT of a released session: %v", m2.dead)
+			}
 		})
 	}
 }
@@ -337,8 +342,37 @@ func TestDovecotReleaseOverPOP3(t *testing.T) {
 		t.Errorf("left %v, want %v", got, want)
 	}
 	if _, resumed := b.IdleReleases(); resumed != uint64(2*len(corpus))+1 {
-		// Each RETR, TOP and the QUIT's LOGOUT.
+		// Each RETR and TOP, and the QUIT's update.
 		t.Errorf("%d resumes, want %d", resumed, 2*len(corpus)+1)
+	}
+
+	// A QUIT with nothing to apply logs out of a released session
+	// without a client: no resume, and Dovecot sees a LOGOUT.
+	dovecotSays := func(what string) int {
+		n := 0
+		for _, line := range strings.Split(e.d.Log(), "\n") {
+			if strings.Contains(line, "imap("+user+")") && strings.Contains(line, what) {
+				n++
+			}
+		}
+		return n
+	}
+	before := dovecotSays("Disconnected: Logged out")
+	_, resumed := b.IdleReleases()
+	c = pop3client.Dial(t, ln.Addr().String(), pop3client.Options{Deadline: 2 * time.Minute})
+	c.Expect("+OK*")
+	c.Login(user, user+"-pw")
+	idle()
+	c.CmdPrefix("UIDL", "+OK")
+	c.LinesToDot()
+	c.CmdPrefix("QUIT", "+OK")
+	c.ExpectClosed()
+	waitFor(t, func() bool { return dovecotSays("Disconnected: Logged out") > before })
+	if n := dovecotSays("Connection closed"); n != 0 {
+		t.Errorf("%d upstream sessions closed without LOGOUT", n)
+	}
+	if _, now := b.IdleReleases(); now != resumed {
+		t.Errorf("%d resumes for a session that needed no upstream after login", now-resumed)
 	}
 }
 
