@@ -360,6 +360,14 @@ func (b *memBody) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// WriteTo writes the rest of the body to w in one call: pop3server then
+// needs no copy buffer for it.
+func (b *memBody) WriteTo(w io.Writer) (int64, error) {
+	n, err := w.Write(b.data[b.off:])
+	b.off += n
+	return int64(n), err
+}
+
 // Close gives the body's octets back to the budgets.
 func (b *memBody) Close() error {
 	if b.data != nil {
