@@ -103,7 +103,7 @@ func (c *popConn) body(line string) (Sum, error) {
 		return Sum{}, err
 	}
 	h := NewHasher()
-	err := c.c.StreamBody(func(p []byte) { h.Write(p) })
+	err := c.c.StreamBulk(func(p []byte) { h.Write(p) })
 	return h.Sum(), err
 }
 
