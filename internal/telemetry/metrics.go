@@ -170,16 +170,13 @@ func (m *Metrics) WatchPrefetch(held func() int64, served func() uint64) {
 // popbridge_cache_hits_total and popbridge_cache_misses_total; stats is
 // cache.Listings.Stats.
 func (m *Metrics) WatchCache(stats func() (hits, misses uint64)) {
-	m.reg.MustRegister(
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "popbridge_cache_hits_total",
-			Help: "Logins whose mailbox listing came from the cache.",
-		}, func() float64 { h, _ := stats(); return float64(h) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "popbridge_cache_misses_total",
-			Help: "Logins whose mailbox listing had to be fetched.",
-		}, func() float64 { _, mi := stats(); return float64(mi) }),
-	)
+	m.registerPair(prometheus.CounterOpts{
+		Name: "popbridge_cache_hits_total",
+		Help: "Logins whose mailbox listing came from the cache.",
+	}, prometheus.CounterOpts{
+		Name: "popbridge_cache_misses_total",
+		Help: "Logins whose mailbox listing had to be fetched.",
+	}, func() (float64, float64) { h, mi := stats(); return float64(h), float64(mi) })
 }
 
 // WatchLoginGuard exports loginguard's counters (docs/security.md):
@@ -188,16 +185,13 @@ func (m *Metrics) WatchCache(stats func() (hits, misses uint64)) {
 // by the guard (repeated or throttled wrong passwords); stats is
 // loginguard.Guard.Stats.
 func (m *Metrics) WatchLoginGuard(stats func() (upstream, local int64)) {
-	m.reg.MustRegister(
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "popbridge_login_upstream_attempts_total",
-			Help: "Logins whose credentials were passed to the upstream.",
-		}, func() float64 { u, _ := stats(); return float64(u) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "popbridge_login_refused_locally_total",
-			Help: "Logins refused without asking the upstream: a password it refused recently, or a user under attack.",
-		}, func() float64 { _, l := stats(); return float64(l) }),
-	)
+	m.registerPair(prometheus.CounterOpts{
+		Name: "popbridge_login_upstream_attempts_total",
+		Help: "Logins whose credentials were passed to the upstream.",
+	}, prometheus.CounterOpts{
+		Name: "popbridge_login_refused_locally_total",
+		Help: "Logins refused without asking the upstream: a password it refused recently, or a user under attack.",
+	}, func() (float64, float64) { u, l := stats(); return float64(u), float64(l) })
 }
 
 // WatchReleases exports popbridge_upstream_released_total and
@@ -205,15 +199,20 @@ func (m *Metrics) WatchLoginGuard(stats func() (upstream, local int64)) {
 // back and started again (docs/design.md, "Idle sessions"); stats is
 // upstream.Backend.IdleReleases.
 func (m *Metrics) WatchReleases(stats func() (released, resumed uint64)) {
+	m.registerPair(prometheus.CounterOpts{
+		Name: "popbridge_upstream_released_total",
+		Help: "Upstream clients released while their POP3 client was silent.",
+	}, prometheus.CounterOpts{
+		Name: "popbridge_upstream_resumed_total",
+		Help: "Released upstream clients started again for a command.",
+	}, func() (float64, float64) { r, u := stats(); return float64(r), float64(u) })
+}
+
+// registerPair registers two counters whose values one stats call returns.
+func (m *Metrics) registerPair(a, b prometheus.CounterOpts, stats func() (float64, float64)) {
 	m.reg.MustRegister(
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "popbridge_upstream_released_total",
-			Help: "Upstream clients released while their POP3 client was silent.",
-		}, func() float64 { r, _ := stats(); return float64(r) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "popbridge_upstream_resumed_total",
-			Help: "Released upstream clients started again for a command.",
-		}, func() float64 { _, r := stats(); return float64(r) }),
+		prometheus.NewCounterFunc(a, func() float64 { v, _ := stats(); return v }),
+		prometheus.NewCounterFunc(b, func() float64 { _, v := stats(); return v }),
 	)
 }
 
