@@ -127,7 +127,8 @@ func (e errString) Error() string { return string(e) }
 //     encoded (PLAIN: authzid empty or equal to the user; LOGIN: the two
 //     responses);
 //   - the gate passes exactly the credentials an independent oracle
-//     accepts: user valid UTF-8 without any Unicode control character,
+//     accepts: user valid UTF-8 without any Unicode control character or
+//     white space (a space would split USER name password),
 //     password without C0 controls or DEL, both non-empty and within the
 //     length limits. So nothing that passes can carry NUL, CR or LF into
 //     an IMAP command.
@@ -146,6 +147,7 @@ func FuzzSASL(f *testing.F) {
 		{"LOGIN", "=", "=", ""},
 		{"LOGIN", b64([]byte("al\x00ice")), b64([]byte("x")), ""},
 		{"LOGIN", b64([]byte("j\u00fcrgen\u0085")), b64([]byte("\xff\xfe")), ""},
+		{"LOGIN", b64([]byte(" 4")), b64([]byte("-4")), ""}, // a user with white space is refused
 		{"CRAM-MD5", "", "", ""},
 	} {
 		f.Add(s[0], s[1], s[2], s[3])
@@ -221,7 +223,7 @@ func FuzzSASL(f *testing.F) {
 		}
 		gate := checkCredentials(user, pass) == nil
 		oracle := len(user) > 0 && len(user) <= maxUsernameLen && utf8.ValidString(user) &&
-			!strings.ContainsFunc(user, unicode.IsControl) &&
+			!strings.ContainsFunc(user, func(r rune) bool { return unicode.IsControl(r) || unicode.IsSpace(r) }) &&
 			len(pass) > 0 && len(pass) <= maxPasswordLen && !strings.ContainsAny(pass, asciiControls)
 		if gate != oracle {
 			t.Fatalf("gate(%q, %q) = %v, oracle says %v", user, pass, gate, oracle)
