@@ -122,7 +122,15 @@ func (m *Manager) CodeFlow(ctx context.Context, p *Provider, mailbox string, out
 		}
 	})}
 	go srv.Serve(ln)
-	defer srv.Close()
+	// Shutdown, not Close: the handler hands the code over before its
+	// page is written, and Close would cut the browser's connection
+	// before the "signed in" page reaches it (the browser then shows a
+	// connection error although enrollment worked).
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
 	var res result
 	select {
 	case res = <-got:
