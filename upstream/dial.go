@@ -39,9 +39,6 @@ type link struct {
 	// released client (release.go) is resumed on them.
 	conn  net.Conn
 	guard *guardReader
-	// parking keeps handedConn.Close from closing the stream while the
-	// client is being released.
-	parking atomic.Bool
 }
 
 // dialConfig is what dial needs from Options.
@@ -242,11 +239,12 @@ type handedConn struct {
 
 func (c *handedConn) Read(b []byte) (int, error) { return c.r.Read(b) }
 
-// Close closes the stream, except while the client is being released:
-// go-imap closes its connection when its reader fails, and that failure
-// is the release's own doing.
+// Close closes the stream, except while the client is being released
+// (between progressConn's interrupt and reopen): go-imap closes its
+// connection when its reader fails, and that failure is the release's own
+// doing.
 func (c *handedConn) Close() error {
-	if c.l.parking.Load() {
+	if c.l.raw.parking.Load() {
 		return nil
 	}
 	return c.Conn.Close()

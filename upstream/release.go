@@ -25,7 +25,7 @@ import (
 //
 // Releasing stops go-imap's reader, which is blocked reading the stream,
 // with a past read deadline (progressConn.interrupt); go-imap then closes
-// its connection, which handedConn ignores while parking. The stream is
+// its connection, which handedConn ignores until reopen. The stream is
 // reusable only if the reader stopped between two responses: the guard
 // saw a whole line end outside any literal. Anything else (the server
 // wrote at that very moment) retires the link like any failure, and the
@@ -48,8 +48,6 @@ func (l *link) release() error {
 		return errors.New("release: upstream client had already ended")
 	default:
 	}
-	l.parking.Store(true)
-	defer l.parking.Store(false)
 	l.raw.interrupt()
 	t := time.NewTimer(releaseWait)
 	defer t.Stop()

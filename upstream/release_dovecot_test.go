@@ -40,6 +40,17 @@ func releaseCorpus() [][]byte {
 	return corpus
 }
 
+// releaseUser is a new user whose INBOX holds releaseCorpus, in order.
+func (e *dovecotEnv) releaseUser(t *testing.T) (string, [][]byte) {
+	t.Helper()
+	user := e.user(t)
+	corpus := releaseCorpus()
+	for _, msg := range corpus {
+		e.d.Append(t, user, "INBOX", msg)
+	}
+	return user, corpus
+}
+
 // releaseNow calls Release as pop3server would and reports whether the
 // client was released: exactly when nothing was outstanding.
 func releaseNow(t *testing.T, m *maildrop) bool {
@@ -91,11 +102,7 @@ func TestDovecotReleaseBetweenCommands(t *testing.T) {
 	} {
 		t.Run(u.Scheme, func(t *testing.T) {
 			checkGoroutines(t)
-			user := e.user(t)
-			corpus := releaseCorpus()
-			for _, msg := range corpus {
-				e.d.Append(t, user, "INBOX", msg)
-			}
+			user, corpus := e.releaseUser(t)
 			stored := e.d.Messages(t, user, "INBOX")
 			b := newBackend(t, u, func(o *Options) {
 				o.TLSConfig = cfg
@@ -161,11 +168,7 @@ func TestDovecotReleaseBetweenCommands(t *testing.T) {
 func TestDovecotReleaseWaitsForOutstanding(t *testing.T) {
 	checkGoroutines(t)
 	e := startDovecot(t)
-	user := e.user(t)
-	corpus := releaseCorpus()
-	for _, msg := range corpus {
-		e.d.Append(t, user, "INBOX", msg)
-	}
+	user, corpus := e.releaseUser(t)
 	b := e.backend(t, func(o *Options) {
 		o.Prefetch = PrefetchOptions{Budget: cache.NewBudget(1 << 20), SessionBytes: pfSession}
 	})
@@ -284,11 +287,7 @@ func TestDovecotExpungedWhileReleased(t *testing.T) {
 func TestDovecotReleaseOverPOP3(t *testing.T) {
 	checkGoroutines(t)
 	e := startDovecot(t)
-	user := e.user(t)
-	corpus := releaseCorpus()
-	for _, msg := range corpus {
-		e.d.Append(t, user, "INBOX", msg)
-	}
+	user, corpus := e.releaseUser(t)
 	stored := e.d.Messages(t, user, "INBOX")
 	b := e.backend(t)
 	srv := pop3server.NewServer(b, pop3server.Options{
