@@ -387,19 +387,8 @@ func (s *sqlStore) ForgetDone(ctx context.Context, key string, uidValidity uint3
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		// A statement per batchRows UIDs, not per UID: a session can find
 		// thousands of messages gone.
-		for len(uids) > 0 {
-			n := min(len(uids), batchRows)
-			args := []any{key, int64(uidValidity)}
-			for _, uid := range uids[:n] {
-				args = append(args, int64(uid))
-			}
-			q := "DELETE FROM done_marks WHERE mailbox_key = ? AND uidvalidity = ? AND uid IN (?" + strings.Repeat(", ?", n-1) + ")"
-			if _, err := tx.ExecContext(ctx, s.rebind(q), args...); err != nil {
-				return err
-			}
-			uids = uids[n:]
-		}
-		return nil
+		return s.execIn(ctx, tx, "DELETE FROM done_marks WHERE mailbox_key = ? AND uidvalidity = ? AND uid IN ",
+			[]any{key, int64(uidValidity)}, len(uids), func(i int) any { return int64(uids[i]) })
 	})
 	return wrap("forget done marks", err)
 }
@@ -440,21 +429,28 @@ func (s *sqlStore) AppendJournal(ctx context.Context, entries []JournalEntry) ([
 
 func (s *sqlStore) SetJournalOutcome(ctx context.Context, ids []int64, outcome string) error {
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		for len(ids) > 0 {
-			n := min(len(ids), batchRows)
-			args := []any{outcome}
-			for _, id := range ids[:n] {
-				args = append(args, id)
-			}
-			q := "UPDATE journal SET outcome = ? WHERE id IN (?" + strings.Repeat(", ?", n-1) + ")"
-			if _, err := tx.ExecContext(ctx, s.rebind(q), args...); err != nil {
-				return err
-			}
-			ids = ids[n:]
-		}
-		return nil
+		return s.execIn(ctx, tx, "UPDATE journal SET outcome = ? WHERE id IN ",
+			[]any{outcome}, len(ids), func(i int) any { return ids[i] })
 	})
 	return wrap("set journal outcome", err)
+}
+
+// execIn runs query, which ends in "IN ", once per batchRows of its n
+// keys (key(i) is the i-th), each time with the fixed arguments first and
+// then the batch's keys in a parenthesized list.
+func (s *sqlStore) execIn(ctx context.Context, tx *sql.Tx, query string, fixed []any, n int, key func(int) any) error {
+	for start := 0; start < n; start += batchRows {
+		end := min(n, start+batchRows)
+		args := append([]any(nil), fixed...)
+		for i := start; i < end; i++ {
+			args = append(args, key(i))
+		}
+		q := query + "(?" + strings.Repeat(", ?", end-start-1) + ")"
+		if _, err := tx.ExecContext(ctx, s.rebind(q), args...); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (s *sqlStore) Journal(ctx context.Context, q JournalQuery) ([]JournalEntry, error) {
